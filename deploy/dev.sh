@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The README's two commands, runnable on a fresh machine with Python 3.11+, Java 17+ and Maven:
+#   bash deploy/dev.sh demo   set everything up, run the main job on a local single-node Kafka
+#   bash deploy/dev.sh test   set everything up, run the whole test suite (extra args go to pytest)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export STOCKSYNC_CACHE_DIR="${STOCKSYNC_CACHE_DIR:-$PWD/.cache}"
+
+die() { echo "dev.sh: $*" >&2; exit 2; }
+
+python_311() {
+  for candidate in python3.13 python3.12 python3.11 python3; do
+    if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+      echo "$candidate"; return
+    fi
+  done
+  die "Python 3.11 or newer is needed (python3 is $(python3 --version 2>&1 || echo missing))"
+}
+
+setup() {
+  if [ ! -x .venv/bin/python ]; then
+    "$(python_311)" -m venv .venv
+  fi
+  # Reinstall only when the dependencies changed (pip is slow even when there is nothing to do).
+  local stamp=.venv/.stocksync-installed
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e ".[test,rocksdb]"
+    touch "$stamp"
+  fi
+}
+
+need_kafka_tools() {
+  if [ -z "${STOCKSYNC_BOOTSTRAP_SERVERS:-}${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
+    command -v java >/dev/null || die "Java 17+ is needed to run the local Kafka broker (e.g. apt-get install openjdk-17-jre-headless)"
+    command -v mvn >/dev/null || die "Maven is needed to fetch Kafka's jars (e.g. apt-get install maven)"
+  fi
+}
+
+case "${1:-}" in
+  test)
+    shift
+    setup
+    need_kafka_tools
+    exec .venv/bin/python -m pytest tests "$@"
+    ;;
+  demo)
+    shift
+    setup
+    need_kafka_tools
+    exec .venv/bin/stocksync demo "$@"
+    ;;
+  *)
+    die "usage: bash deploy/dev.sh demo|test [args]"
+    ;;
+esac

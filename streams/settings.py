@@ -1,0 +1,71 @@
+"""Typed settings read from the environment (prefix STOCKSYNC_), with defaults for the local broker."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streams.errors import ConfigError
+
+DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "stocksync"
+
+
+class Settings(BaseSettings):
+    """Every knob of stocksync; each field is read from STOCKSYNC_<FIELD NAME>."""
+
+    model_config = SettingsConfigDict(env_prefix="STOCKSYNC_", frozen=True, extra="ignore")
+
+    # Where Kafka is. Empty: the local broker that `stocksync broker start` runs (its state file says where).
+    bootstrap_servers: str = ""
+    topic_prefix: str = Field(default="stocksync", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$")
+    # Every input topic has the same partition count, so all positions of a SKU meet on one worker.
+    partitions: int = Field(default=6, ge=1, le=10_000)
+    replication_factor: int = Field(default=1, ge=1, le=10)
+    ledger_retention_ms: int = Field(default=30 * 24 * 3600 * 1000, ge=60_000)
+    deadletter_retention_ms: int = Field(default=30 * 24 * 3600 * 1000, ge=60_000)
+
+    # The faust worker.
+    app_id: str = Field(default="stocksync", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$")
+    store: Literal["rocksdb://", "memory://"] = "rocksdb://"
+    # faust joins its group after about half of this: keep it low for demos and tests.
+    broker_session_timeout_s: float = Field(default=10.0, gt=0)
+    web_port: int = Field(default=6066, ge=0, le=65535)
+    data_dir: Path = Path("stocksync-data")
+
+    # The local broker (Apache Kafka's jars from Maven Central, run with Java).
+    cache_dir: Path = DEFAULT_CACHE_DIR
+    kafka_version: str = Field(default="4.1.1", pattern=r"^4\.\d+\.\d+$")
+    kafka_heap: str = Field(default="512m", pattern=r"^\d+[mMgG]$")
+    broker_start_timeout_s: float = Field(default=90.0, gt=0)
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _host_port_list(cls, value: str) -> str:
+        for server in filter(None, value.split(",")):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port...], got {server!r}")
+        return value
+
+    @property
+    def broker_home(self) -> Path:
+        """Where the local broker's jars, data and state live."""
+        return self.cache_dir / f"kafka-{self.kafka_version}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings; a bad value becomes a ConfigError naming the variable, not a traceback."""
+    if "bootstrap_servers" not in overrides and not os.environ.get("STOCKSYNC_BOOTSTRAP_SERVERS"):
+        # The variable every Kafka tool knows also selects the cluster.
+        if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+            overrides["bootstrap_servers"] = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "settings"
+        raise ConfigError(f"STOCKSYNC_{field.upper()}: {first['msg']}") from None

@@ -1,0 +1,111 @@
+"""One real Kafka broker for the whole test session: KAFKA_BOOTSTRAP_SERVERS, testcontainers, or the local jars."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from streams.broker.select import Cluster, start_cluster
+from streams.settings import load_settings
+
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    settings = load_settings()
+    cluster = start_cluster(settings, tmp_path_factory.mktemp("kafka"))
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def bootstrap(kafka: Cluster) -> str:
+    return kafka.bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def admin(bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap})
+
+
+@pytest.fixture
+def make_topic(admin: AdminClient, unique: str) -> Callable[..., str]:
+    """Create a topic named after the test; returns its name."""
+
+    def make(suffix: str, partitions: int = 3, config: dict[str, str] | None = None) -> str:
+        name = f"t-{unique}-{suffix}"
+        for future in admin.create_topics([NewTopic(name, partitions, 1, config=config or {})]).values():
+            future.result()
+        return name
+
+    return make
+
+
+def producer(bootstrap: str, **extra: object) -> Producer:
+    """The producer configuration every channel-side client uses."""
+    return Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
+                     "partitioner": "murmur2_random", "linger.ms": 5, **extra})
+
+
+def consume(bootstrap: str, topic: str, until: Callable[[list[T]], bool], decode: Callable[..., T],
+            timeout_s: float = 60.0, group: str | None = None,
+            check: Callable[[], None] = lambda: None) -> list[T]:
+    """Read `topic` from the start until `until(records)` holds; fail with what was seen on timeout.
+
+    `check` runs between polls and may raise (e.g. when the worker under test has died)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group or f"reader-{time.monotonic_ns()}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    records: list[T] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not until(records):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout_s}s reading {topic}; saw {len(records)}: "
+                                     f"{records[-5:]}")
+            check()
+            message = consumer.poll(0.5)
+            if message is None or message.error():
+                continue
+            records.append(decode(message))
+    finally:
+        consumer.close()
+    return records
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.1) -> None:
+    """Poll `condition` until it holds (the awaited condition, not a sleep)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(interval_s)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def running(proc: subprocess.Popen[bytes], log: Path) -> Callable[[], None]:
+    """A `check` for consume(): fails at once, with the log's tail, if the process under test exited."""
+
+    def check() -> None:
+        if proc.poll() is not None:
+            raise AssertionError(f"process exited with {proc.returncode}: {log.read_text()[-3000:]}")
+
+    return check
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[2]

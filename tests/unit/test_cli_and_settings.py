@@ -1,0 +1,83 @@
+"""Bad settings and arguments give one line naming what is wrong; the registry names topics predictably."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from streams.broker.local import LocalKafka
+from streams.errors import BrokerError, ConfigError
+from streams.settings import load_settings
+from streams.topics import TopicRegistry
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "streams.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=60)
+
+
+@pytest.mark.parametrize(("variable", "value", "expected"), [
+    ("STOCKSYNC_PARTITIONS", "many", "STOCKSYNC_PARTITIONS: Input should be a valid integer"),
+    ("STOCKSYNC_PARTITIONS", "0", "STOCKSYNC_PARTITIONS: Input should be greater than or equal to 1"),
+    ("STOCKSYNC_STORE", "redis://", "STOCKSYNC_STORE: Input should be 'rocksdb://' or 'memory://'"),
+    ("STOCKSYNC_BOOTSTRAP_SERVERS", "localhost", "STOCKSYNC_BOOTSTRAP_SERVERS: Value error, expected host:port"),
+    ("KAFKA_BOOTSTRAP_SERVERS", "no-port", "STOCKSYNC_BOOTSTRAP_SERVERS: Value error, expected host:port"),
+])
+def test_bad_setting_is_one_line(variable: str, value: str, expected: str) -> None:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), variable: value}
+    result = run_cli("topics", "list", env=env)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"stocksync: error: {expected}")
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_bad_channel_argument_is_one_line() -> None:
+    result = run_cli("topics", "list", "--channel", "Web Shop")
+    assert result.returncode == 2
+    assert result.stderr == "stocksync: error: channel id 'Web Shop': use lowercase letters, digits, '-' or '_' (max 63)\n"
+
+
+def test_no_broker_configured_is_one_line(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "STOCKSYNC_CACHE_DIR": str(tmp_path)}
+    result = run_cli("topics", "create", env=env)
+    assert result.returncode == 2
+    assert "no Kafka to talk to: set STOCKSYNC_BOOTSTRAP_SERVERS" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_unknown_command_is_argparse_usage() -> None:
+    result = run_cli("frobnicate")
+    assert result.returncode == 2 and "invalid choice: 'frobnicate'" in result.stderr
+
+
+def test_missing_java_or_maven_names_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # neither java nor mvn can be found
+    broker = LocalKafka(home=tmp_path / "home", workdir=tmp_path / "broker")
+    with pytest.raises(BrokerError, match=r"'java' not found on PATH: install Java 17 or newer"):
+        broker.start()
+
+
+def test_settings_take_kafka_bootstrap_servers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("STOCKSYNC_BOOTSTRAP_SERVERS", raising=False)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "10.0.0.1:9092,10.0.0.2:9092")
+    assert load_settings().bootstrap_servers == "10.0.0.1:9092,10.0.0.2:9092"
+    monkeypatch.setenv("STOCKSYNC_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    assert load_settings().bootstrap_servers == "127.0.0.1:9092"
+
+
+def test_registry_names_and_partitions() -> None:
+    registry = TopicRegistry(load_settings(topic_prefix="acme", partitions=12))
+    names = [spec.name for spec in registry.all(["web"])]
+    assert names == ["acme.positions", "acme.ledger", "acme.deadletter", "acme.network",
+                     "acme.channel.web.sales", "acme.channel.web.restock", "acme.channel.web.replies",
+                     "acme.channel.web.ats"]
+    # Every input and every SKU-keyed output share one partition count; the network is one ordered log.
+    assert {s.partitions for s in registry.all(["web"]) if s.key == "sku"} == {12}
+    assert registry.network.partitions == 1
+    assert registry.ats("web").config["cleanup.policy"] == "compact"
+    assert registry.ledger.config["cleanup.policy"] == "delete"
+    with pytest.raises(ConfigError):
+        registry.sales("../etc")
