@@ -1,0 +1,27 @@
+"""Available-to-sell per channel: what each channel may offer of a SKU, and which channels a change touches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from streams.domain.network import Channel, Network
+from streams.domain.stock import SkuStock
+
+
+def channel_ats(stock: SkuStock, channel: Channel) -> int:
+    """max(0, sum of available over the channel's selling locations - buffer); 0 for an excluded SKU."""
+    if stock.sku in channel.excluded_skus:
+        return 0
+    return max(0, sum(stock.available(location) for location in channel.selling_locations) - channel.buffer)
+
+
+def affected_channels(network: Network, locations: Iterable[str]) -> frozenset[str]:
+    """The channels whose ATS can change when positions at `locations` change."""
+    channels: set[str] = set()
+    for location in locations:
+        channels |= network.channels_selling_from(location)
+    return frozenset(channels)
+
+
+def ats_by_channel(stock: SkuStock, network: Network, channels: Iterable[str]) -> dict[str, int]:
+    return {ch: channel_ats(stock, network.channels[ch]) for ch in channels if ch in network.channels}

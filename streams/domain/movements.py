@@ -1,0 +1,121 @@
+"""Movements: everything that happens to stock, as reported by a channel, validated on construction."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from streams.domain.errors import InvalidMovement
+
+SKU_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$")
+ADJUSTMENT_REASONS = frozenset({"damage", "shrinkage", "correction", "found", "theft", "expired_goods", "other"})
+
+
+class Kind(StrEnum):
+    SALE = "sale"
+    RETURN = "return"
+    RECEIPT = "receipt"
+    ADJUSTMENT = "adjustment"
+    COUNT = "count"
+    TRANSFER_OUT = "transfer_out"
+    TRANSFER_IN = "transfer_in"
+    SAFETY_STOCK = "safety_stock"
+    RESERVATION_PLACED = "reservation_placed"
+    RESERVATION_RELEASED = "reservation_released"
+    RESERVATION_FULFILLED = "reservation_fulfilled"
+    RESERVATION_EXPIRED = "reservation_expired"
+
+
+# Movements that change on_hand by a signed amount (the deltas that counts reconcile with).
+DELTA_KINDS = frozenset({Kind.SALE, Kind.RETURN, Kind.RECEIPT, Kind.ADJUSTMENT, Kind.TRANSFER_OUT,
+                         Kind.TRANSFER_IN})
+RESERVATION_KINDS = frozenset({Kind.RESERVATION_PLACED, Kind.RESERVATION_RELEASED, Kind.RESERVATION_FULFILLED,
+                               Kind.RESERVATION_EXPIRED})
+# Which input topic of a channel carries a kind: sales-side or supply-side.
+SALES_SIDE = frozenset({Kind.SALE, Kind.RETURN} | RESERVATION_KINDS)
+SUPPLY_SIDE = frozenset({Kind.RECEIPT, Kind.ADJUSTMENT, Kind.COUNT, Kind.TRANSFER_OUT, Kind.TRANSFER_IN,
+                         Kind.SAFETY_STOCK})
+
+
+@dataclass(frozen=True, slots=True)
+class Movement:
+    """One event at one SKU. `quantity` is units (signed only for adjustments; absolute for counts and safety
+    stock). Times are epoch milliseconds of event time. `location` is None only for a channel-wide reservation."""
+
+    kind: Kind
+    event_id: str
+    channel: str
+    sku: str
+    location: str | None
+    quantity: int
+    occurred_at: int
+    reason: str = ""  # adjustment reason, or free text for a return
+    resellable: bool = True  # returns: a damaged return does not go back on the shelf
+    other_location: str | None = None  # transfers: destination of an out, origin of an in
+    transfer_id: str | None = None
+    reservation_id: str | None = None
+    expires_at: int | None = None  # reservations placed: event time after which the hold lapses
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.kind, Kind):
+            try:
+                object.__setattr__(self, "kind", Kind(self.kind))
+            except ValueError:
+                raise InvalidMovement(f"kind: unknown movement type {self.kind!r}") from None
+        _check(bool(self.event_id), "event_id: missing")
+        _check(len(self.event_id) <= 128, "event_id: longer than 128 characters")
+        _check(bool(self.channel), "channel: missing")
+        _check(bool(SKU_PATTERN.match(self.sku)), f"sku: {self.sku!r} is not a SKU (letters, digits, ._/-; max 64)")
+        _check(isinstance(self.quantity, int) and not isinstance(self.quantity, bool), "quantity: not an integer")
+        _check(isinstance(self.occurred_at, int) and self.occurred_at >= 0, "occurred_at: not an epoch-ms time")
+        kind = self.kind
+        if kind is Kind.ADJUSTMENT:
+            _check(self.quantity != 0, "quantity: an adjustment must change stock (non-zero)")
+            _check(self.reason in ADJUSTMENT_REASONS,
+                   f"reason: adjustment reason {self.reason!r} is not one of {sorted(ADJUSTMENT_REASONS)}")
+        elif kind in (Kind.COUNT, Kind.SAFETY_STOCK):
+            _check(self.quantity >= 0, f"quantity: a {kind} is absolute and cannot be negative")
+        elif kind in (Kind.RESERVATION_RELEASED, Kind.RESERVATION_FULFILLED, Kind.RESERVATION_EXPIRED):
+            _check(self.quantity >= 0, "quantity: cannot be negative")
+        else:
+            _check(self.quantity > 0, f"quantity: must be positive for a {kind}, got {self.quantity}")
+        if kind is not Kind.RESERVATION_PLACED and kind not in (Kind.RESERVATION_RELEASED,
+                                                                Kind.RESERVATION_FULFILLED,
+                                                                Kind.RESERVATION_EXPIRED):
+            _check(bool(self.location), "location: missing")
+        if kind in (Kind.TRANSFER_OUT, Kind.TRANSFER_IN):
+            _check(bool(self.transfer_id), "transfer_id: missing for a transfer")
+            _check(bool(self.other_location), "other_location: a transfer needs its other end")
+            _check(self.other_location != self.location, "other_location: a transfer needs two different locations")
+        if kind in RESERVATION_KINDS:
+            _check(bool(self.reservation_id), "reservation_id: missing")
+        if kind is Kind.RESERVATION_PLACED:
+            _check(self.expires_at is not None and self.expires_at > self.occurred_at,
+                   "expires_at: a reservation needs an expiry after occurred_at")
+
+    @property
+    def key(self) -> str:
+        """What makes the movement unique: event ids are unique per channel."""
+        return f"{self.channel}:{self.event_id}"
+
+    @property
+    def reservation_key(self) -> str:
+        return f"{self.channel}:{self.reservation_id}"
+
+    @property
+    def delta(self) -> int:
+        """The signed change to on_hand at `location` (deltas only)."""
+        kind = self.kind
+        if kind in (Kind.SALE, Kind.TRANSFER_OUT):
+            return -self.quantity
+        if kind is Kind.RETURN:
+            return self.quantity if self.resellable else 0
+        if kind in (Kind.RECEIPT, Kind.ADJUSTMENT, Kind.TRANSFER_IN):
+            return self.quantity
+        raise InvalidMovement(f"kind: a {kind} is not a delta")
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise InvalidMovement(message)

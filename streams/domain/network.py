@@ -1,0 +1,202 @@
+"""The retail network as data: locations with coordinates and flags, channels with the locations they sell from."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from streams.domain.errors import NetworkError
+
+ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+LOCATION_KINDS = frozenset({"store", "warehouse", "dark_store", "supplier", "other"})
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    id: str
+    kind: str
+    latitude: float
+    longitude: float
+    ship_from: bool = False
+    pickup: bool = False
+    handling_cost: float = 0.0  # cost of one shipment from here, in the same unit as distance cost
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """A channel sells from `locations` and holds back `buffer` units of every SKU.
+
+    Excluded SKUs get ATS 0; excluded locations (e.g. a store closed for a count) are left out of the sum.
+    `coalesce_ms` lets the feed merge updates for rate-limited channels (a drop to zero is never delayed)."""
+
+    id: str
+    locations: frozenset[str]
+    buffer: int = 0
+    excluded_skus: frozenset[str] = frozenset()
+    excluded_locations: frozenset[str] = frozenset()
+    coalesce_ms: int = 0
+
+    @property
+    def selling_locations(self) -> frozenset[str]:
+        return self.locations - self.excluded_locations
+
+
+@dataclass(frozen=True)
+class Network:
+    locations: Mapping[str, Location] = field(default_factory=dict)
+    channels: Mapping[str, Channel] = field(default_factory=dict)
+    distance_weight: float = 1.0  # cost per km of distance in sourcing, against each location's handling cost
+    _by_location: Mapping[str, frozenset[str]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for channel in self.channels.values():
+            for location in sorted(channel.locations | channel.excluded_locations):
+                if location not in self.locations:
+                    raise NetworkError(f"channels.{channel.id}.locations: unknown location {location!r}")
+        index: dict[str, set[str]] = {}
+        for channel in self.channels.values():
+            for location in channel.selling_locations:
+                index.setdefault(location, set()).add(channel.id)
+        object.__setattr__(self, "locations", MappingProxyType(dict(self.locations)))
+        object.__setattr__(self, "channels", MappingProxyType(dict(self.channels)))
+        object.__setattr__(self, "_by_location",
+                           MappingProxyType({loc: frozenset(chs) for loc, chs in index.items()}))
+
+    def channels_selling_from(self, location: str) -> frozenset[str]:
+        """The channels whose ATS includes `location`."""
+        return self._by_location.get(location, frozenset())
+
+    def owns(self, channel: str, location: str) -> bool:
+        """May `channel` report movements at `location`? (its locations, excluded or not)."""
+        found = self.channels.get(channel)
+        return found is not None and location in found.locations
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Network:
+        """Build and validate a network from plain data (a parsed YAML file); errors name the field."""
+        if not isinstance(data, Mapping):
+            raise NetworkError("network: expected a mapping with 'locations' and 'channels'")
+        locations = [_location(i, raw) for i, raw in enumerate(_list(data, "locations"))]
+        channels = [_channel(i, raw) for i, raw in enumerate(_list(data, "channels"))]
+        _unique("locations", (loc.id for loc in locations))
+        _unique("channels", (ch.id for ch in channels))
+        weight = _number(data, "distance_weight", "distance_weight", 1.0)
+        if weight < 0:
+            raise NetworkError("distance_weight: must be >= 0")
+        return cls({loc.id: loc for loc in locations}, {ch.id: ch for ch in channels}, weight)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "distance_weight": self.distance_weight,
+            "locations": [{"id": loc.id, "kind": loc.kind, "latitude": loc.latitude, "longitude": loc.longitude,
+                           "ship_from": loc.ship_from, "pickup": loc.pickup, "handling_cost": loc.handling_cost}
+                          for loc in self.locations.values()],
+            "channels": [{"id": ch.id, "locations": sorted(ch.locations), "buffer": ch.buffer,
+                          "excluded_skus": sorted(ch.excluded_skus),
+                          "excluded_locations": sorted(ch.excluded_locations), "coalesce_ms": ch.coalesce_ms}
+                         for ch in self.channels.values()],
+        }
+
+
+def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance (haversine) in kilometres."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * 6371.0088 * math.asin(min(1.0, math.sqrt(a)))
+
+
+# --- validation helpers: each error names the field as a path, e.g. "channels[2].buffer" ---------------------
+def _list(data: Mapping[str, Any], key: str) -> list[Any]:
+    value = data.get(key, [])
+    if not isinstance(value, list):
+        raise NetworkError(f"{key}: expected a list")
+    return value
+
+
+def _unique(what: str, ids: Iterable[str]) -> None:
+    seen: set[str] = set()
+    for ident in ids:
+        if ident in seen:
+            raise NetworkError(f"{what}: duplicate id {ident!r}")
+        seen.add(ident)
+
+
+def _id(raw: Mapping[str, Any], path: str) -> str:
+    ident = raw.get("id")
+    if not isinstance(ident, str) or not ID_PATTERN.match(ident):
+        raise NetworkError(f"{path}.id: {ident!r} is not an id (lowercase letters, digits, '-', '_'; max 63)")
+    return ident
+
+
+def _number(raw: Mapping[str, Any], key: str, path: str, default: float | None = None) -> float:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise NetworkError(f"{path}: expected a number, got {value!r}")
+    return float(value)
+
+
+def _int(raw: Mapping[str, Any], key: str, path: str, default: int) -> int:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise NetworkError(f"{path}: expected a whole number >= 0, got {value!r}")
+    return value
+
+
+def _bool(raw: Mapping[str, Any], key: str, path: str) -> bool:
+    value = raw.get(key, False)
+    if not isinstance(value, bool):
+        raise NetworkError(f"{path}: expected true or false, got {value!r}")
+    return value
+
+
+def _strings(raw: Mapping[str, Any], key: str, path: str) -> frozenset[str]:
+    value = raw.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise NetworkError(f"{path}: expected a list of ids")
+    return frozenset(value)
+
+
+def _mapping(raw: Any, path: str) -> Mapping[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise NetworkError(f"{path}: expected a mapping")
+    return raw
+
+
+def _location(index: int, raw: Any) -> Location:
+    path = f"locations[{index}]"
+    raw = _mapping(raw, path)
+    ident = _id(raw, path)
+    path = f"locations.{ident}"
+    kind = raw.get("kind")
+    if kind not in LOCATION_KINDS:
+        raise NetworkError(f"{path}.kind: {kind!r} is not one of {sorted(LOCATION_KINDS)}")
+    latitude = _number(raw, "latitude", f"{path}.latitude")
+    longitude = _number(raw, "longitude", f"{path}.longitude")
+    if not -90 <= latitude <= 90:
+        raise NetworkError(f"{path}.latitude: {latitude} is outside -90..90")
+    if not -180 <= longitude <= 180:
+        raise NetworkError(f"{path}.longitude: {longitude} is outside -180..180")
+    cost = _number(raw, "handling_cost", f"{path}.handling_cost", 0.0)
+    if cost < 0:
+        raise NetworkError(f"{path}.handling_cost: must be >= 0")
+    return Location(ident, kind, latitude, longitude, _bool(raw, "ship_from", f"{path}.ship_from"),
+                    _bool(raw, "pickup", f"{path}.pickup"), cost)
+
+
+def _channel(index: int, raw: Any) -> Channel:
+    path = f"channels[{index}]"
+    raw = _mapping(raw, path)
+    ident = _id(raw, path)
+    path = f"channels.{ident}"
+    locations = _strings(raw, "locations", f"{path}.locations")
+    if not locations:
+        raise NetworkError(f"{path}.locations: a channel needs at least one location")
+    return Channel(ident, locations, _int(raw, "buffer", f"{path}.buffer", 0),
+                   _strings(raw, "excluded_skus", f"{path}.excluded_skus"),
+                   _strings(raw, "excluded_locations", f"{path}.excluded_locations"),
+                   _int(raw, "coalesce_ms", f"{path}.coalesce_ms", 0))

@@ -1,0 +1,449 @@
+"""Positions of one SKU at every location, and the rules that apply movements to them.
+
+`SkuStock` is the aggregate: everything about one SKU (its positions, the events it has seen, its open
+reservations and transfers) lives together, so the one worker that owns the SKU decides alone and one table
+write stores state and dedupe together. `apply` mutates the aggregate and returns an `Outcome` that says what
+changed (positions before/after), what was decided (reservations) and what looked wrong (anomalies).
+
+Time rules (all times are event times in epoch ms):
+- A count "as of T" sets on_hand to the counted units plus every delta that happened after T; deltas at or
+  before T that arrive later are absorbed (the count already saw them).
+- The aggregate remembers events and deltas back to its `floor` = newest event time seen - `horizon_ms`
+  (or later, when a size cap forced it up). An event at or before the floor is rejected as `too_late`: it can no
+  longer be told apart from a duplicate, nor placed against counts. Such events go to the dead-letter topic for
+  a person to reconcile (usually with an adjustment or a new count).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+from streams.domain.errors import InvalidMovement
+from streams.domain.movements import DELTA_KINDS, Kind, Movement
+from streams.domain.network import Network
+
+
+@dataclass(frozen=True, slots=True)
+class StockRules:
+    horizon_ms: int = 7 * 24 * 3600 * 1000  # how far back late events are still reconciled exactly
+    max_seen: int = 50_000  # event ids remembered per SKU (beyond: the floor moves up)
+    max_deltas: int = 5_000  # deltas remembered per position for counts (beyond: the floor moves up)
+    max_future_ms: int = 5 * 60 * 1000  # tolerated clock skew of a reporting channel
+
+
+class Status(StrEnum):
+    APPLIED = "applied"  # changed state (or was a valid no-op such as a damaged return)
+    ABSORBED = "absorbed"  # a delta at or before the position's last count: already part of that count
+    SUPERSEDED = "superseded"  # a count or safety stock older than the one in force
+    DUPLICATE = "duplicate"  # this event id was applied before: nothing changes
+    REFUSED = "refused"  # a reservation request that could not be granted (see reason)
+    IGNORED = "ignored"  # nothing to do, e.g. expiry of a reservation already released (see anomalies)
+    REJECTED = "rejected"  # bad input for this state (unknown location, too late...): dead-letter it
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    sku: str
+    location: str
+    on_hand: int = 0
+    reserved: int = 0
+    safety_stock: int = 0
+    in_transit: int = 0  # inbound transfers shipped but not received; not sellable anywhere
+    version: int = 0  # the SKU's version when this position last changed: grows with every change
+    counted_at: int | None = None  # event time of the count in force
+    count_key: str = ""  # event key of that count (breaks ties between counts as of the same time)
+    safety_at: int | None = None  # event time of the safety stock in force
+
+    @property
+    def available(self) -> int:
+        return max(0, self.on_hand - self.reserved - self.safety_stock)
+
+
+@dataclass(frozen=True, slots=True)
+class PositionChange:
+    before: Position
+    after: Position
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    channel: str
+    reservation_id: str
+    parts: tuple[tuple[str, int], ...]  # (location, units) held
+    expires_at: int
+    placed_at: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.channel}:{self.reservation_id}"
+
+    @property
+    def quantity(self) -> int:
+        return sum(units for _, units in self.parts)
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationDecision:
+    channel: str
+    reservation_id: str
+    sku: str
+    accepted: bool
+    quantity: int
+    reason: str = ""  # why it was refused
+    parts: tuple[tuple[str, int], ...] = ()
+    expires_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    movement: Movement
+    status: Status
+    version: int  # the SKU's version after this movement
+    reason: str = ""
+    changes: tuple[PositionChange, ...] = ()
+    anomalies: tuple[str, ...] = ()
+    decision: ReservationDecision | None = None
+
+
+@dataclass
+class SkuStock:
+    """All positions of one SKU and the bookkeeping that makes applying movements exact and idempotent."""
+
+    sku: str
+    positions: dict[str, Position] = field(default_factory=dict)
+    version: int = 0
+    watermark: int = 0  # newest event time applied
+    floor: int = -1  # events at or before this time are too late
+    # event key -> (event time, result): dedupe, and the decision to repeat for a re-sent reservation request
+    seen: dict[str, tuple[int, str]] = field(default_factory=dict)
+    # location -> [(event time, event key, delta)] after the count in force and after the floor
+    deltas: dict[str, list[tuple[int, str, int]]] = field(default_factory=dict)
+    reservations: dict[str, Reservation] = field(default_factory=dict)
+    # transfer id -> (destination, units shipped minus units received)
+    transfers: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+    # --- reading ---------------------------------------------------------------------------------------------
+    def position(self, location: str) -> Position:
+        found = self.positions.get(location)
+        return found if found is not None else Position(self.sku, location)
+
+    def available(self, location: str) -> int:
+        found = self.positions.get(location)
+        return found.available if found is not None else 0
+
+    # --- applying --------------------------------------------------------------------------------------------
+    def apply(self, movement: Movement, network: Network, now: int, rules: StockRules = StockRules()) -> Outcome:
+        """Apply one movement; `now` (epoch ms) bounds clock skew and expiry of new reservations."""
+        outcome = self._apply(movement, network, now, rules)
+        self._forget_before_floor(rules)
+        return outcome
+
+    def apply_all(self, movements: Iterable[Movement], network: Network, now: int,
+                  rules: StockRules = StockRules()) -> list[Outcome]:
+        """Apply movements in order (a batch); the bookkeeping is trimmed once at the end."""
+        outcomes = [self._apply(m, network, now, rules) for m in movements]
+        self._forget_before_floor(rules)
+        return outcomes
+
+    def due_expiries(self, now: int) -> list[Movement]:
+        """Expiry movements for every reservation whose hold has lapsed by `now`; apply them like any movement."""
+        return [Movement(Kind.RESERVATION_EXPIRED, f"expired:{r.reservation_id}", r.channel, self.sku, None, 0,
+                         r.expires_at, reservation_id=r.reservation_id)
+                for r in sorted(self.reservations.values(), key=lambda r: (r.expires_at, r.key))
+                if r.expires_at <= now]
+
+    def _apply(self, m: Movement, network: Network, now: int, rules: StockRules) -> Outcome:
+        if m.sku != self.sku:
+            raise InvalidMovement(f"sku: {m.sku!r} applied to the stock of {self.sku!r}")
+        previous = self.seen.get(m.key)
+        if previous is not None:
+            return self._duplicate(m, previous[1])
+        problem = self._input_problem(m, network, now, rules)
+        if problem:
+            return Outcome(m, Status.REJECTED, self.version, problem)
+        handler = _HANDLERS[m.kind]
+        outcome: Outcome = handler(self, m, network, now)
+        self.seen[m.key] = (m.occurred_at, _remembered(outcome))
+        if m.occurred_at > self.watermark:
+            self.watermark = m.occurred_at
+        return outcome
+
+    def _input_problem(self, m: Movement, network: Network, now: int, rules: StockRules) -> str:
+        if m.occurred_at <= self.floor:
+            return "too_late"
+        if m.occurred_at > now + rules.max_future_ms:
+            return "from_future"
+        if m.kind is Kind.RESERVATION_EXPIRED:
+            return ""  # made by due_expiries from a held reservation, even if its channel has left the network
+        if m.channel not in network.channels:
+            return "unknown_channel"
+        for location in (m.location, m.other_location):
+            if location is not None and location not in network.locations:
+                return "unknown_location"
+        if m.location is not None and not network.owns(m.channel, m.location):
+            return "location_not_owned"
+        return ""
+
+    def _duplicate(self, m: Movement, remembered: str) -> Outcome:
+        decision = None
+        if m.kind is Kind.RESERVATION_PLACED:
+            held = self.reservations.get(m.reservation_key)
+            accepted = remembered == "accepted"
+            decision = ReservationDecision(m.channel, m.reservation_id or "", self.sku, accepted, m.quantity,
+                                           "" if accepted else remembered.removeprefix("refused:"),
+                                           held.parts if held and accepted else (),
+                                           m.expires_at if accepted else None)
+        return Outcome(m, Status.DUPLICATE, self.version, decision=decision)
+
+    # --- state changes ---------------------------------------------------------------------------------------
+    def _bump(self) -> int:
+        self.version += 1
+        return self.version
+
+    def _set(self, before: Position, on_hand: int | None = None, reserved: int | None = None,
+             safety_stock: int | None = None, in_transit: int | None = None, counted_at: int | None = None,
+             count_key: str | None = None, safety_at: int | None = None) -> PositionChange:
+        """The position with some figures changed, stamped with the SKU's current version (the hot path: no
+        dataclasses.replace, which costs several times more)."""
+        b = before
+        after = Position(b.sku, b.location, b.on_hand if on_hand is None else on_hand,
+                         b.reserved if reserved is None else reserved,
+                         b.safety_stock if safety_stock is None else safety_stock,
+                         b.in_transit if in_transit is None else in_transit, self.version,
+                         b.counted_at if counted_at is None else counted_at,
+                         b.count_key if count_key is None else count_key,
+                         b.safety_at if safety_at is None else safety_at)
+        self.positions[b.location] = after
+        return PositionChange(before, after)
+
+    def _add_delta(self, location: str, m: Movement, delta: int) -> tuple[PositionChange | None, bool]:
+        """Apply `delta` at `location` unless the count in force already includes it (returns absorbed=True)."""
+        before = self.position(location)
+        if before.counted_at is not None and m.occurred_at <= before.counted_at:
+            return None, True
+        if m.occurred_at > self.floor:
+            self.deltas.setdefault(location, []).append((m.occurred_at, m.key, delta))
+        if delta == 0:
+            return None, False
+        self._bump()
+        return self._set(before, on_hand=before.on_hand + delta), False
+
+    def _delta(self, m: Movement, network: Network, now: int) -> Outcome:
+        assert m.location is not None
+        changes: list[PositionChange] = []
+        if m.kind in (Kind.TRANSFER_OUT, Kind.TRANSFER_IN):
+            transit = self._track_transfer(m)
+            if transit is not None:
+                changes.append(transit)
+        change, absorbed = self._add_delta(m.location, m, m.delta)
+        if change is not None:
+            changes.append(change)
+        anomalies = ("negative_on_hand",) if change is not None and change.after.on_hand < 0 else ()
+        status = Status.ABSORBED if absorbed else Status.APPLIED
+        return Outcome(m, status, self.version, changes=_merge(changes), anomalies=anomalies)
+
+    def _track_transfer(self, m: Movement) -> PositionChange | None:
+        """Units shipped by a transfer out are in transit to its destination until the transfer in arrives."""
+        destination = m.other_location if m.kind is Kind.TRANSFER_OUT else m.location
+        assert destination is not None and m.transfer_id is not None
+        sign = 1 if m.kind is Kind.TRANSFER_OUT else -1
+        _, outstanding = self.transfers.get(m.transfer_id, (destination, 0))
+        before_total = max(0, outstanding)
+        outstanding += sign * m.quantity
+        if outstanding == 0:
+            self.transfers.pop(m.transfer_id, None)
+        else:
+            self.transfers[m.transfer_id] = (destination, outstanding)
+        change_in_transit = max(0, outstanding) - before_total
+        if change_in_transit == 0:
+            return None
+        self._bump()
+        before = self.position(destination)
+        return self._set(before, in_transit=before.in_transit + change_in_transit)
+
+    def _count(self, m: Movement, network: Network, now: int) -> Outcome:
+        assert m.location is not None
+        before = self.position(m.location)
+        if before.counted_at is not None and (m.occurred_at, m.key) <= (before.counted_at, before.count_key):
+            return Outcome(m, Status.SUPERSEDED, self.version, "an equal or newer count is in force")
+        later = [d for d in self.deltas.pop(m.location, ()) if d[0] > m.occurred_at]
+        if later:
+            self.deltas[m.location] = later
+        on_hand = m.quantity + sum(delta for _, _, delta in later)
+        self._bump()
+        change = self._set(before, on_hand=on_hand, counted_at=m.occurred_at, count_key=m.key)
+        anomalies = ("negative_on_hand",) if on_hand < 0 else ()
+        return Outcome(m, Status.APPLIED, self.version, changes=(change,), anomalies=anomalies)
+
+    def _safety_stock(self, m: Movement, network: Network, now: int) -> Outcome:
+        assert m.location is not None
+        before = self.position(m.location)
+        if before.safety_at is not None and m.occurred_at <= before.safety_at:
+            return Outcome(m, Status.SUPERSEDED, self.version, "a newer safety stock is in force")
+        self._bump()
+        change = self._set(before, safety_stock=m.quantity, safety_at=m.occurred_at)
+        return Outcome(m, Status.APPLIED, self.version, changes=(change,))
+
+    def _place(self, m: Movement, network: Network, now: int) -> Outcome:
+        assert m.expires_at is not None and m.reservation_id is not None
+        held = self.reservations.get(m.reservation_key)
+        if held is not None:  # the same reservation re-sent under a new event id: same answer
+            decision = ReservationDecision(m.channel, m.reservation_id, self.sku, True, held.quantity, "",
+                                           held.parts, held.expires_at)
+            return Outcome(m, Status.DUPLICATE, self.version, decision=decision)
+        reason, parts = self._allocate(m, network, now)
+        if reason:
+            decision = ReservationDecision(m.channel, m.reservation_id, self.sku, False, m.quantity, reason)
+            return Outcome(m, Status.REFUSED, self.version, reason, decision=decision)
+        self._bump()
+        changes = []
+        for location, units in parts:
+            before = self.position(location)
+            changes.append(self._set(before, reserved=before.reserved + units))
+        self.reservations[m.reservation_key] = Reservation(m.channel, m.reservation_id, parts, m.expires_at,
+                                                           m.occurred_at)
+        decision = ReservationDecision(m.channel, m.reservation_id, self.sku, True, m.quantity, "", parts,
+                                       m.expires_at)
+        return Outcome(m, Status.APPLIED, self.version, changes=tuple(changes), decision=decision)
+
+    def _allocate(self, m: Movement, network: Network, now: int) -> tuple[str, tuple[tuple[str, int], ...]]:
+        """Where a reservation request can be held, or why it cannot: the single oversell-preventing decision."""
+        if m.expires_at is not None and m.expires_at <= now:
+            return "expired", ()
+        channel = network.channels[m.channel]
+        if self.sku in channel.excluded_skus:
+            return "sku_excluded", ()
+        if m.location is not None:
+            if m.location in channel.excluded_locations:
+                return "location_excluded", ()
+            if self.available(m.location) < m.quantity:
+                return "insufficient_stock", ()
+            return "", ((m.location, m.quantity),)
+        # Channel-wide: grant only within the channel's ATS, held where most is available.
+        candidates = sorted(((self.available(loc), loc) for loc in channel.selling_locations),
+                            key=lambda c: (-c[0], c[1]))
+        ats = max(0, sum(avail for avail, _ in candidates) - channel.buffer)
+        if ats < m.quantity:
+            return "insufficient_stock", ()
+        parts, remaining = [], m.quantity
+        for avail, location in candidates:
+            take = min(avail, remaining)
+            if take > 0:
+                parts.append((location, take))
+                remaining -= take
+            if remaining == 0:
+                break
+        return "", tuple(sorted(parts))
+
+    def _close(self, m: Movement, network: Network, now: int) -> Outcome:
+        """Release, fulfilment or expiry of a reservation."""
+        held = self.reservations.get(m.reservation_key)
+        if m.kind is Kind.RESERVATION_EXPIRED and (held is None or held.expires_at > m.occurred_at):
+            return Outcome(m, Status.IGNORED, self.version, "not held or not yet due")
+        if held is None:
+            if m.kind is Kind.RESERVATION_FULFILLED and m.location is not None and m.quantity > 0:
+                # The units left anyway: a fact, applied as a sale, flagged.
+                sale = replace(m, kind=Kind.SALE)
+                outcome = self._delta(sale, network, now)
+                return replace(outcome, movement=m, anomalies=("unknown_reservation",) + outcome.anomalies)
+            return Outcome(m, Status.IGNORED, self.version, anomalies=("unknown_reservation",))
+        del self.reservations[m.reservation_key]
+        self._bump()
+        changes: list[PositionChange] = []
+        for location, units in held.parts:
+            before = self.position(location)
+            changes.append(self._set(before, reserved=before.reserved - units))
+        anomalies: tuple[str, ...] = ()
+        status = Status.APPLIED
+        if m.kind is Kind.RESERVATION_FULFILLED:
+            for location, units in held.parts:
+                change, absorbed = self._add_delta(location, m, -units)
+                if change is not None:
+                    changes.append(change)
+                    if change.after.on_hand < 0:
+                        anomalies = ("negative_on_hand",)
+                status = Status.ABSORBED if absorbed else status
+        return Outcome(m, status, self.version, changes=_merge(changes), anomalies=anomalies)
+
+    # --- bounded memory --------------------------------------------------------------------------------------
+    def _forget_before_floor(self, rules: StockRules) -> None:
+        """Raise the floor to watermark - horizon (and further if a cap is exceeded); forget what lies below."""
+        target = self.watermark - rules.horizon_ms
+        capped = False
+        if len(self.seen) > rules.max_seen:
+            capped = True
+            target = max(target, _nth_oldest((t for t, _ in self.seen.values()), len(self.seen) - rules.max_seen))
+        for entries in self.deltas.values():
+            if len(entries) > rules.max_deltas:
+                capped = True
+                target = max(target, _nth_oldest((t for t, _, _ in entries), len(entries) - rules.max_deltas))
+        # Trimming costs O(remembered events): do it when the floor has moved by 1/64 of the horizon, or for a cap.
+        # Until then the floor lags a little, which is safe: what lies above it is still remembered.
+        if target <= self.floor or (not capped and target - self.floor < rules.horizon_ms // 64):
+            return
+        self.floor = target
+        self.seen = {key: entry for key, entry in self.seen.items() if entry[0] > target}
+        kept = {loc: [d for d in entries if d[0] > target] for loc, entries in self.deltas.items()}
+        self.deltas = {loc: entries for loc, entries in kept.items() if entries}
+
+    # --- serialisation (for tables and tests) ----------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sku": self.sku, "version": self.version, "watermark": self.watermark, "floor": self.floor,
+            "positions": [[p.location, p.on_hand, p.reserved, p.safety_stock, p.in_transit, p.version,
+                           p.counted_at, p.count_key, p.safety_at] for p in self.positions.values()],
+            "seen": [[key, t, result] for key, (t, result) in self.seen.items()],
+            "deltas": {loc: [list(d) for d in entries] for loc, entries in self.deltas.items() if entries},
+            "reservations": [[r.channel, r.reservation_id, [list(p) for p in r.parts], r.expires_at, r.placed_at]
+                             for r in self.reservations.values()],
+            "transfers": [[tid, dest, units] for tid, (dest, units) in self.transfers.items()],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SkuStock:
+        sku = data["sku"]
+        stock = cls(sku, version=data["version"], watermark=data["watermark"], floor=data["floor"])
+        stock.positions = {row[0]: Position(sku, *row) for row in data["positions"]}
+        stock.seen = {key: (t, result) for key, t, result in data["seen"]}
+        stock.deltas = {loc: [(t, key, d) for t, key, d in entries] for loc, entries in data["deltas"].items()}
+        for channel, rid, parts, expires_at, placed_at in data["reservations"]:
+            res = Reservation(channel, rid, tuple((loc, units) for loc, units in parts), expires_at, placed_at)
+            stock.reservations[res.key] = res
+        stock.transfers = {tid: (dest, units) for tid, dest, units in data["transfers"]}
+        return stock
+
+
+_HANDLERS = {
+    **{kind: SkuStock._delta for kind in DELTA_KINDS},
+    Kind.COUNT: SkuStock._count,
+    Kind.SAFETY_STOCK: SkuStock._safety_stock,
+    Kind.RESERVATION_PLACED: SkuStock._place,
+    Kind.RESERVATION_RELEASED: SkuStock._close,
+    Kind.RESERVATION_FULFILLED: SkuStock._close,
+    Kind.RESERVATION_EXPIRED: SkuStock._close,
+}
+
+
+def _remembered(outcome: Outcome) -> str:
+    """What a duplicate of this event must repeat: for reservation requests, the decision."""
+    if outcome.decision is not None and outcome.movement.kind is Kind.RESERVATION_PLACED:
+        return "accepted" if outcome.decision.accepted else f"refused:{outcome.decision.reason}"
+    return outcome.status.value
+
+
+def _merge(changes: list[PositionChange]) -> tuple[PositionChange, ...]:
+    """One change per position: the first before and the last after."""
+    merged: dict[str, PositionChange] = {}
+    for change in changes:
+        location = change.after.location
+        first = merged.get(location)
+        merged[location] = change if first is None else PositionChange(first.before, change.after)
+    return tuple(merged.values())
+
+
+def _nth_oldest(times: Iterable[int], n: int) -> int:
+    """The n-th smallest time (1-based): raising the floor to it forgets exactly the n oldest entries (or more on ties)."""
+    return sorted(times)[n - 1]

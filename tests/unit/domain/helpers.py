@@ -1,0 +1,31 @@
+"""A small network and a movement factory shared by the domain tests."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from streams.domain import Kind, Movement, Network
+
+NETWORK = Network.from_dict({
+    "locations": [
+        {"id": "store-a", "kind": "store", "latitude": 52.52, "longitude": 13.40, "ship_from": True, "pickup": True},
+        {"id": "store-b", "kind": "store", "latitude": 48.14, "longitude": 11.58, "ship_from": True, "pickup": True},
+        {"id": "wh-1", "kind": "warehouse", "latitude": 50.11, "longitude": 8.68, "ship_from": True,
+         "handling_cost": 5.0},
+    ],
+    "channels": [
+        {"id": "pos-a", "locations": ["store-a"]},
+        {"id": "pos-b", "locations": ["store-b"]},
+        {"id": "web", "locations": ["store-a", "store-b", "wh-1"], "buffer": 2},
+        {"id": "market", "locations": ["wh-1"], "buffer": 1, "excluded_skus": ["SKU-X"]},
+        {"id": "wms", "locations": ["store-a", "store-b", "wh-1"]},
+    ],
+})
+NOW = 10_000_000
+_ids = itertools.count()
+
+
+def mv(kind: Kind | str, location: str | None = "wh-1", quantity: int = 1, at: int = 1_000, channel: str = "wms",
+       sku: str = "SKU-1", event_id: str | None = None, **extra: Any) -> Movement:
+    return Movement(Kind(kind), f"e{next(_ids)}" if event_id is None else event_id, channel, sku, location, quantity, at, **extra)
