@@ -71,6 +71,38 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _network(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    import yaml
+
+    from streams.admin import admin_client, ensure_topics
+    from streams.broker.select import bootstrap_servers
+    from streams.network_config import load_network_file, publish_network, read_network
+    from streams.topics import TopicRegistry
+
+    registry = TopicRegistry(settings)
+    if args.action == "check":
+        network = load_network_file(Path(args.file))
+        print(f"{args.file}: valid ({len(network.locations)} locations, {len(network.channels)} channels)")
+        return 0
+    servers = bootstrap_servers(settings)
+    if args.action == "show":
+        found = read_network(servers, registry)
+        if found is None:
+            print("no network applied yet", file=sys.stderr)
+            return 1
+        print(f"# network version {found[1]}")
+        print(yaml.safe_dump(found[0].to_dict(), sort_keys=False), end="")
+        return 0
+    network = load_network_file(Path(args.file))
+    ensure_topics(admin_client(servers), registry.all(network.channels), settings.replication_factor)
+    version = publish_network(servers, registry, network)
+    print(f"network version {version} applied: {len(network.locations)} locations, "
+          f"{len(network.channels)} channels")
+    return 0
+
+
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from streams.demo import run_demo
 
@@ -104,6 +136,15 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--loglevel", default="warn", choices=["crit", "error", "warn", "info", "debug"])
     worker.set_defaults(handler=_worker)
 
+    network = commands.add_parser("network", help="apply, check or show the retail network (YAML)",
+                                  description="The network (locations with coordinates and flags; channels with "
+                                              "their locations, buffer and exclusions) is data: 'apply' validates "
+                                              "a YAML file, creates the topics of its channels and publishes it; "
+                                              "every worker follows it live.")
+    network.add_argument("action", choices=["apply", "check", "show"])
+    network.add_argument("file", nargs="?", help="the network YAML file (apply, check)")
+    network.set_defaults(handler=_network)
+
     demo = commands.add_parser("demo", help="run the main job end to end on a local Kafka",
                                description="Start (or reuse) a Kafka, create the demo channels' topics and run "
                                            "stream workers until Ctrl-C, which stops everything it started.")
@@ -114,7 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "network" and args.action in ("apply", "check") and not args.file:
+        parser.error(f"network {args.action} needs a FILE")
     try:
         return int(args.handler(args, load_settings()))
     except StocksyncError as exc:

@@ -68,11 +68,18 @@ class TopicRegistry:
     @property
     def network(self) -> TopicSpec:
         # One partition: every worker reads the whole network, in order.
-        return self._spec("network", "entity kind|id", "stocksync.NetworkEntity",
-                          "locations and channels, applied with 'stocksync network apply'", COMPACTED, 1)
+        return self._spec("network", "'network'", "stocksync.NetworkConfig",
+                          "the locations and channels in force, applied with 'stocksync network apply'", COMPACTED, 1)
+
+    @property
+    def stock_changelog(self) -> TopicSpec:
+        # faust names a table's changelog <app id>-<table>-changelog; created here so its configs are ours.
+        return TopicSpec(name=f"{self.settings.app_id}-stock-changelog", key="sku",
+                         value_schema="stocksync.SkuStockState", partitions=self.partitions,
+                         config=dict(COMPACTED), purpose="the stock table (one record per SKU), for recovery")
 
     def core(self) -> list[TopicSpec]:
-        return [self.positions, self.ledger, self.deadletter, self.network]
+        return [self.positions, self.ledger, self.deadletter, self.network, self.stock_changelog]
 
     # --- per channel ---------------------------------------------------------------------------------------
     def _channel(self, channel: str) -> str:

@@ -1,13 +1,40 @@
-"""Runs one faust worker of the stocksync app in this process."""
+"""Runs one stocksync worker: ensures its topics, waits for a network, then runs the faust app in this process."""
 
 from __future__ import annotations
 
-from streams.app import create_app
+import sys
+import time
+
+from streams.admin import admin_client, ensure_topics
+from streams.broker.select import bootstrap_servers
+from streams.domain import Network
+from streams.network_config import read_network
 from streams.settings import Settings
+from streams.topics import TopicRegistry
+
+
+def wait_for_network(servers: str, registry: TopicRegistry) -> tuple[Network, int]:
+    announced = False
+    while True:
+        found = read_network(servers, registry)
+        if found is not None:
+            return found
+        if not announced:
+            print("stocksync worker: waiting for a network (run 'stocksync network apply FILE')", file=sys.stderr,
+                  flush=True)
+            announced = True
+        time.sleep(2)
 
 
 def run_worker(settings: Settings, loglevel: str = "warn") -> None:
-    app = create_app(settings)
     from faust.worker import Worker
 
+    from streams.agents import build_worker
+
+    servers = bootstrap_servers(settings)
+    registry = TopicRegistry(settings)
+    ensure_topics(admin_client(servers), registry.core(), settings.replication_factor)
+    network, version = wait_for_network(servers, registry)
+    ensure_topics(admin_client(servers), registry.all(network.channels), settings.replication_factor)
+    app = build_worker(settings, servers, network, version)
     Worker(app, loglevel=loglevel).execute_from_commandline()

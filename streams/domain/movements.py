@@ -9,6 +9,7 @@ from enum import StrEnum
 from streams.domain.errors import InvalidMovement
 
 SKU_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$")
+_CONTROL = re.compile(r"[\x00-\x1f]")
 ADJUSTMENT_REASONS = frozenset({"damage", "shrinkage", "correction", "found", "theft", "expired_goods", "other"})
 
 
@@ -65,6 +66,7 @@ class Movement:
                 raise InvalidMovement(f"kind: unknown movement type {self.kind!r}") from None
         _check(bool(self.event_id), "event_id: missing")
         _check(len(self.event_id) <= 128, "event_id: longer than 128 characters")
+        _check(not _CONTROL.search(self.event_id), "event_id: contains a tab, newline or other control character")
         _check(bool(self.channel), "channel: missing")
         _check(bool(SKU_PATTERN.match(self.sku)), f"sku: {self.sku!r} is not a SKU (letters, digits, ._/-; max 64)")
         _check(isinstance(self.quantity, int) and not isinstance(self.quantity, bool), "quantity: not an integer")
@@ -88,6 +90,9 @@ class Movement:
             _check(bool(self.transfer_id), "transfer_id: missing for a transfer")
             _check(bool(self.other_location), "other_location: a transfer needs its other end")
             _check(self.other_location != self.location, "other_location: a transfer needs two different locations")
+        for name in ("location", "other_location", "transfer_id", "reservation_id"):
+            value = getattr(self, name)
+            _check(value is None or not _CONTROL.search(value), f"{name}: contains a control character")
         if kind in RESERVATION_KINDS:
             _check(bool(self.reservation_id), "reservation_id: missing")
         if kind is Kind.RESERVATION_PLACED:

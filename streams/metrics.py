@@ -1,0 +1,15 @@
+"""Prometheus metrics of a worker, served at /metrics by the worker's web server."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+MESSAGES = Counter("stocksync_messages_total", "Inbound messages handled")
+MOVEMENTS = Counter("stocksync_movements_total", "Movements by outcome", ["status"])
+DEAD_LETTERS = Counter("stocksync_dead_letters_total", "Inputs sent to the dead-letter topic", ["reason"])
+REROUTED = Counter("stocksync_rerouted_total", "Movements re-sent to the partition of their SKU")
+ANOMALIES = Counter("stocksync_anomalies_total", "Flagged outcomes", ["anomaly"])
+BATCH_SIZE = Histogram("stocksync_batch_messages", "Messages per processed batch",
+                       buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000))
+INGEST_LATENCY = Histogram("stocksync_ingest_to_publish_seconds",
+                           "From the inbound message's timestamp to its outputs being delivered",
+                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+NETWORK_VERSION = Gauge("stocksync_network_version", "Offset of the network config in force")

@@ -1,0 +1,129 @@
+"""Avro on the wire: schemas from schemas/*.avsc, Avro single-object encoding (marker, CRC-64-AVRO fingerprint, body).
+
+`Codec` is the seam: `SingleObjectCodec` needs no registry (any Avro library reads the fingerprint); a Confluent
+Schema Registry wire format (magic byte + schema id) can be added as another Codec without touching the callers.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Protocol
+
+import fastavro
+from fastavro.schema import to_parsing_canonical_form
+
+from streams.errors import StocksyncError
+
+MARKER = b"\xc3\x01"  # Avro single-object encoding, format version 1
+_EMPTY64 = 0xC15D213AA4D7A795
+
+
+class DecodeError(StocksyncError):
+    """Bytes that are not a record of a known schema; the message says why."""
+
+
+def _crc64_table() -> list[int]:
+    table = []
+    for i in range(256):
+        fp = i
+        for _ in range(8):
+            fp = (fp >> 1) ^ (_EMPTY64 & -(fp & 1))
+        table.append(fp)
+    return table
+
+
+_TABLE = _crc64_table()
+
+
+def crc64_avro(data: bytes) -> int:
+    """The Rabin fingerprint of the Avro specification ("CRC-64-AVRO")."""
+    fp = _EMPTY64
+    for byte in data:
+        fp = (fp >> 8) ^ _TABLE[(fp ^ byte) & 0xFF]
+    return fp
+
+
+def schemas_dir() -> Path:
+    """schemas/ of this checkout (STOCKSYNC_SCHEMAS_DIR overrides it)."""
+    override = os.environ.get("STOCKSYNC_SCHEMAS_DIR")
+    return Path(override) if override else Path(__file__).resolve().parent.parent / "schemas"
+
+
+@lru_cache(maxsize=1)
+def load_schemas() -> Mapping[str, Any]:
+    """Every schema in schemas/, parsed, by full name; files may refer to types named in other files."""
+    raw = {path.stem: json.loads(path.read_text()) for path in sorted(schemas_dir().glob("*.avsc"))}
+    if not raw:
+        raise StocksyncError(f"no Avro schemas found in {schemas_dir()}")
+    named: dict[str, Any] = {}
+    parsed: dict[str, Any] = {}
+    pending = dict(raw)
+    while pending:
+        progress = False
+        for stem, schema in list(pending.items()):
+            try:
+                trial = dict(named)
+                result = fastavro.parse_schema(schema, named_schemas=trial)
+            except fastavro.schema.UnknownType:
+                continue
+            named.update(trial)
+            parsed[f"{schema['namespace']}.{schema['name']}"] = result
+            del pending[stem]
+            progress = True
+        if not progress:
+            raise StocksyncError(f"schemas refer to unknown types: {sorted(pending)}")
+    return parsed
+
+
+class Codec(Protocol):
+    def encode(self, schema: str, record: Mapping[str, Any]) -> bytes: ...
+
+    def decode(self, data: bytes) -> tuple[str, dict[str, Any]]: ...
+
+
+class SingleObjectCodec:
+    """Avro single-object encoding for every schema in schemas/."""
+
+    def __init__(self, schemas: Mapping[str, Any] | None = None) -> None:
+        self.schemas = dict(schemas or load_schemas())
+        self.headers = {name: MARKER + self.fingerprint(name).to_bytes(8, "little") for name in self.schemas}
+        self.by_header = {header: name for name, header in self.headers.items()}
+
+    def fingerprint(self, schema: str) -> int:
+        return crc64_avro(to_parsing_canonical_form(self.schemas[schema]).encode())
+
+    def encode(self, schema: str, record: Mapping[str, Any]) -> bytes:
+        out = io.BytesIO()
+        out.write(self.headers[schema])
+        fastavro.schemaless_writer(out, self.schemas[schema], record)
+        return out.getvalue()
+
+    def decode(self, data: bytes) -> tuple[str, dict[str, Any]]:
+        if data is None or len(data) < 10 or data[:2] != MARKER:
+            raise DecodeError("not Avro single-object encoded (missing C3 01 marker)")
+        name = self.by_header.get(bytes(data[:10]))
+        if name is None:
+            raise DecodeError(f"unknown schema fingerprint {bytes(data[2:10]).hex()}")
+        try:
+            record = fastavro.schemaless_reader(io.BytesIO(data[10:]), self.schemas[name], None)
+        except Exception as exc:  # noqa: BLE001 - fastavro raises many types for a broken body
+            raise DecodeError(f"{name}: body does not match the schema ({type(exc).__name__}: {exc})") from None
+        if not isinstance(record, dict):
+            raise DecodeError(f"{name}: decoded to {type(record).__name__}, not a record")
+        return name, record
+
+    def decode_as(self, data: bytes, *expected: str) -> tuple[str, dict[str, Any]]:
+        name, record = self.decode(data)
+        if name not in expected:
+            raise DecodeError(f"schema {name} where {' or '.join(expected)} was expected")
+        return name, record
+
+
+@lru_cache(maxsize=1)
+def default_codec() -> SingleObjectCodec:
+    return SingleObjectCodec()

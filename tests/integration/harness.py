@@ -1,0 +1,229 @@
+"""A stocksync deployment on the session broker: unique topics, real worker processes, and readers of every output."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from streams.admin import ensure_topics
+from streams.domain import Kind, Movement, Network, SkuStock, Status, channel_ats
+from streams.network_config import publish_network
+from streams.partitioning import sku_partition
+from streams.records import movement_to_record
+from streams.serde import default_codec
+from streams.settings import load_settings
+from streams.topics import TopicRegistry
+from tests.integration.conftest import free_port, repo_root, wait_for
+
+
+@dataclass
+class WorkerProcess:
+    name: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def ready(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"worker {self.name} exited with {self.proc.returncode}: "
+                                 f"{self.log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/ready", timeout=1) as response:
+                return bool(json.loads(response.read())["ready"])
+        except OSError:
+            return False
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 60) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+@dataclass
+class Deployment:
+    bootstrap: str
+    unique: str
+    tmp: Path
+    partitions: int = 4
+    workers: list[WorkerProcess] = field(default_factory=list)
+    sent: dict[str, Movement] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.settings = load_settings(bootstrap_servers=self.bootstrap, topic_prefix=f"t-{self.unique}",
+                                      app_id=f"stocksync-{self.unique}", partitions=self.partitions)
+        self.registry = TopicRegistry(self.settings)
+        self.codec = default_codec()
+        self.admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        self.producer = Producer({"bootstrap.servers": self.bootstrap, "enable.idempotence": True, "acks": "all",
+                                  "partitioner": "murmur2_random", "linger.ms": 5})
+
+    # --- configuration and workers ---------------------------------------------------------------------------
+    def apply_network(self, data: dict[str, Any]) -> int:
+        self.network = Network.from_dict(data)
+        ensure_topics(self.admin, self.registry.all(self.network.channels))
+        return publish_network(self.bootstrap, self.registry, self.network)
+
+    def env(self, port: int, name: str) -> dict[str, str]:
+        return {**os.environ, "STOCKSYNC_BOOTSTRAP_SERVERS": self.bootstrap,
+                "STOCKSYNC_TOPIC_PREFIX": self.settings.topic_prefix, "STOCKSYNC_APP_ID": self.settings.app_id,
+                "STOCKSYNC_PARTITIONS": str(self.partitions), "STOCKSYNC_STORE": "memory://",
+                "STOCKSYNC_BROKER_SESSION_TIMEOUT_S": "6", "STOCKSYNC_WEB_PORT": str(port),
+                "STOCKSYNC_DATA_DIR": str(self.tmp / f"data-{name}"), "STOCKSYNC_EXPIRY_INTERVAL_S": "0.5"}
+
+    def start_worker(self, name: str, wait: bool = True) -> WorkerProcess:
+        port = free_port()
+        log = self.tmp / f"{name}.log"
+        with open(log, "ab") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=self.env(port, name),
+                                    cwd=repo_root(), stdout=out, stderr=subprocess.STDOUT)
+        worker = WorkerProcess(name, port, proc, log)
+        self.workers.append(worker)
+        if wait:
+            wait_for(worker.ready, 120, f"worker {name} ready")
+        return worker
+
+    def stop_all(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self.producer.flush(10)
+        del self.producer  # its threads stop now, not after the session broker is gone
+
+    # --- input -----------------------------------------------------------------------------------------------
+    def topic_for(self, m: Movement) -> str:
+        from streams.domain.movements import SALES_SIDE
+
+        return (self.registry.sales if m.kind in SALES_SIDE else self.registry.restock)(m.channel).name
+
+    def send(self, movements: Iterable[Movement], pack: int = 1, record: bool = True) -> None:
+        """Produce movements; with pack > 1, movements of one channel topic and partition share a message."""
+        groups: dict[tuple[str, int], list[Movement]] = defaultdict(list)
+        for m in movements:
+            if record:
+                self.sent.setdefault(m.key, m)
+            group = groups[(self.topic_for(m), sku_partition(m.sku, self.partitions))]
+            group.append(m)
+            if len(group) >= pack:
+                self._produce(self.topic_for(m), group)
+                group.clear()
+        for (topic, _), group in groups.items():
+            if group:
+                self._produce(topic, group)
+        assert self.producer.flush(60) == 0
+
+    def _produce(self, topic: str, group: list[Movement]) -> None:
+        if len(group) == 1:
+            value = self.codec.encode("stocksync.Movement", movement_to_record(group[0]))
+        else:
+            value = self.codec.encode("stocksync.MovementBatch",
+                                      {"movements": [movement_to_record(m) for m in group]})
+        self.producer.produce(topic, key=group[0].sku.encode(), value=value)
+        self.producer.poll(0)
+
+    def send_raw(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        self.producer.produce(topic, key=key, value=value)
+        assert self.producer.flush(30) == 0
+
+    # --- output ----------------------------------------------------------------------------------------------
+    def read(self, topic: str) -> list[tuple[bytes | None, dict[str, Any], int, int]]:
+        """Every record of a topic, from the start to its current end: (key, value, partition, offset)."""
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"reader-{time.monotonic_ns()}",
+                             "enable.auto.commit": False})
+        try:
+            parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in parts}
+            todo = {p for p, (low, high) in ends.items() if high > low}
+            consumer.assign([TopicPartition(topic, p, ends[p][0]) for p in parts])
+            out = []
+            deadline = time.monotonic() + 120
+            while todo:
+                assert time.monotonic() < deadline, f"could not read {topic} to its end"
+                msg = consumer.poll(0.5)
+                if msg is None or msg.error():
+                    continue
+                out.append((msg.key(), self.codec.decode(msg.value())[1], msg.partition(), msg.offset()))
+                if msg.offset() + 1 >= ends[msg.partition()][1]:
+                    todo.discard(msg.partition())
+            return out
+        finally:
+            consumer.close()
+
+    def latest(self, topic: str) -> dict[bytes, dict[str, Any]]:
+        latest: dict[bytes, dict[str, Any]] = {}
+        for key, value, _, _ in self.read(topic):
+            assert key is not None
+            latest[key] = value
+        return latest
+
+    def inputs_consumed(self) -> bool:
+        """True when the workers' group has committed every input topic up to its end."""
+        topics = [spec.name for ch in self.network.channels for spec in
+                  (self.registry.sales(ch), self.registry.restock(ch))]
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": self.settings.app_id,
+                             "enable.auto.commit": False})
+        try:
+            tps = [TopicPartition(t, p) for t in topics for p in range(self.partitions)]
+            committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(tps, timeout=10)}
+            for tp in tps:
+                high = consumer.get_watermark_offsets(tp, timeout=10)[1]
+                if high > 0 and committed[(tp.topic, tp.partition)] < high:
+                    return False
+            return True
+        finally:
+            consumer.close()
+
+    # --- the expected state: the domain replaying the ledger's history --------------------------------------
+    def replay_ledger(self) -> tuple[dict[str, SkuStock], list[dict[str, Any]]]:
+        """Replay, per SKU, the surviving history of the ledger (a movement ledgered twice around a crash counts
+        once: its last entry) through the domain; every replayed outcome must match the ledgered status."""
+        entries = [value for _, value, _, _ in self.read(self.registry.ledger.name)]
+        last: dict[str, int] = {}
+        for index, entry in enumerate(entries):
+            last[f"{entry['channel']}:{entry['event_id']}"] = index
+        history = [entries[i] for i in sorted(last.values())]
+        stocks: dict[str, SkuStock] = {}
+        for entry in history:
+            key = f"{entry['channel']}:{entry['event_id']}"
+            movement = self.sent.get(key)
+            if movement is None:
+                assert entry["kind"] == "reservation_expired", f"ledger has an event nobody sent: {key}"
+                movement = Movement(Kind.RESERVATION_EXPIRED, entry["event_id"], entry["channel"], entry["sku"],
+                                    None, 0, entry["occurred_at"],
+                                    reservation_id=entry["event_id"].removeprefix("expired:"))
+            stock = stocks.setdefault(movement.sku, SkuStock(movement.sku))
+            outcome = stock.apply(movement, self.network, entry["applied_at"])
+            assert outcome.status == Status(entry["status"]), (key, outcome, entry)
+        return stocks, history
+
+    def assert_outputs_match(self, stocks: dict[str, SkuStock]) -> None:
+        positions = self.latest(self.registry.positions.name)
+        expected_positions = {f"{sku}|{loc}".encode(): stock.position(loc)
+                              for sku, stock in stocks.items() for loc in stock.positions}
+        assert set(positions) == set(expected_positions)
+        for key, position in expected_positions.items():
+            got = positions[key]
+            assert (got["figures"]["on_hand"], got["figures"]["reserved"], got["figures"]["in_transit"],
+                    got["version"]) == (position.on_hand, position.reserved, position.in_transit,
+                                        position.version), key
+        for channel in self.network.channels.values():
+            feed = {key.decode(): value for key, value in self.latest(self.registry.ats(channel.id).name).items()}
+            for sku, stock in stocks.items():
+                expected = channel_ats(stock, channel)
+                assert feed.get(sku, {"ats": 0})["ats"] == expected, (channel.id, sku, feed.get(sku), expected)

@@ -1,0 +1,100 @@
+"""A seeded multi-channel retail workload: sales, receipts, counts, transfers, reservations, duplicates, late POS."""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+from streams.domain import Kind, Movement
+
+NETWORK: dict[str, Any] = {
+    "locations": [
+        {"id": "s1", "kind": "store", "latitude": 52.5, "longitude": 13.4, "ship_from": True, "pickup": True},
+        {"id": "s2", "kind": "store", "latitude": 53.5, "longitude": 10.0, "ship_from": True, "pickup": True},
+        {"id": "w1", "kind": "warehouse", "latitude": 51.3, "longitude": 9.5, "ship_from": True},
+        {"id": "w2", "kind": "warehouse", "latitude": 51.3, "longitude": 12.4, "ship_from": True},
+    ],
+    "channels": [
+        {"id": "pos-1", "locations": ["s1"]},
+        {"id": "pos-2", "locations": ["s2"]},
+        {"id": "web", "locations": ["s1", "s2", "w1", "w2"], "buffer": 2},
+        {"id": "app", "locations": ["s1", "s2", "w1", "w2"], "buffer": 1},
+        {"id": "market", "locations": ["w1", "w2"], "buffer": 3, "excluded_skus": ["SKU-0007"]},
+        {"id": "wms", "locations": ["s1", "s2", "w1", "w2"]},
+    ],
+}
+LOCATIONS = ["s1", "s2", "w1", "w2"]
+
+
+def retail_workload(size: int, skus: int, seed: int, expiring_after_ms: int = 3_000) -> list[Movement]:
+    """`size` movements (plus re-sends) in arrival order; event times end about a minute before now."""
+    rnd = random.Random(seed)
+    now = int(time.time() * 1000)
+    clock = now - 30 * 60 * 1000
+    step = max(1, (29 * 60 * 1000) // size)
+    sku_ids = [f"SKU-{i:04d}" for i in range(skus)]
+    out: list[Movement] = []
+    late_pos: list[Movement] = []
+    reservations: list[tuple[str, str]] = []
+    n = 0
+
+    def next_id(prefix: str) -> str:
+        nonlocal n
+        n += 1
+        return f"{prefix}{n}"
+
+    for sku in sku_ids:
+        for loc in LOCATIONS:
+            out.append(Movement(Kind.RECEIPT, next_id("r"), "wms", sku, loc, rnd.randint(5, 40), clock))
+    while len(out) < size:
+        clock += step
+        sku = rnd.choice(sku_ids)
+        roll = rnd.random()
+        if roll < 0.35:
+            store, channel = rnd.choice([("s1", "pos-1"), ("s2", "pos-2")])
+            sale = Movement(Kind.SALE, next_id("s"), channel, sku, store, rnd.randint(1, 3), clock)
+            (late_pos if channel == "pos-2" and rnd.random() < 0.3 else out).append(sale)
+        elif roll < 0.50:
+            out.append(Movement(Kind.RECEIPT, next_id("r"), "wms", sku, rnd.choice(LOCATIONS), rnd.randint(1, 20),
+                                clock))
+        elif roll < 0.55:
+            # A cycle count as of a little while ago: it absorbs deltas before it, keeps those after.
+            out.append(Movement(Kind.COUNT, next_id("c"), "wms", sku, rnd.choice(LOCATIONS), rnd.randint(0, 30),
+                                clock - rnd.randint(0, 120_000)))
+        elif roll < 0.58:
+            out.append(Movement(Kind.ADJUSTMENT, next_id("a"), "wms", sku, rnd.choice(LOCATIONS),
+                                rnd.choice([-2, -1, 1, 3]), clock, reason=rnd.choice(["damage", "correction"])))
+        elif roll < 0.62:
+            src, dst = rnd.sample(LOCATIONS, 2)
+            tid = next_id("t")
+            qty = rnd.randint(1, 5)
+            out.append(Movement(Kind.TRANSFER_OUT, next_id("to"), "wms", sku, src, qty, clock, other_location=dst,
+                                transfer_id=tid))
+            if rnd.random() < 0.8:
+                out.append(Movement(Kind.TRANSFER_IN, next_id("ti"), "wms", sku, dst, qty, clock + 60_000,
+                                    other_location=src, transfer_id=tid))
+        elif roll < 0.64:
+            store, channel = rnd.choice([("s1", "pos-1"), ("s2", "pos-2")])
+            out.append(Movement(Kind.RETURN, next_id("rt"), channel, sku, store, 1, clock,
+                                resellable=rnd.random() < 0.7))
+        elif roll < 0.88:
+            channel = rnd.choice(["web", "app"])
+            rid = next_id("res")
+            expiring = rnd.random() < 0.15
+            expires = now + (expiring_after_ms if expiring else 20 * 60 * 1000)
+            location = rnd.choice([None, None, "w1", "w2", "s1"]) if channel == "web" else None
+            out.append(Movement(Kind.RESERVATION_PLACED, next_id("p"), channel, sku, location, rnd.randint(1, 3),
+                                clock, reservation_id=rid, expires_at=expires))
+            if not expiring:
+                reservations.append((channel, rid))
+        elif reservations:
+            channel, rid = reservations.pop(rnd.randrange(len(reservations)))
+            kind = Kind.RESERVATION_FULFILLED if rnd.random() < 0.6 else Kind.RESERVATION_RELEASED
+            placed = next(m for m in reversed(out) if m.reservation_id == rid)
+            out.append(Movement(kind, next_id("x"), channel, placed.sku, None, 0, clock, reservation_id=rid))
+    # The offline store uploads its sales at the end; at-least-once delivery re-sends some movements.
+    out.extend(late_pos)
+    for m in rnd.sample(out, len(out) // 30):
+        out.insert(rnd.randrange(len(out)), m)
+    return out
