@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import faust
+from faust.types import TP
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -43,29 +44,124 @@ class _Outbox:
         self.records.clear()
         if pending:
             await asyncio.gather(*pending)
-        await producer.flush()  # the table's changelog records too: state is durable before the batch is acked
 
 
 class _TableStore:
-    """The stock table, read and written in the context of an event of the SKU's partition (faust routes a
-    table write to the changelog partition, and a RocksDB read to the partition store, of the current event)."""
+    """The stock table for one batch. Reads are immediate; writes are held until `commit`, which runs before the
+    batch's outputs are sent (see _Batcher.flush).
 
-    def __init__(self, table: Any, stream: Any, events: Sequence[Any]) -> None:
+    faust's own table write would send its changelog record through a buffer that `producer.flush()` can
+    overtake, so the record is sent here, awaited, and the store is updated without a second changelog record.
+    Each read and write runs in the context of an event of the SKU's partition, as faust's stores expect."""
+
+    def __init__(self, app: faust.App, table: Any, stream: Any, events: Sequence[Any]) -> None:
+        self.app = app
         self.table = table
         self.stream = stream
         self.by_partition = {event.message.partition: event for event in events}
+        self.writes: dict[bytes, tuple[bytes, int]] = {}
 
     def _enter(self, partition: int) -> None:
         self.stream._set_current_event(self.by_partition[partition])
 
     def get(self, sku: str, partition: int) -> bytes | None:
         self._enter(partition)
-        value: bytes | None = self.table.get(sku.encode())
+        value: bytes | None = self.table.data.get(sku.encode())
         return value
 
     def put(self, sku: str, value: bytes, partition: int) -> None:
-        self._enter(partition)
-        self.table[sku.encode()] = value
+        self.writes[sku.encode()] = (value, partition)
+
+    async def commit(self) -> None:
+        producer = self.app.producer
+        changelog = self.table.changelog_topic.get_topic_name()
+        pending = [await producer.send(changelog, key, value, partition, None, None)
+                   for key, (value, partition) in self.writes.items()]
+        if pending:
+            await asyncio.gather(*pending)
+        for key, (value, partition) in self.writes.items():
+            self._enter(partition)
+            self.table.data[key] = value
+        self.writes.clear()
+
+
+class _Batcher:
+    """Collects a batch of events and handles it: pipeline, outputs delivered, state committed, events acked."""
+
+    def __init__(self, app: faust.App, table: Any, pipeline: Pipeline, max_batch: int) -> None:
+        self.app, self.table, self.pipeline, self.max_batch = app, table, pipeline, max_batch
+        self.events: list[Any] = []
+        self.stream: Any = None
+        self.last_added = 0.0
+        self.lock = asyncio.Lock()
+        self.next_offset: dict[Any, int] = {}  # per input partition, the offset expected next
+        self.seeking: set[Any] = set()
+
+    def add(self, stream: Any, event: Any) -> bool:
+        """Take an event; False (and a seek back) when faust skipped offsets before it (see _check_gap)."""
+        self.stream = stream
+        if not self._in_sequence(event):
+            return False
+        self.events.append(event)
+        self.last_added = time.monotonic()
+        return True
+
+    def _in_sequence(self, event: Any) -> bool:
+        """Input topics have no compaction and no transaction markers, so their offsets have no gaps. faust
+        occasionally delivers a message past unread ones around a rebalance and then counts the skipped range as
+        acknowledged; read from the first missing offset again instead (what follows comes again: duplicates)."""
+        tp, offset = event.message.tp, event.message.offset
+        expected = self.next_offset.get(tp)
+        if expected is not None and offset < expected:
+            return True  # a re-delivery after a seek or rebalance: the domain sees a duplicate
+        if expected is not None and offset > expected:
+            if tp not in self.seeking:  # messages fetched before the seek still arrive: seek once
+                self.seeking.add(tp)
+                log.error("faust skipped %s offsets %d..%d; reading them again", tp, expected, offset - 1)
+                metrics.OFFSET_GAPS.inc()
+                self.app.consumer._read_offset[tp] = expected - 1  # its gap detection counts from here
+                asyncio.ensure_future(self.app.consumer.seek(tp, expected))
+            return False
+        self.seeking.discard(tp)
+        self.next_offset[tp] = offset + 1
+        return True
+
+    def forget_positions(self) -> None:
+        self.next_offset.clear()
+        self.seeking.clear()
+
+    def full(self) -> bool:
+        return len(self.events) >= self.max_batch
+
+    def idle_for(self, seconds: float) -> bool:
+        return bool(self.events) and time.monotonic() - self.last_added >= seconds
+
+    async def flush(self) -> None:
+        async with self.lock:
+            events, self.events = self.events, []
+            if not events:
+                return
+            outbox = _Outbox(self.app)
+            store = _TableStore(self.app, self.table, self.stream, events)
+            batch = [Inbound(e.message.topic, e.message.partition, e.message.offset, e.message.key,
+                             e.message.value, int(e.message.timestamp * 1000)) for e in events]
+            try:
+                self.pipeline.handle(batch, store, outbox)
+            except Exception as exc:  # noqa: BLE001 - nothing may escape an agent: dead-letter the batch
+                log.exception("batch of %d messages failed; dead-lettering it", len(batch))
+                outbox.records.clear()
+                store.writes.clear()
+                self.pipeline.dead_letter_batch(batch, outbox, "internal_error", repr(exc)[:500])
+            # State first (with this batch's ledger entries in it), then the outputs, then the acknowledgement:
+            # a crash in between leaves a state whose movements come again as duplicates, which re-send the
+            # outputs; versions never go back.
+            await store.commit()
+            await outbox.deliver()
+            for event in events:
+                await self.stream.ack(event)
+            done = time.time()
+            for message in batch:
+                metrics.INGEST_LATENCY.observe(max(0.0, done - message.timestamp_ms / 1000))
 
 
 def build_worker(settings: Settings, servers: str, network: Network, network_version: int) -> faust.App:
@@ -73,9 +169,13 @@ def build_worker(settings: Settings, servers: str, network: Network, network_ver
     app = create_app(settings, servers)
     registry = TopicRegistry(settings)
     codec = default_codec()
-    pipeline = Pipeline(registry, codec, StockRules(horizon_ms=settings.horizon_ms))
+    def committed(topic: str, partition: int) -> int | None:
+        offset: int | None = app.consumer._committed_offset.get(TP(topic, partition))  # faust's own bookkeeping
+        return offset
+
+    pipeline = Pipeline(registry, codec, StockRules(horizon_ms=settings.horizon_ms), committed)
     pipeline.set_network(network, network_version)
-    state = {"ready": False, "rebuild_expiries": True}
+    state: dict[str, Any] = {"ready": False, "rebuild_expiries": True}
 
     inputs = app.topic(*pipeline.input_topics(), key_type=bytes, value_type=bytes, key_serializer="raw",
                        value_serializer="raw", partitions=settings.partitions, acks=True)
@@ -86,22 +186,32 @@ def build_worker(settings: Settings, servers: str, network: Network, network_ver
         for _, value in table.items():
             yield stock_from_record(codec.decode_as(value, STOCK)[1])
 
+    batcher = _Batcher(app, table, pipeline, settings.max_batch)
+
     @app.agent(inputs, concurrency=1)
     async def movements(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.max_batch, within=settings.batch_wait_s):
-            outbox = _Outbox(app)
-            batch = [Inbound(e.message.topic, e.message.partition, e.message.offset, e.message.key,
-                             e.message.value, int(e.message.timestamp * 1000)) for e in events]
-            try:
-                pipeline.handle(batch, _TableStore(table, stream, events), outbox)
-            except Exception as exc:  # noqa: BLE001 - nothing may escape an agent: dead-letter the batch
-                log.exception("batch of %d messages failed; dead-lettering it", len(batch))
-                outbox.records.clear()
-                pipeline.dead_letter_batch(batch, outbox, "internal_error", repr(exc)[:500])
-            await outbox.deliver()
-            done = time.time()
-            for message in batch:
-                metrics.INGEST_LATENCY.observe(max(0.0, done - message.timestamp_ms / 1000))
+        # Acks are manual: a message is acknowledged (its offset committable) only after its batch's outputs
+        # and state are on the broker. A batch closes when full, or when no message came for batch_wait_s.
+        async for event in stream.noack().events():
+            if not batcher.add(stream, event):
+                # Past a gap: it comes again after the seek. Acknowledged all the same, or faust would wait
+                # for it forever at the next rebalance or shutdown.
+                await stream.ack(event)
+                continue
+            if batcher.full():
+                await batcher.flush()
+
+    async def close_idle_batches() -> None:
+        while True:
+            await asyncio.sleep(settings.batch_wait_s)
+            if batcher.idle_for(settings.batch_wait_s):
+                await batcher.flush()
+
+    @app.task
+    async def start_idle_flusher() -> None:
+        # A plain asyncio task, not a faust timer: faust stops its timers before it waits, at a rebalance or at
+        # shutdown, for every message to be acknowledged, and the last batch must still close then.
+        state["idle_flusher"] = asyncio.get_running_loop().create_task(close_idle_batches())
 
     @app.timer(settings.expiry_interval_s)
     async def expire_reservations() -> None:
@@ -117,6 +227,7 @@ def build_worker(settings: Settings, servers: str, network: Network, network_ver
     @app.on_partitions_assigned.connect
     async def on_assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:
         state["rebuild_expiries"] = True
+        batcher.forget_positions()  # partitions may restart from their committed offsets
 
     @app.task
     async def follow_network() -> None:

@@ -67,7 +67,7 @@ def _topics(args: argparse.Namespace, settings: Settings) -> int:
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     from streams.worker import run_worker
 
-    run_worker(settings, loglevel=args.loglevel)
+    run_worker(settings, loglevel=args.loglevel or settings.log_level)
     return 0
 
 
@@ -133,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="run a stream worker (faust)",
                                  description="Run one faust worker of the stocksync app; start several to share "
                                              "the partitions.")
-    worker.add_argument("--loglevel", default="warn", choices=["crit", "error", "warn", "info", "debug"])
+    worker.add_argument("--loglevel", choices=["crit", "error", "warn", "info", "debug"],
+                        help="default: STOCKSYNC_LOG_LEVEL (warn)")
     worker.set_defaults(handler=_worker)
 
     network = commands.add_parser("network", help="apply, check or show the retail network (YAML)",

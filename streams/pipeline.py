@@ -9,7 +9,7 @@ from __future__ import annotations
 import heapq
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -84,8 +84,11 @@ class _Work:
 
 
 class Pipeline:
-    def __init__(self, registry: TopicRegistry, codec: SingleObjectCodec, rules: StockRules = StockRules()) -> None:
+    def __init__(self, registry: TopicRegistry, codec: SingleObjectCodec, rules: StockRules = StockRules(),
+                 committed: Callable[[str, int], int | None] = lambda topic, partition: None) -> None:
+        """`committed(topic, partition)` is the consumer's committed offset there (None if unknown)."""
         self.registry = registry
+        self.committed = committed
         self.codec = codec
         self.rules = rules
         self.partitions = registry.partitions
@@ -108,6 +111,11 @@ class Pipeline:
             self._channel_by_topic[self.registry.restock(channel).name] = (channel, SUPPLY_SIDE)
         metrics.NETWORK_VERSION.set(version)
         return added, changed
+
+    def _committed_past(self, pending: dict[str, object]) -> bool:
+        """True once the movement's source offset is committed: it will not come again."""
+        committed = self.committed(str(pending["source_topic"]), int(pending["source_partition"]))  # type: ignore[call-overload]
+        return committed is not None and int(pending["source_offset"]) < committed  # type: ignore[call-overload]
 
     def input_topics(self) -> list[str]:
         return sorted(self._channel_by_topic)
@@ -137,7 +145,7 @@ class Pipeline:
         try:
             name, record = self.codec.decode_as(message.value or b"", MOVEMENT, BATCH)
         except DecodeError as exc:
-            self._dead_letter(outbox, message, channel, "undecodable", str(exc), now, result)
+            self._dead_letter(outbox, message, channel, exc.reason, str(exc), now, result)
             return
         records = [record] if name == MOVEMENT else record["movements"]
         for index, raw in enumerate(records):
@@ -169,7 +177,9 @@ class Pipeline:
     def _apply(self, sku: str, item: _Work, store: StockStore, outbox: Outbox, now: int,
                result: BatchResult) -> None:
         raw = store.get(sku, item.partition)
-        stock = stock_from_record(self.codec.decode_as(raw, STOCK)[1]) if raw else SkuStock(sku)
+        record = self.codec.decode_as(raw, STOCK)[1] if raw else None
+        stock = stock_from_record(record) if record else SkuStock(sku)
+        unconfirmed: dict[str, dict[str, object]] = record["unconfirmed_ledger"] if record else {}
         before = SkuStock(sku, positions=dict(stock.positions))
         outcomes = stock.apply_all(item.movements, self.network, now, self.rules)
         result.outcomes += len(outcomes)
@@ -194,13 +204,21 @@ class Pipeline:
                                               decision_record(d, outcome.version, outcome.movement.event_id, now)),
                             item.partition)
             if outcome.status is Status.DUPLICATE:
+                # Its ledger entry may not have reached the broker before a crash: send it again.
+                pending = unconfirmed.get(outcome.movement.key)
+                if pending is not None:
+                    outbox.send(self.registry.ledger.name, key, pending["entry"], item.partition)  # type: ignore[arg-type]
                 continue
             wrote = True
-            outbox.send(self.registry.ledger.name, key, self.codec.encode("stocksync.LedgerEntry",
-                                                                          _ledger(outcome, message, now)),
-                        item.partition)
+            entry = self.codec.encode("stocksync.LedgerEntry", _ledger(outcome, message, now))
+            unconfirmed[outcome.movement.key] = {"entry": entry, "source_topic": message.topic,
+                                                 "source_partition": message.partition,
+                                                 "source_offset": message.offset}
+            outbox.send(self.registry.ledger.name, key, entry, item.partition)
         if wrote:
-            store.put(sku, self.codec.encode(STOCK, stock_to_record(stock)), item.partition)
+            unconfirmed = {k: p for k, p in unconfirmed.items() if not self._committed_past(p)}
+            store.put(sku, self.codec.encode(STOCK, {**stock_to_record(stock), "unconfirmed_ledger": unconfirmed}),
+                      item.partition)
             result.skus_written += 1
             self._index_expiries(stock)
         touched = changed | again

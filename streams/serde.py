@@ -24,7 +24,11 @@ _EMPTY64 = 0xC15D213AA4D7A795
 
 
 class DecodeError(StocksyncError):
-    """Bytes that are not a record of a known schema; the message says why."""
+    """Bytes that are not a record of an expected schema; `reason` is a short code, the message says why."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason  # not_avro | unknown_schema | schema_violation | wrong_schema
 
 
 def _crc64_table() -> list[int]:
@@ -105,22 +109,23 @@ class SingleObjectCodec:
 
     def decode(self, data: bytes) -> tuple[str, dict[str, Any]]:
         if data is None or len(data) < 10 or data[:2] != MARKER:
-            raise DecodeError("not Avro single-object encoded (missing C3 01 marker)")
+            raise DecodeError("not_avro", "not Avro single-object encoded (missing C3 01 marker)")
         name = self.by_header.get(bytes(data[:10]))
         if name is None:
-            raise DecodeError(f"unknown schema fingerprint {bytes(data[2:10]).hex()}")
+            raise DecodeError("unknown_schema", f"unknown schema fingerprint {bytes(data[2:10]).hex()}")
         try:
             record = fastavro.schemaless_reader(io.BytesIO(data[10:]), self.schemas[name], None)
         except Exception as exc:  # noqa: BLE001 - fastavro raises many types for a broken body
-            raise DecodeError(f"{name}: body does not match the schema ({type(exc).__name__}: {exc})") from None
+            raise DecodeError("schema_violation",
+                              f"{name}: body does not match the schema ({type(exc).__name__}: {exc})") from None
         if not isinstance(record, dict):
-            raise DecodeError(f"{name}: decoded to {type(record).__name__}, not a record")
+            raise DecodeError("schema_violation", f"{name}: decoded to {type(record).__name__}, not a record")
         return name, record
 
     def decode_as(self, data: bytes, *expected: str) -> tuple[str, dict[str, Any]]:
         name, record = self.decode(data)
         if name not in expected:
-            raise DecodeError(f"schema {name} where {' or '.join(expected)} was expected")
+            raise DecodeError("wrong_schema", f"schema {name} where {' or '.join(expected)} was expected")
         return name, record
 
 

@@ -34,10 +34,11 @@ class Settings(BaseSettings):
     # faust joins its group after about half of this: keep it low for demos and tests.
     broker_session_timeout_s: float = Field(default=10.0, gt=0)
     web_port: int = Field(default=6066, ge=0, le=65535)
+    log_level: Literal["crit", "error", "warn", "info", "debug"] = "warn"
     data_dir: Path = Path("stocksync-data")
     # The hot path works per batch: up to this many messages, or what arrived within the wait.
     max_batch: int = Field(default=500, ge=1, le=100_000)
-    batch_wait_s: float = Field(default=0.01, gt=0, le=5)
+    batch_wait_s: float = Field(default=0.02, gt=0, le=5)
     expiry_interval_s: float = Field(default=1.0, gt=0, le=3600)
     # How far back late events are still reconciled exactly (older ones are dead-lettered as too_late).
     horizon_ms: int = Field(default=7 * 24 * 3600 * 1000, ge=60_000)

@@ -126,7 +126,7 @@ class LocalKafka:
         java = self._java()
         if not (self.workdir / "data" / "meta.properties").exists():
             fmt = subprocess.run(
-                [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", _cluster_id(),
+                [java, "-cp", classpath, "kafka.tools.StorageTool", "format", f"--cluster-id={_cluster_id()}",  # "=": an id may start with "-"
                  "-c", str(config), "--ignore-formatted"],
                 capture_output=True, text=True)
             if fmt.returncode != 0:

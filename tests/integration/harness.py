@@ -86,7 +86,8 @@ class Deployment:
                 "STOCKSYNC_TOPIC_PREFIX": self.settings.topic_prefix, "STOCKSYNC_APP_ID": self.settings.app_id,
                 "STOCKSYNC_PARTITIONS": str(self.partitions), "STOCKSYNC_STORE": "memory://",
                 "STOCKSYNC_BROKER_SESSION_TIMEOUT_S": "6", "STOCKSYNC_WEB_PORT": str(port),
-                "STOCKSYNC_DATA_DIR": str(self.tmp / f"data-{name}"), "STOCKSYNC_EXPIRY_INTERVAL_S": "0.5"}
+                "STOCKSYNC_DATA_DIR": str(self.tmp / f"data-{name}"), "STOCKSYNC_EXPIRY_INTERVAL_S": "0.5",
+                "STOCKSYNC_LOG_LEVEL": "info"}
 
     def start_worker(self, name: str, wait: bool = True) -> WorkerProcess:
         port = free_port()
@@ -172,8 +173,8 @@ class Deployment:
             latest[key] = value
         return latest
 
-    def inputs_consumed(self) -> bool:
-        """True when the workers' group has committed every input topic up to its end."""
+    def input_lag(self) -> dict[str, int]:
+        """Per input topic partition, how far the workers' group has yet to commit ({} when all consumed)."""
         topics = [spec.name for ch in self.network.channels for spec in
                   (self.registry.sales(ch), self.registry.restock(ch))]
         consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": self.settings.app_id,
@@ -181,23 +182,28 @@ class Deployment:
         try:
             tps = [TopicPartition(t, p) for t in topics for p in range(self.partitions)]
             committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(tps, timeout=10)}
+            lag = {}
             for tp in tps:
                 high = consumer.get_watermark_offsets(tp, timeout=10)[1]
                 if high > 0 and committed[(tp.topic, tp.partition)] < high:
-                    return False
-            return True
+                    lag[f"{tp.topic.rsplit('.', 2)[-2]}.{tp.topic.rsplit('.', 1)[-1]}/{tp.partition}"] = \
+                        high - max(0, committed[(tp.topic, tp.partition)])
+            return lag
         finally:
             consumer.close()
 
     # --- the expected state: the domain replaying the ledger's history --------------------------------------
     def replay_ledger(self) -> tuple[dict[str, SkuStock], list[dict[str, Any]]]:
-        """Replay, per SKU, the surviving history of the ledger (a movement ledgered twice around a crash counts
-        once: its last entry) through the domain; every replayed outcome must match the ledgered status."""
+        """Replay each SKU's ledger through the domain; every replayed outcome must match the ledgered one.
+
+        The ledger is at-least-once (an entry is sent again when its movement comes again after a crash), so
+        entries are deduplicated by event and ordered per SKU by version, the change that made a version first."""
         entries = [value for _, value, _, _ in self.read(self.registry.ledger.name)]
-        last: dict[str, int] = {}
+        first: dict[str, int] = {}
         for index, entry in enumerate(entries):
-            last[f"{entry['channel']}:{entry['event_id']}"] = index
-        history = [entries[i] for i in sorted(last.values())]
+            first.setdefault(f"{entry['channel']}:{entry['event_id']}", index)
+        history = sorted((entries[i] for i in first.values()),
+                         key=lambda e: (e["version"], not e["changes"], first[f"{e['channel']}:{e['event_id']}"]))
         stocks: dict[str, SkuStock] = {}
         for entry in history:
             key = f"{entry['channel']}:{entry['event_id']}"
@@ -209,7 +215,11 @@ class Deployment:
                                     reservation_id=entry["event_id"].removeprefix("expired:"))
             stock = stocks.setdefault(movement.sku, SkuStock(movement.sku))
             outcome = stock.apply(movement, self.network, entry["applied_at"])
-            assert outcome.status == Status(entry["status"]), (key, outcome, entry)
+            if outcome.status != Status(entry["status"]) or outcome.version != entry["version"]:
+                trail = [(i, e["channel"], e["event_id"], e["status"], e["version"], e["source_partition"],
+                          e["source_offset"]) for i, e in enumerate(entries) if e["sku"] == movement.sku]
+                raise AssertionError(f"replay of {key} gave {outcome.status} v{outcome.version}, the ledger says "
+                                     f"{entry['status']} v{entry['version']}; ledger of {movement.sku}: {trail}")
         return stocks, history
 
     def assert_outputs_match(self, stocks: dict[str, SkuStock]) -> None:
@@ -223,7 +233,15 @@ class Deployment:
                     got["version"]) == (position.on_hand, position.reserved, position.in_transit,
                                         position.version), key
         for channel in self.network.channels.values():
-            feed = {key.decode(): value for key, value in self.latest(self.registry.ats(channel.id).name).items()}
+            records = self.read(self.registry.ats(channel.id).name)
+            feed = {key.decode(): value for key, value, _, _ in records if key is not None}
             for sku, stock in stocks.items():
                 expected = channel_ats(stock, channel)
-                assert feed.get(sku, {"ats": 0})["ats"] == expected, (channel.id, sku, feed.get(sku), expected)
+                if feed.get(sku, {"ats": 0})["ats"] != expected:
+                    history = [(o, v["ats"], v["version"], v["updated_at"]) for k, v, _, o in records
+                               if k == sku.encode()]
+                    ledger = [(o, v["event_id"], v["status"], v["version"], v["applied_at"],
+                               [(c["location"], c["after"]["available"]) for c in v["changes"]])
+                              for _, v, _, o in self.read(self.registry.ledger.name) if v["sku"] == sku]
+                    raise AssertionError(f"{channel.id} feed of {sku}: {feed.get(sku)}, expected {expected}; "
+                                         f"feed history {history}; ledger {ledger}")
