@@ -10,7 +10,7 @@ die() { echo "dev.sh: $*" >&2; exit 2; }
 
 python_311() {
   for candidate in python3.13 python3.12 python3.11 python3; do
-    if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    if "$candidate" -c "import sys; sys.exit(sys.version_info < (3, 11))" 2>/dev/null; then
       echo "$candidate"; return
     fi
   done

@@ -106,7 +106,10 @@ def _network(args: argparse.Namespace, settings: Settings) -> int:
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from streams.demo import run_demo
 
-    return run_demo(settings, workers=args.workers)
+    from pathlib import Path
+
+    return run_demo(settings, workers=args.workers, network_file=Path(args.network)) if args.network else \
+        run_demo(settings, workers=args.workers)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
                                            "stream workers until Ctrl-C, which stops everything it started.")
     demo.add_argument("--workers", type=int, default=2, choices=range(1, 9), metavar="N",
                       help="how many workers share the partitions (1-8, default 2)")
+    demo.add_argument("--network", metavar="FILE", help="network YAML to apply (default deploy/network.yaml)")
     demo.set_defaults(handler=_demo)
     return parser
 

@@ -9,13 +9,16 @@ import sys
 import time
 from contextlib import ExitStack
 
+from pathlib import Path
+
 from streams.admin import admin_client, ensure_topics
 from streams.broker.select import Cluster, bootstrap_servers, local_broker_dir, start_cluster
 from streams.errors import ConfigError
+from streams.network_config import load_network_file, publish_network
 from streams.settings import Settings
 from streams.topics import TopicRegistry
 
-DEMO_CHANNELS = ("store-north", "store-south", "web", "app", "marketplace", "wms")
+DEMO_NETWORK = Path(__file__).resolve().parent.parent / "deploy" / "network.yaml"
 
 
 def _cluster(settings: Settings) -> Cluster:
@@ -43,15 +46,19 @@ def _stop(proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
             proc.wait()
 
 
-def run_demo(settings: Settings, workers: int = 2) -> int:
+def run_demo(settings: Settings, workers: int = 2, network_file: Path = DEMO_NETWORK) -> int:
+    network = load_network_file(network_file)
     with ExitStack() as cleanup:
         cluster = _cluster(settings)
         cleanup.callback(cluster.stop)
         print(f"Kafka at {cluster.bootstrap_servers} ({cluster.origin})", flush=True)
         registry = TopicRegistry(settings)
-        report = ensure_topics(admin_client(cluster.bootstrap_servers), registry.all(DEMO_CHANNELS),
+        report = ensure_topics(admin_client(cluster.bootstrap_servers), registry.all(network.channels),
                                settings.replication_factor)
         print(f"topics: {len(report.created)} created, {len(report.existing)} already there", flush=True)
+        version = publish_network(cluster.bootstrap_servers, registry, network)
+        print(f"network {network_file.name} applied as version {version}: {len(network.locations)} locations, "
+              f"{len(network.channels)} channels", flush=True)
         procs = [_spawn_worker(settings, cluster.bootstrap_servers, i) for i in range(workers)]
         for proc in procs:
             cleanup.callback(_stop, proc)

@@ -32,6 +32,7 @@ def run_worker(settings: Settings, loglevel: str = "warn") -> None:
     from streams.agents import build_worker
 
     servers = bootstrap_servers(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     registry = TopicRegistry(settings)
     ensure_topics(admin_client(servers), registry.core(), settings.replication_factor)
     network, version = wait_for_network(servers, registry)

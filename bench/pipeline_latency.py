@@ -1,0 +1,181 @@
+"""End-to-end benchmark of the stream pipeline on a real broker. Prints JSON.
+
+Light load: movements sent one by one at --rate per second; latency = from producing a receipt to its update
+arriving on a channel's ATS feed (the time a channel waits to see stock move). Throughput: --burst movements
+sent packed per partition as fast as possible; events/s = movements applied per second until the last feed
+update arrived. Uses KAFKA_BOOTSTRAP_SERVERS / STOCKSYNC_BOOTSTRAP_SERVERS, else starts a local broker.
+
+    python -m bench.pipeline_latency [--rate 50] [--seconds 20] [--burst 50000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+from confluent_kafka import Consumer, Producer
+
+from streams.broker.select import start_cluster
+from streams.domain import Kind, Movement
+from streams.network_config import load_network_file, publish_network
+from streams.admin import admin_client, ensure_topics
+from streams.partitioning import sku_partition
+from streams.records import movement_to_record
+from streams.serde import default_codec
+from streams.settings import load_settings
+from streams.topics import TopicRegistry
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, default=50.0, help="movements per second in the light-load phase")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--burst", type=int, default=50_000, help="movements in the throughput phase")
+    parser.add_argument("--pack", type=int, default=50, help="movements per message in the throughput phase")
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="stocksync-bench-"))
+    settings = load_settings(topic_prefix=f"bench-{uuid.uuid4().hex[:8]}", partitions=6)
+    settings = load_settings(**{**settings.model_dump(), "app_id": f"{settings.topic_prefix}-app"})
+    cluster = start_cluster(settings, tmp / "kafka")
+    servers = cluster.bootstrap_servers
+    registry = TopicRegistry(settings)
+    codec = default_codec()
+    network = load_network_file(ROOT / "deploy" / "network.yaml")
+    ensure_topics(admin_client(servers), registry.all(network.channels))
+    publish_network(servers, registry, network)
+    port = 16000 + os.getpid() % 1000
+    env = {**os.environ, "STOCKSYNC_BOOTSTRAP_SERVERS": servers, "STOCKSYNC_TOPIC_PREFIX": settings.topic_prefix,
+           "STOCKSYNC_APP_ID": settings.app_id, "STOCKSYNC_PARTITIONS": "6", "STOCKSYNC_STORE": "memory://",
+           "STOCKSYNC_BROKER_SESSION_TIMEOUT_S": "6", "STOCKSYNC_WEB_PORT": str(port),
+           "STOCKSYNC_DATA_DIR": str(tmp / "data")}
+    worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as response:
+                    if json.loads(response.read())["ready"]:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or worker.poll() is not None:
+                raise SystemExit("worker did not become ready")
+            time.sleep(0.2)
+
+        feed = registry.ats("web").name
+        arrived: dict[str, float] = {}
+        stop = threading.Event()
+
+        def follow() -> None:
+            consumer = Consumer({"bootstrap.servers": servers, "group.id": f"bench-{uuid.uuid4()}",
+                                 "auto.offset.reset": "earliest", "enable.auto.commit": False})
+            consumer.subscribe([feed])
+            while not stop.is_set():
+                msg = consumer.poll(0.1)
+                if msg is not None and not msg.error():
+                    arrived.setdefault(msg.key().decode(), time.time())
+            consumer.close()
+
+        follower = threading.Thread(target=follow, daemon=True)
+        follower.start()
+        producer = Producer({"bootstrap.servers": servers, "enable.idempotence": True, "acks": "all",
+                             "partitioner": "murmur2_random", "linger.ms": 0})
+        topic = registry.restock("wms").name
+
+        # Light load: one receipt at a time, each for a new SKU, so each produces one feed update.
+        sent: dict[str, float] = {}
+        interval = 1.0 / args.rate
+        start = time.time()
+        i = 0
+        while time.time() - start < args.seconds:
+            sku = f"LAT-{i:06d}"
+            m = Movement(Kind.RECEIPT, f"lat-{i}", "wms", sku, "wh-kassel", 5, int(time.time() * 1000))
+            sent[sku] = time.time()
+            producer.produce(topic, key=sku.encode(), value=codec.encode("stocksync.Movement", movement_to_record(m)))
+            producer.poll(0)
+            i += 1
+            time.sleep(max(0.0, start + i * interval - time.time()))
+        producer.flush(30)
+        wait_until = time.time() + 30
+        while len([s for s in sent if s in arrived]) < len(sent) and time.time() < wait_until:
+            time.sleep(0.1)
+        latencies = [(arrived[s] - t) * 1000 for s, t in sent.items() if s in arrived]
+
+        # Throughput: a burst packed per partition (as the channel client batches under load).
+        burst_skus = [f"TPUT-{j:05d}" for j in range(2_000)]
+        now = int(time.time() * 1000)
+        groups: dict[int, list[dict[str, object]]] = {}
+        burst_start = time.time()
+        for j in range(args.burst):
+            sku = burst_skus[j % len(burst_skus)]
+            m = Movement(Kind.RECEIPT, f"tp-{j}", "wms", sku, "wh-leipzig", 1, now)
+            group = groups.setdefault(sku_partition(sku, 6), [])
+            group.append(movement_to_record(m))
+            if len(group) >= args.pack:
+                producer.produce(topic, key=sku.encode(), value=codec.encode("stocksync.MovementBatch",
+                                                                             {"movements": group}))
+                producer.poll(0)
+                groups[sku_partition(sku, 6)] = []
+        for group in groups.values():
+            if group:
+                producer.produce(topic, key=str(group[0]["sku"]).encode(),
+                                 value=codec.encode("stocksync.MovementBatch", {"movements": group}))
+        producer.flush(60)
+        # Done when the ledger has every burst movement: count them on the ledger topic.
+        ledger = Consumer({"bootstrap.servers": servers, "group.id": f"bench-ledger-{uuid.uuid4()}",
+                           "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        ledger.subscribe([registry.ledger.name])
+        seen: set[str] = set()
+        last = time.time()
+        deadline = time.time() + 600
+        while len(seen) < args.burst and time.time() < deadline:
+            msg = ledger.poll(0.2)
+            if msg is None or msg.error():
+                continue
+            event_id = codec.decode(msg.value())[1]["event_id"]
+            if event_id.startswith("tp-"):
+                seen.add(event_id)
+                last = time.time()
+        ledger.close()
+        stop.set()
+        rss_kb = int(Path(f"/proc/{worker.pid}/status").read_text().split("VmRSS:")[1].split()[0])
+        print(json.dumps({
+            "benchmark": "pipeline_latency", "partitions": 6, "workers": 1, "broker": cluster.origin,
+            "light_load": {"rate_per_s": args.rate, "sent": len(sent), "received": len(latencies),
+                           "latency_ms": {"p50": round(statistics.median(latencies), 1),
+                                          "p90": round(percentile(latencies, 0.90), 1),
+                                          "p99": round(percentile(latencies, 0.99), 1),
+                                          "max": round(max(latencies), 1)}},
+            "throughput": {"movements": args.burst, "pack": args.pack, "applied": len(seen),
+                           "events_per_s": round(len(seen) / max(1e-9, last - burst_start))},
+            "worker_rss_mb": round(rss_kb / 1024, 1),
+            "cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
+            "note": "broker, worker and load generator share this machine's cores",
+        }, indent=2))
+    finally:
+        worker.terminate()
+        worker.wait(60)
+        cluster.stop()
+
+
+if __name__ == "__main__":
+    main()
