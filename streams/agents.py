@@ -12,6 +12,7 @@ from typing import Any
 import faust
 from faust.types import TP
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from confluent_kafka import Producer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams import metrics
@@ -27,23 +28,55 @@ from streams.topics import TopicRegistry
 log = logging.getLogger("stocksync.worker")
 
 
+class _Producer:
+    """The worker's output producer: confluent-kafka (librdkafka), idempotent, acks=all, murmur2. Producing a
+    record costs a few microseconds instead of aiokafka's tens, and outputs are most of a batch's work. No compression:
+    aiokafka (faust's consumer, which reads the changelog and re-routed movements) lacks lz4 and snappy."""
+
+    def __init__(self, servers: str) -> None:
+        self.producer = Producer({"bootstrap.servers": servers, "enable.idempotence": True, "acks": "all",
+                                  "partitioner": "murmur2_random", "linger.ms": 0,
+                                  "queue.buffering.max.messages": 1_000_000})
+        self.errors: list[str] = []
+
+    def _delivered(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            self.errors.append(f"{msg.topic()}: {err}")
+
+    async def send_all(self, records: Sequence[tuple[str, bytes, bytes | None, int | None]]) -> None:
+        """Produce the records and return once the broker has every one (retrying while it is unreachable)."""
+        for topic, key, value, partition in records:
+            while True:
+                try:
+                    if partition is None:
+                        self.producer.produce(topic, value, key, on_delivery=self._delivered)
+                    else:
+                        self.producer.produce(topic, value, key, partition, on_delivery=self._delivered)
+                    break
+                except BufferError:  # the local queue is full: let it drain
+                    await asyncio.get_running_loop().run_in_executor(None, self.producer.poll, 0.1)
+        loop = asyncio.get_running_loop()
+        while await loop.run_in_executor(None, self.producer.flush, 10.0):
+            log.warning("outputs not yet delivered after 10 s; still trying")
+        if self.errors:
+            errors, self.errors = self.errors, []
+            log.error("%d output records were refused by the broker, e.g. %s", len(errors), errors[0])
+
+
 class _Outbox:
     """Collects a batch's output records; `deliver` sends them and waits until the broker has them all."""
 
-    def __init__(self, app: faust.App) -> None:
-        self.app = app
+    def __init__(self, producer: _Producer) -> None:
+        self.producer = producer
         self.records: list[tuple[str, bytes, bytes | None, int | None]] = []
 
     def send(self, topic: str, key: bytes, value: bytes | None, partition: int | None = None) -> None:
         self.records.append((topic, key, value, partition))
 
     async def deliver(self) -> None:
-        producer = self.app.producer
-        pending = [await producer.send(topic, key, value, partition, None, None)
-                   for topic, key, value, partition in self.records]
-        self.records.clear()
-        if pending:
-            await asyncio.gather(*pending)
+        records, self.records = self.records, []
+        if records:
+            await self.producer.send_all(records)
 
 
 class _TableStore:
@@ -54,8 +87,8 @@ class _TableStore:
     overtake, so the record is sent here, awaited, and the store is updated without a second changelog record.
     Each read and write runs in the context of an event of the SKU's partition, as faust's stores expect."""
 
-    def __init__(self, app: faust.App, table: Any, stream: Any, events: Sequence[Any]) -> None:
-        self.app = app
+    def __init__(self, producer: _Producer, table: Any, stream: Any, events: Sequence[Any]) -> None:
+        self.producer = producer
         self.table = table
         self.stream = stream
         self.by_partition = {event.message.partition: event for event in events}
@@ -73,12 +106,9 @@ class _TableStore:
         self.writes[sku.encode()] = (value, partition)
 
     async def commit(self) -> None:
-        producer = self.app.producer
         changelog = self.table.changelog_topic.get_topic_name()
-        pending = [await producer.send(changelog, key, value, partition, None, None)
-                   for key, (value, partition) in self.writes.items()]
-        if pending:
-            await asyncio.gather(*pending)
+        await self.producer.send_all([(changelog, key, value, partition)
+                                      for key, (value, partition) in self.writes.items()])
         for key, (value, partition) in self.writes.items():
             self._enter(partition)
             self.table.data[key] = value
@@ -88,11 +118,11 @@ class _TableStore:
 class _Batcher:
     """Collects a batch of events and handles it: pipeline, outputs delivered, state committed, events acked."""
 
-    def __init__(self, app: faust.App, table: Any, pipeline: Pipeline, max_batch: int) -> None:
-        self.app, self.table, self.pipeline, self.max_batch = app, table, pipeline, max_batch
+    def __init__(self, app: faust.App, producer: _Producer, table: Any, pipeline: Pipeline, max_batch: int) -> None:
+        self.app, self.producer, self.table, self.pipeline, self.max_batch = app, producer, table, pipeline, max_batch
         self.events: list[Any] = []
         self.stream: Any = None
-        self.last_added = 0.0
+        self.first_added = 0.0
         self.lock = asyncio.Lock()
         self.next_offset: dict[Any, int] = {}  # per input partition, the offset expected next
         self.seeking: set[Any] = set()
@@ -102,8 +132,9 @@ class _Batcher:
         self.stream = stream
         if not self._in_sequence(event):
             return False
+        if not self.events:
+            self.first_added = time.monotonic()
         self.events.append(event)
-        self.last_added = time.monotonic()
         return True
 
     def _in_sequence(self, event: Any) -> bool:
@@ -133,16 +164,17 @@ class _Batcher:
     def full(self) -> bool:
         return len(self.events) >= self.max_batch
 
-    def idle_for(self, seconds: float) -> bool:
-        return bool(self.events) and time.monotonic() - self.last_added >= seconds
+    def due(self, wait_s: float) -> bool:
+        """A batch closes once its first message has waited `wait_s`: latency stays bounded under steady load."""
+        return bool(self.events) and time.monotonic() - self.first_added >= wait_s
 
     async def flush(self) -> None:
         async with self.lock:
             events, self.events = self.events, []
             if not events:
                 return
-            outbox = _Outbox(self.app)
-            store = _TableStore(self.app, self.table, self.stream, events)
+            outbox = _Outbox(self.producer)
+            store = _TableStore(self.producer, self.table, self.stream, events)
             batch = [Inbound(e.message.topic, e.message.partition, e.message.offset, e.message.key,
                              e.message.value, int(e.message.timestamp * 1000)) for e in events]
             try:
@@ -186,12 +218,13 @@ def build_worker(settings: Settings, servers: str, network: Network, network_ver
         for _, value in table.items():
             yield stock_from_record(codec.decode_as(value, STOCK)[1])
 
-    batcher = _Batcher(app, table, pipeline, settings.max_batch)
+    producer = _Producer(servers)
+    batcher = _Batcher(app, producer, table, pipeline, settings.max_batch)
 
     @app.agent(inputs, concurrency=1)
     async def movements(stream: faust.StreamT) -> None:
         # Acks are manual: a message is acknowledged (its offset committable) only after its batch's outputs
-        # and state are on the broker. A batch closes when full, or when no message came for batch_wait_s.
+        # and state are on the broker. A batch closes when full, or batch_wait_s after its first message.
         async for event in stream.noack().events():
             if not batcher.add(stream, event):
                 # Past a gap: it comes again after the seek. Acknowledged all the same, or faust would wait
@@ -204,8 +237,11 @@ def build_worker(settings: Settings, servers: str, network: Network, network_ver
     async def close_idle_batches() -> None:
         while True:
             await asyncio.sleep(settings.batch_wait_s)
-            if batcher.idle_for(settings.batch_wait_s):
-                await batcher.flush()
+            try:
+                if batcher.due(settings.batch_wait_s):
+                    await batcher.flush()
+            except Exception:  # noqa: BLE001 - this loop must outlive any one batch
+                log.exception("closing a batch failed")
 
     @app.task
     async def start_idle_flusher() -> None:
@@ -220,7 +256,7 @@ def build_worker(settings: Settings, servers: str, network: Network, network_ver
         if state["rebuild_expiries"]:
             state["rebuild_expiries"] = False
             pipeline.rebuild_expiries(local_stocks())
-        outbox = _Outbox(app)
+        outbox = _Outbox(producer)
         if pipeline.request_expiries(outbox):
             await outbox.deliver()
 
@@ -250,7 +286,7 @@ def build_worker(settings: Settings, servers: str, network: Network, network_ver
                     if added:
                         _subscribe(app, inputs, pipeline.input_topics())
                     if added | changed:
-                        outbox = _Outbox(app)
+                        outbox = _Outbox(producer)
                         pipeline.republish_ats(local_stocks(), added | changed, outbox)
                         await outbox.deliver()
         finally:
@@ -266,14 +302,15 @@ def build_worker(settings: Settings, servers: str, network: Network, network_ver
     @app.page("/ready")
     async def ready(web: Any, request: Any) -> Any:
         ok = state["ready"] and not app.rebalancing
-        return web.json({"ready": ok, "network_version": pipeline.network_version}, status=200 if ok else 503)
+        inputs = set(pipeline.input_topics())
+        assigned = sorted({tp.topic for tp in app.consumer.assignment() if tp.topic in inputs})
+        return web.json({"ready": ok, "network_version": pipeline.network_version, "assigned_inputs": assigned},
+                        status=200 if ok else 503)
 
     @app.page("/metrics")
     async def prometheus(web: Any, request: Any) -> Any:
         return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
-    app.stocksync_pipeline = pipeline  # type: ignore[attr-defined]
-    app.stocksync_table = table  # type: ignore[attr-defined]
     return app
 
 

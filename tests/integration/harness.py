@@ -46,6 +46,13 @@ class WorkerProcess:
         except OSError:
             return False
 
+    def status(self) -> dict[str, Any]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/ready", timeout=1) as response:
+                return dict(json.loads(response.read()))
+        except OSError:
+            return {}
+
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 60) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
@@ -63,6 +70,7 @@ class Deployment:
     unique: str
     tmp: Path
     partitions: int = 4
+    store: str = "memory://"
     workers: list[WorkerProcess] = field(default_factory=list)
     sent: dict[str, Movement] = field(default_factory=dict)
 
@@ -84,7 +92,7 @@ class Deployment:
     def env(self, port: int, name: str) -> dict[str, str]:
         return {**os.environ, "STOCKSYNC_BOOTSTRAP_SERVERS": self.bootstrap,
                 "STOCKSYNC_TOPIC_PREFIX": self.settings.topic_prefix, "STOCKSYNC_APP_ID": self.settings.app_id,
-                "STOCKSYNC_PARTITIONS": str(self.partitions), "STOCKSYNC_STORE": "memory://",
+                "STOCKSYNC_PARTITIONS": str(self.partitions), "STOCKSYNC_STORE": self.store,
                 "STOCKSYNC_BROKER_SESSION_TIMEOUT_S": "6", "STOCKSYNC_WEB_PORT": str(port),
                 "STOCKSYNC_DATA_DIR": str(self.tmp / f"data-{name}"), "STOCKSYNC_EXPIRY_INTERVAL_S": "0.5",
                 "STOCKSYNC_LOG_LEVEL": "info"}

@@ -83,7 +83,9 @@ def decisions(deployment: Deployment) -> dict[str, list[dict[str, object]]]:
     return found
 
 
-def test_two_channels_racing_for_the_last_units(deployment: Deployment) -> None:
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+def test_two_channels_racing_for_the_last_units(deployment: Deployment, store: str) -> None:
+    deployment.store = store
     deployment.apply_network(NETWORK)
     deployment.start_worker("w1")
     at = int(time.time() * 1000) - 5_000
@@ -202,7 +204,7 @@ def test_every_kind_of_bad_input_is_dead_lettered(deployment: Deployment) -> Non
 
 def test_network_changes_apply_live(deployment: Deployment) -> None:
     version = deployment.apply_network(NETWORK)
-    deployment.start_worker("w1")
+    worker = deployment.start_worker("w1")
     at = int(time.time() * 1000) - 5_000
     deployment.send([Movement(Kind.RECEIPT, "in-1", "wms", "SKU-1", "w1", 20, at)])
     settle(deployment)
@@ -219,7 +221,13 @@ def test_network_changes_apply_live(deployment: Deployment) -> None:
     wait_for(lambda: deployment.latest(kiosk_feed).get(b"SKU-1", {}).get("ats") == 19, 60, "the new channel's feed")
     assert deployment.latest(web_feed)[b"SKU-1"]["network_version"] == new_version
 
-    # The new channel's input topics were subscribed at run time: its sale is applied.
+    # The new channel's input topics are subscribed at run time (a rebalance), then its sale is applied.
+    # Known gap, see README: a message produced before that rebalance completes may wait for the next one.
+    kiosk_sales = deployment.registry.sales("kiosk").name
+    wait_for(lambda: kiosk_sales in worker.status().get("assigned_inputs", []), 60, "the kiosk topics assigned")
     deployment.send([Movement(Kind.SALE, "k-1", "kiosk", "SKU-1", "w1", 4, at + 1_000)])
-    wait_for(lambda: deployment.latest(kiosk_feed)[b"SKU-1"]["ats"] == 15, 90, "the kiosk sale to reach its feed")
+    try:
+        wait_for(lambda: deployment.latest(kiosk_feed)[b"SKU-1"]["ats"] == 15, 90, "the kiosk sale to reach its feed")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; input lag {deployment.input_lag()}") from None
     assert deployment.latest(web_feed)[b"SKU-1"]["ats"] == 16 - 7
