@@ -127,22 +127,27 @@ class _Batcher:
         self.next_offset: dict[Any, int] = {}  # per input partition, the offset expected next
         self.seeking: set[Any] = set()
 
-    def add(self, stream: Any, event: Any) -> bool:
-        """Take an event; False (and a seek back) when faust skipped offsets before it (see _check_gap)."""
+    async def add(self, stream: Any, event: Any) -> bool:
+        """Take an event; False (and a seek back) when faust skipped offsets before it (see _in_sequence)."""
         self.stream = stream
-        if not self._in_sequence(event):
+        if not await self._in_sequence(event):
             return False
         if not self.events:
             self.first_added = time.monotonic()
         self.events.append(event)
         return True
 
-    def _in_sequence(self, event: Any) -> bool:
+    async def _in_sequence(self, event: Any) -> bool:
         """Input topics have no compaction and no transaction markers, so their offsets have no gaps. faust
         occasionally delivers a message past unread ones around a rebalance and then counts the skipped range as
-        acknowledged; read from the first missing offset again instead (what follows comes again: duplicates)."""
+        acknowledged; read from the first missing offset again instead (what follows comes again: duplicates).
+        The first message of a partition must be the one after the committed offset (or its earliest)."""
         tp, offset = event.message.tp, event.message.offset
         expected = self.next_offset.get(tp)
+        if expected is None:
+            expected = self.app.consumer._committed_offset.get(tp)  # faust's: the next offset to read
+            if expected is None:
+                expected = (await self.app.consumer.earliest_offsets(tp)).get(tp)
         if expected is not None and offset < expected:
             return True  # a re-delivery after a seek or rebalance: the domain sees a duplicate
         if expected is not None and offset > expected:
@@ -226,7 +231,7 @@ def build_worker(settings: Settings, servers: str, network: Network, network_ver
         # Acks are manual: a message is acknowledged (its offset committable) only after its batch's outputs
         # and state are on the broker. A batch closes when full, or batch_wait_s after its first message.
         async for event in stream.noack().events():
-            if not batcher.add(stream, event):
+            if not await batcher.add(stream, event):
                 # Past a gap: it comes again after the seek. Acknowledged all the same, or faust would wait
                 # for it forever at the next rebalance or shutdown.
                 await stream.ack(event)
