@@ -25,10 +25,10 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Producer
 
+from streams.admin import admin_client, ensure_topics
 from streams.broker.select import start_cluster
 from streams.domain import Kind, Movement
 from streams.network_config import load_network_file, publish_network
-from streams.admin import admin_client, ensure_topics
 from streams.partitioning import sku_partition
 from streams.records import movement_to_record
 from streams.serde import default_codec
@@ -52,8 +52,8 @@ def main() -> None:
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="stocksync-bench-"))
-    settings = load_settings(topic_prefix=f"bench-{uuid.uuid4().hex[:8]}", partitions=6)
-    settings = load_settings(**{**settings.model_dump(), "app_id": f"{settings.topic_prefix}-app"})
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    settings = load_settings(topic_prefix=prefix, app_id=f"{prefix}-app", partitions=6)
     cluster = start_cluster(settings, tmp / "kafka")
     servers = cluster.bootstrap_servers
     registry = TopicRegistry(settings)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol

@@ -8,7 +8,7 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.domain import Kind, Movement, Network, SkuStock
+from streams.domain import Kind, SkuStock
 from streams.records import (
     movement_from_record,
     movement_to_record,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.domain import Kind, SkuStock, Status, StockRules
+from streams.domain import SkuStock, Status, StockRules
 from tests.unit.domain.helpers import NETWORK, NOW, mv
 
 
