@@ -6,19 +6,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import aiohttp
 import faust
 from faust.types import TP
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from confluent_kafka import Producer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from yarl import URL
 
 from streams import metrics
+from streams.api import OPENAPI, ApiError, QueryService, check_sku
 from streams.app import create_app
 from streams.domain import Network, SkuStock, StockRules
 from streams.network_config import parse_network_record
+from streams.partitioning import sku_partition
 from streams.pipeline import STOCK, Inbound, Pipeline
 from streams.records import stock_from_record
 from streams.serde import default_codec
@@ -103,7 +107,10 @@ class _TableStore:
         return value
 
     def put(self, sku: str, value: bytes, partition: int) -> None:
-        self.writes[sku.encode()] = (value, partition)
+        self.put_raw(sku.encode(), value, partition)
+
+    def put_raw(self, key: bytes, value: bytes, partition: int) -> None:
+        self.writes[key] = (value, partition)
 
     async def commit(self) -> None:
         changelog = self.table.changelog_topic.get_topic_name()
@@ -115,20 +122,39 @@ class _TableStore:
         self.writes.clear()
 
 
+OFFSETS = "stocksync.InputOffsets"
+
+
+def offsets_key(partition: int) -> bytes:
+    """The stock-table key of a partition's InputOffsets record (no SKU starts with NUL)."""
+    return b"\x00offsets:%d" % partition
+
+
 class _Batcher:
-    """Collects a batch of events and handles it: pipeline, outputs delivered, state committed, events acked."""
+    """Collects a batch of events and handles it: pipeline, outputs delivered, state committed, events acked.
+
+    It also decides where each input partition must be read from. faust-streaming occasionally delivers a message
+    past unread ones (around rebalances and restarts) and its commit logic then counts the skipped range as
+    acknowledged, so neither its stream nor its committed offset can be trusted to be gap-free. The batcher
+    therefore keeps its own record of where each input partition's movements end (InputOffsets, in the stock
+    table's changelog, written with the state of the batch) and only takes offsets in sequence from there, seeking
+    back whenever something arrives past the next expected offset."""
+
+    RESEEK_AFTER_S = 1.0
 
     def __init__(self, app: faust.App, producer: _Producer, table: Any, pipeline: Pipeline, max_batch: int) -> None:
         self.app, self.producer, self.table, self.pipeline, self.max_batch = app, producer, table, pipeline, max_batch
+        self.codec = pipeline.codec
         self.events: list[Any] = []
         self.stream: Any = None
         self.first_added = 0.0
         self.lock = asyncio.Lock()
         self.next_offset: dict[Any, int] = {}  # per input partition, the offset expected next
-        self.seeking: set[Any] = set()
+        self.last_seek: dict[Any, float] = {}  # input partitions being read again, and when the seek was made
+        self.recorded: dict[int, dict[str, int]] = {}  # per partition number, its InputOffsets as last written
 
     async def add(self, stream: Any, event: Any) -> bool:
-        """Take an event; False (and a seek back) when faust skipped offsets before it (see _in_sequence)."""
+        """Take an event; False (and a seek back) when it arrived past the next expected offset."""
         self.stream = stream
         if not await self._in_sequence(event):
             return False
@@ -138,30 +164,68 @@ class _Batcher:
         return True
 
     async def _in_sequence(self, event: Any) -> bool:
-        """Input topics have no compaction and no transaction markers, so their offsets have no gaps. faust
-        occasionally delivers a message past unread ones around a rebalance and then counts the skipped range as
-        acknowledged; read from the first missing offset again instead (what follows comes again: duplicates).
-        The first message after an assignment is taken as it comes: faust's view of the committed offset is not
-        reliable that early (checking against it caused false alarms)."""
+        """Input topics have no compaction and no transaction markers, so their offsets have no gaps: accept
+        the next expected offset, or an older one (a re-delivery: the domain sees a duplicate)."""
         tp, offset = event.message.tp, event.message.offset
         expected = self.next_offset.get(tp)
-        if expected is not None and offset < expected:
-            return True  # a re-delivery after a seek or rebalance: the domain sees a duplicate
-        if expected is not None and offset > expected:
-            if tp not in self.seeking:  # messages fetched before the seek still arrive: seek once
-                self.seeking.add(tp)
-                log.error("faust skipped %s offsets %d..%d; reading them again", tp, expected, offset - 1)
+        if expected is None:
+            expected = self.next_offset[tp] = await self._resume_offset(event)
+        if offset < expected:
+            return True
+        if offset > expected:
+            now = time.monotonic()
+            if tp not in self.last_seek:
+                log.error("input %s arrived at offset %d, expected %d; reading from %d again", tp, offset, expected,
+                          expected)
                 metrics.OFFSET_GAPS.inc()
-                self.app.consumer._read_offset[tp] = expected - 1  # its gap detection counts from here
+            if now - self.last_seek.get(tp, -self.RESEEK_AFTER_S) >= self.RESEEK_AFTER_S:
+                # Messages fetched before the seek still arrive and move faust's read offset past the seek,
+                # which makes it drop the re-read messages: seek again while the gap persists.
+                self.last_seek[tp] = now
+                self.app.consumer._read_offset[tp] = None
                 asyncio.ensure_future(self.app.consumer.seek(tp, expected))
             return False
-        self.seeking.discard(tp)
+        self.last_seek.pop(tp, None)
         self.next_offset[tp] = offset + 1
         return True
 
+    async def _resume_offset(self, event: Any) -> int:
+        """Where a newly assigned input partition resumes: after the last movement in the state, or at the start."""
+        tp = event.message.tp
+        recorded = self._recorded(event).get(tp.topic)
+        if recorded is not None:
+            return recorded
+        earliest: int = (await self.app.consumer.earliest_offsets(tp)).get(tp, 0)
+        return earliest
+
+    def _recorded(self, event: Any) -> dict[str, int]:
+        partition = event.message.partition
+        if partition not in self.recorded:
+            self.stream._set_current_event(event)  # the table's store for this partition
+            raw = self.table.data.get(offsets_key(partition))
+            self.recorded[partition] = dict(self.codec.decode_as(raw, OFFSETS)[1]["next_offsets"]) if raw else {}
+        return self.recorded[partition]
+
+    def _record_offsets(self, events: Sequence[Any], store: _TableStore) -> None:
+        """Advance each touched partition's InputOffsets past this batch's messages (written with the state)."""
+        by_partition: dict[int, Any] = {}
+        for event in events:
+            by_partition[event.message.partition] = event
+        for partition, event in by_partition.items():
+            record = self._recorded(event)
+            before = dict(record)
+            for e in events:
+                if e.message.partition == partition:
+                    record[e.message.topic] = max(record.get(e.message.topic, 0), e.message.offset + 1)
+            if record != before:
+                store.put_raw(offsets_key(partition), self.codec.encode(
+                    OFFSETS, {"partition": partition, "next_offsets": record}), partition)
+
     def forget_positions(self) -> None:
+        """At an assignment: partitions resume from the recorded offsets (read again once recovery is done)."""
         self.next_offset.clear()
-        self.seeking.clear()
+        self.last_seek.clear()
+        self.recorded.clear()
 
     def full(self) -> bool:
         return len(self.events) >= self.max_batch
@@ -189,6 +253,7 @@ class _Batcher:
             # State first (with this batch's ledger entries in it), then the outputs, then the acknowledgement:
             # a crash in between leaves a state whose movements come again as duplicates, which re-send the
             # outputs; versions never go back.
+            self._record_offsets(events, store)
             await store.commit()
             await outbox.deliver()
             for event in events:
@@ -217,7 +282,9 @@ def build_worker(settings: Settings, servers: str, network: Network, network_ver
                       options=_rocksdb_options(settings))
 
     def local_stocks() -> Iterator[SkuStock]:
-        for _, value in table.items():
+        for key, value in table.items():
+            if key.startswith(b"\x00"):  # the InputOffsets records
+                continue
             yield stock_from_record(codec.decode_as(value, STOCK)[1])
 
     producer = _Producer(servers)
@@ -309,11 +376,72 @@ def build_worker(settings: Settings, servers: str, network: Network, network_ver
         return web.json({"ready": ok, "network_version": pipeline.network_version, "assigned_inputs": assigned},
                         status=200 if ok else 503)
 
+    query = QueryService(lookup=lambda sku: _stock_of(table, codec, sku),
+                         network=lambda: (pipeline.network, pipeline.network_version))
+    changelog = registry.stock_changelog.name
+
+    async def answer(web: Any, request: Any, sku: str, compute: Callable[[], dict[str, Any]]) -> Any:
+        """Answer here if this worker owns the SKU's partition, else ask the owner (once)."""
+        try:
+            check_sku(sku)
+            partition = sku_partition(sku, settings.partitions)
+            owner = next((url for url, topics in app.router.table_metadata("stock").items()
+                          if partition in topics.get(changelog, ())), None)
+            if owner is None or not state["ready"]:
+                raise ApiError(503, "the SKU's owner is not known right now (workers rebalancing); retry")
+            if URL(owner) != URL(str(app.conf.canonical_url)):
+                if request.headers.get(ROUTED_HEADER):
+                    raise ApiError(503, "ownership of the SKU is moving between workers; retry")
+                return await _forward(app, web, request, owner)
+            return web.json(compute())
+        except ApiError as exc:
+            return web.json({"error": exc.message}, status=exc.status)
+
+    @app.page("/skus/{sku}/positions")
+    async def sku_positions(web: Any, request: Any, sku: str) -> Any:
+        return await answer(web, request, sku, lambda: query.positions(sku))
+
+    @app.page("/skus/{sku}/positions/{location}")
+    async def one_position(web: Any, request: Any, sku: str, location: str) -> Any:
+        return await answer(web, request, sku, lambda: query.position(sku, location))
+
+    @app.page("/channels/{channel}/ats/{sku}")
+    async def ats_of_channel(web: Any, request: Any, channel: str, sku: str) -> Any:
+        return await answer(web, request, sku, lambda: query.channel_ats(channel, sku))
+
+    @app.page("/skus/{sku}/sourcing")
+    async def sourcing(web: Any, request: Any, sku: str) -> Any:
+        return await answer(web, request, sku, lambda: query.sourcing(sku, dict(request.query)))
+
+    @app.page("/openapi.json")
+    async def openapi(web: Any, request: Any) -> Any:
+        return web.json(OPENAPI)
+
     @app.page("/metrics")
     async def prometheus(web: Any, request: Any) -> Any:
         return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     return app
+
+
+ROUTED_HEADER = "X-Stocksync-Routed"
+
+
+async def _forward(app: faust.App, web: Any, request: Any, owner: str) -> Any:
+    """Ask the owning worker the same question and pass its answer on."""
+    url = URL(owner).with_path(request.url.path).with_query(request.url.query)
+    try:
+        async with app.http_client.get(url, headers={ROUTED_HEADER: "1"},
+                                       timeout=aiohttp.ClientTimeout(total=10)) as response:
+            body = await response.read()
+            return web.bytes(body, content_type="application/json", status=response.status)
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        return web.json({"error": f"the SKU's owner at {owner} did not answer ({exc!r}); retry"}, status=503)
+
+
+def _stock_of(table: Any, codec: Any, sku: str) -> SkuStock | None:
+    raw = table.data.get(sku.encode())
+    return stock_from_record(codec.decode_as(raw, STOCK)[1]) if raw else None
 
 
 def _subscribe(app: faust.App, inputs: Any, topics: list[str]) -> None:

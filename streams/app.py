@@ -24,6 +24,7 @@ def create_app(settings: Settings, servers: str | None = None) -> faust.App:
         broker_heartbeat_interval=min(3.0, settings.broker_session_timeout_s / 3),
         producer_acks=-1,  # acks=all; aiokafka's default partitioner is murmur2, like Kafka's Java client
         web_port=settings.web_port,
-        web_host="127.0.0.1",
+        web_host=settings.web_host,
+        canonical_url=settings.advertised_url or f"http://{settings.web_host}:{settings.web_port}",
         consumer_auto_offset_reset="earliest",
     )

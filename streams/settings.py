@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     # faust joins its group after about half of this: keep it low for demos and tests.
     broker_session_timeout_s: float = Field(default=10.0, gt=0)
     web_port: int = Field(default=6066, ge=0, le=65535)
+    # The query API: where it listens, and the URL other workers use to reach it (routing by SKU owner).
+    web_host: str = "127.0.0.1"
+    advertised_url: str | None = Field(default=None, pattern=r"^https?://[^/\s]+$")
     log_level: Literal["crit", "error", "warn", "info", "debug"] = "warn"
     data_dir: Path = Path("stocksync-data")
     # The hot path works per batch: up to this many messages, or what arrived within the wait.

@@ -38,6 +38,16 @@ def admin(bootstrap: str) -> AdminClient:
 
 
 @pytest.fixture
+def deployment(bootstrap: str, unique: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A stocksync deployment with its own topics on the session broker; its workers stop at the end."""
+    from tests.integration.harness import Deployment
+
+    deployment = Deployment(bootstrap, unique, tmp_path)
+    yield deployment
+    deployment.stop_all()
+
+
+@pytest.fixture
 def make_topic(admin: AdminClient, unique: str) -> Callable[..., str]:
     """Create a topic named after the test; returns its name."""
 
