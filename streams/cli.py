@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from streams.errors import StocksyncError
+from streams.errors import ConfigError, StocksyncError
 from streams.settings import Settings, load_settings
 
 
@@ -104,12 +104,102 @@ def _network(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.demo import run_demo
-
     from pathlib import Path
 
-    return run_demo(settings, workers=args.workers, network_file=Path(args.network)) if args.network else \
-        run_demo(settings, workers=args.workers)
+    from streams.demo import DEMO_NETWORK, DemoOptions, run_demo
+
+    return run_demo(settings, DemoOptions(workers=args.workers, network_file=Path(args.network or DEMO_NETWORK),
+                                          seed=args.seed, rate=args.rate, duration_s=args.duration,
+                                          skus=args.skus))
+
+
+def _simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from streams.broker.select import bootstrap_servers
+    from streams.channel import ChannelClient
+    from streams.network_config import load_network_file, read_network
+    from streams.simulator import Simulator, print_progress
+    from streams.topics import TopicRegistry
+
+    servers = bootstrap_servers(settings)
+    if args.network:
+        network = load_network_file(Path(args.network))
+    else:
+        found = read_network(servers, TopicRegistry(settings))
+        if found is None:
+            raise ConfigError("no network applied yet: run 'stocksync network apply FILE' or pass --network")
+        network = found[0]
+    simulator = Simulator(network, lambda channel: ChannelClient(channel, servers, settings=settings,
+                                                                 linger_ms=args.linger_ms),
+                          seed=args.seed, rate=args.rate, duration_s=args.duration, skus=args.skus)
+    stats = simulator.run(progress=None if args.quiet else print_progress)
+    print(f"sent {stats.sent} movements ({stats.late_uploads} late POS uploads); reservations accepted "
+          f"{stats.accepted}, refused {stats.refused}; follow-ups skipped {stats.skipped_follow_ups}")
+    return 0
+
+
+def _query(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    base = (args.url or f"http://127.0.0.1:{settings.web_port}").rstrip("/")
+    quote = urllib.parse.quote
+    if args.what == "positions":
+        path = f"/skus/{quote(args.sku, safe='')}/positions"
+        if args.location:
+            path += f"/{quote(args.location, safe='')}"
+    elif args.what == "ats":
+        path = f"/channels/{quote(args.channel, safe='')}/ats/{quote(args.sku, safe='')}"
+    else:
+        params = {"channel": args.channel, "quantity": args.quantity, "lat": args.lat, "lon": args.lon,
+                  "mode": args.mode}
+        path = f"/skus/{quote(args.sku, safe='')}/sourcing?{urllib.parse.urlencode(params)}"
+    try:
+        with urllib.request.urlopen(base + path, timeout=15) as response:
+            print(json.dumps(json.loads(response.read()), indent=2))
+            return 0
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read()).get("error", exc.reason)
+        except ValueError:
+            message = exc.reason
+        raise ConfigError(f"query {args.what}: {message} (HTTP {exc.code})") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise ConfigError(f"query: no worker answers at {base} ({getattr(exc, 'reason', exc)}); is one "
+                          "running? (--url or STOCKSYNC_WEB_PORT)") from None
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _simulation_options(parser: argparse.ArgumentParser, duration: float) -> None:
+    parser.add_argument("--seed", type=int, default=7, help="the same seed sends the same movements (default 7)")
+    parser.add_argument("--rate", type=_positive, default=40.0, metavar="N",
+                        help="customer events per second across all channels (default 40)")
+    parser.add_argument("--duration", type=_positive, default=duration, metavar="S",
+                        help=f"seconds to simulate (default {duration:g})")
+    parser.add_argument("--skus", type=int, choices=range(1, 100_001), default=40, metavar="N",
+                        help="how many SKUs (default 40; a few are busy, most are not)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,12 +240,50 @@ def build_parser() -> argparse.ArgumentParser:
     network.set_defaults(handler=_network)
 
     demo = commands.add_parser("demo", help="run the main job end to end on a local Kafka",
-                               description="Start (or reuse) a Kafka, create the demo channels' topics and run "
-                                           "stream workers until Ctrl-C, which stops everything it started.")
+                               description="Start (or reuse) a Kafka, create the topics, apply the network, run "
+                                           "stream workers and the simulator, and show stock moving live until "
+                                           "Ctrl-C, which stops everything it started.")
     demo.add_argument("--workers", type=int, default=2, choices=range(1, 9), metavar="N",
                       help="how many workers share the partitions (1-8, default 2)")
     demo.add_argument("--network", metavar="FILE", help="network YAML to apply (default deploy/network.yaml)")
+    _simulation_options(demo, duration=3600.0)
     demo.set_defaults(handler=_demo)
+
+    simulate = commands.add_parser("simulate", help="drive the running workers with a simulated retail network",
+                                   description="Stores with POS (one goes offline and uploads late), web shop and "
+                                               "app orders as reservations that get paid, cancelled or expire, "
+                                               "marketplaces, warehouse receipts, transfers, counts and returns. "
+                                               "Seeded: the same seed sends the same movements.")
+    simulate.add_argument("--network", metavar="FILE", help="network YAML (default: the network applied)")
+    simulate.add_argument("--linger-ms", type=_non_negative, default=20.0, metavar="MS",
+                          help="how long a channel client packs movements before sending (default 20)")
+    simulate.add_argument("--quiet", action="store_true", help="no progress lines")
+    _simulation_options(simulate, duration=60.0)
+    simulate.set_defaults(handler=_simulate)
+
+    query = commands.add_parser("query", help="ask a worker's query API (any worker: it routes by SKU)",
+                                description="Positions, a channel's available-to-sell, or a sourcing plan, as "
+                                            "JSON from a running worker.")
+    query.add_argument("--url", help="a worker's API (default http://127.0.0.1:STOCKSYNC_WEB_PORT)")
+    what = query.add_subparsers(dest="what", required=True, metavar="WHAT")
+    positions = what.add_parser("positions", help="a SKU's positions, or one position",
+                                description="Every location's figures for a SKU, or one location's.")
+    positions.add_argument("sku")
+    positions.add_argument("location", nargs="?")
+    ats = what.add_parser("ats", help="a channel's available-to-sell for a SKU",
+                          description="What the channel may sell of the SKU now.")
+    ats.add_argument("channel")
+    ats.add_argument("sku")
+    source = what.add_parser("source", help="where to fill an order line from",
+                             description="A ranked fulfilment plan for an order line and a customer position, "
+                                         "split across locations when one cannot fill it.")
+    source.add_argument("sku")
+    source.add_argument("--channel", required=True)
+    source.add_argument("--quantity", type=int, required=True)
+    source.add_argument("--lat", type=float, required=True, help="customer latitude")
+    source.add_argument("--lon", type=float, required=True, help="customer longitude")
+    source.add_argument("--mode", choices=["ship", "pickup"], default="ship")
+    query.set_defaults(handler=_query)
     return parser
 
 

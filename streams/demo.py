@@ -1,18 +1,24 @@
-"""The README's main job: a local Kafka, the registry's topics, stream workers; Ctrl-C stops everything it started."""
+"""The README's main job: a local Kafka, the topics, the network, two workers, the simulator and a live view;
+Ctrl-C stops everything it started."""
 
 from __future__ import annotations
 
+import json
 import os
+import threading
+import urllib.request
 import signal
 import subprocess
 import sys
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass
 
 from pathlib import Path
 
 from streams.admin import admin_client, ensure_topics
 from streams.broker.select import Cluster, bootstrap_servers, local_broker_dir, start_cluster
+from streams.domain import Network
 from streams.errors import ConfigError
 from streams.network_config import load_network_file, publish_network
 from streams.settings import Settings
@@ -46,7 +52,66 @@ def _stop(proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
             proc.wait()
 
 
-def run_demo(settings: Settings, workers: int = 2, network_file: Path = DEMO_NETWORK) -> int:
+def _ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as response:
+            return bool(json.loads(response.read())["ready"])
+    except OSError:
+        return False
+
+
+def _watch(settings: Settings, servers: str, network: Network, procs: list[subprocess.Popen[bytes]],
+           options: DemoOptions) -> int:
+    """Run the simulator in a thread and redraw the live view every second until Ctrl-C or the end."""
+    from streams.channel import ChannelClient
+    from streams.live import LiveView
+    from streams.simulator import Simulator
+
+    stop = threading.Event()
+    simulator = Simulator(network, lambda channel: ChannelClient(channel, servers, settings=settings,
+                                                                 linger_ms=20),
+                          seed=options.seed, rate=options.rate, duration_s=options.duration_s, skus=options.skus)
+    runner = threading.Thread(target=simulator.run, kwargs={"should_stop": stop.is_set}, daemon=True)
+    view = LiveView(servers, TopicRegistry(settings), network, simulator.sent_at)
+    tty = sys.stdout.isatty()
+    try:
+        runner.start()
+        last_line = 0.0
+        while runner.is_alive() or time.time() - last_line < 5:
+            view.poll(1.0)
+            if any(proc.poll() is not None for proc in procs):
+                print("a worker exited; stopping the demo", file=sys.stderr)
+                return 1
+            if tty:
+                print("\x1b[2J\x1b[H" + view.render() + f"\n\nsimulator: {simulator.stats.sent} events sent "
+                      f"(seed {options.seed}, {options.rate:g}/s); Ctrl-C stops everything", flush=True)
+            elif time.time() - last_line >= 5:
+                print("\n".join(view.render().split("\n")[:3]) + "\n", flush=True)
+            if time.time() - last_line >= 5:
+                last_line = time.time()
+            if not runner.is_alive():
+                break
+        print(view.render(), flush=True)
+        print(f"simulation finished: {simulator.stats}", flush=True)
+        return 0
+    finally:
+        stop.set()
+        runner.join(10)
+        view.close()
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    workers: int = 2
+    network_file: Path = DEMO_NETWORK
+    seed: int = 7
+    rate: float = 40.0
+    duration_s: float = 3600.0
+    skus: int = 40
+
+
+def run_demo(settings: Settings, options: DemoOptions = DemoOptions()) -> int:
+    workers, network_file = options.workers, options.network_file
     network = load_network_file(network_file)
     with ExitStack() as cleanup:
         cluster = _cluster(settings)
@@ -62,14 +127,15 @@ def run_demo(settings: Settings, workers: int = 2, network_file: Path = DEMO_NET
         procs = [_spawn_worker(settings, cluster.bootstrap_servers, i) for i in range(workers)]
         for proc in procs:
             cleanup.callback(_stop, proc)
-        print(f"{workers} workers running; Ctrl-C stops the demo and everything it started", flush=True)
+        print(f"{workers} workers starting; Ctrl-C stops the demo and everything it started", flush=True)
         try:
-            while all(proc.poll() is None for proc in procs):
+            while not all(_ready(settings.web_port + i) for i in range(workers)):
+                if any(proc.poll() is not None for proc in procs):
+                    print("a worker exited before it was ready; stopping the demo", file=sys.stderr)
+                    return 1
                 time.sleep(0.5)
+            print(f"workers ready (query API on http://127.0.0.1:{settings.web_port}); simulating...", flush=True)
+            return _watch(settings, cluster.bootstrap_servers, network, procs, options)
         except KeyboardInterrupt:
             print("\nstopping...", flush=True)
             return 0
-        failed = next(proc for proc in procs if proc.poll() is not None)
-        print(f"a worker exited with code {failed.returncode}; stopping the demo", file=sys.stderr)
-        return 1
-    return 0

@@ -81,3 +81,28 @@ def test_registry_names_and_partitions() -> None:
     assert registry.ledger.config["cleanup.policy"] == "delete"
     with pytest.raises(ConfigError):
         registry.sales("../etc")
+
+
+@pytest.mark.parametrize("command", [["worker"], ["broker"], ["topics"], ["network"], ["simulate"], ["demo"],
+                                     ["query"], ["query", "positions"], ["query", "ats"], ["query", "source"]])
+def test_every_command_has_help(command: list[str]) -> None:
+    from streams.cli import build_parser
+
+    parser = build_parser()
+    with pytest.raises(SystemExit) as done:
+        parser.parse_args([*command, "--help"])
+    assert done.value.code == 0
+    subcommands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert all(sub.description for sub in subcommands.values())
+
+
+def test_query_without_a_worker_is_one_line() -> None:
+    result = run_cli("query", "--url", "http://127.0.0.1:9", "ats", "web", "SKU-1")
+    assert result.returncode == 2
+    assert result.stderr.startswith("stocksync: error: query: no worker answers at http://127.0.0.1:9")
+    assert result.stderr.count("\n") == 1
+
+
+def test_bad_simulation_argument_is_one_line() -> None:
+    result = run_cli("simulate", "--rate", "fast")
+    assert result.returncode == 2 and "argument --rate: 'fast' is not a number" in result.stderr

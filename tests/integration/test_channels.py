@@ -1,0 +1,191 @@
+"""The channel client and the query API on the real broker, against running workers."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+
+from streams.channel import AtsUpdate, ChannelClient
+from streams.domain import InvalidMovement, Kind, Network, SkuStock, channel_ats, plan_fulfilment
+from streams.partitioning import sku_partition
+from tests.integration.conftest import wait_for
+from tests.integration.harness import Deployment
+from tests.integration.workload import NETWORK
+
+
+def client(deployment: Deployment, channel: str, **options: Any) -> ChannelClient:
+    return ChannelClient(channel, deployment.bootstrap, settings=deployment.settings, **options)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.updates: list[AtsUpdate] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, update: AtsUpdate) -> None:
+        with self.lock:
+            self.updates.append(update)
+
+    def latest(self, sku: str) -> int | None:
+        with self.lock:
+            found = [u.ats for u in self.updates if u.sku == sku]
+        return found[-1] if found else None
+
+
+def test_report_reaches_the_feed_and_a_new_subscriber_replays_it(deployment: Deployment) -> None:
+    deployment.apply_network(NETWORK)
+    deployment.start_worker("one")
+    network = Network.from_dict(NETWORK)
+    live = Recorder()
+    with client(deployment, "wms") as wms, client(deployment, "pos-1") as pos, client(deployment, "web") as web:
+        subscription = web.subscribe_ats(live)
+        assert subscription.wait_caught_up(10)
+        expected = {}
+        now = int(time.time() * 1000)
+        for i in range(12):
+            sku = f"SDK-{i:02d}"
+            stock = SkuStock(sku)
+            for m in (wms.receipt(sku, "w1", 10 + i, event_id=f"r-{sku}"),
+                      wms.receipt(sku, "s1", 5, event_id=f"r2-{sku}"),
+                      pos.sale(sku, "s1", 2, event_id=f"s-{sku}")):
+                stock.apply(m, network, now)
+            expected[sku] = channel_ats(stock, network.channels["web"])
+        wms.flush()
+        pos.flush()
+        wait_for(lambda: all(live.latest(sku) == ats for sku, ats in expected.items()), 30,
+                 "every SKU's final ATS on the web feed")
+        # Versions only grow on the live feed.
+        by_sku: dict[str, list[int]] = {}
+        for update in live.updates:
+            by_sku.setdefault(update.sku, []).append(update.version)
+        assert all(versions == sorted(set(versions)) for versions in by_sku.values())
+
+        late = Recorder()
+        replay = web.subscribe_ats(late)
+        assert replay.wait_caught_up(30)
+        assert {sku: replay.ats(sku) for sku in expected} == expected
+        assert all(late.latest(sku) == ats for sku, ats in expected.items())
+        replay.stop()
+        subscription.stop()
+
+
+def test_batching_client_packs_movements_sharing_a_partition(deployment: Deployment) -> None:
+    deployment.apply_network(NETWORK)
+    deployment.start_worker("one")
+    skus = [f"PACK-{i:03d}" for i in range(200)]
+    with client(deployment, "wms", linger_ms=200, max_batch=1000) as wms:
+        for sku in skus:
+            wms.receipt(sku, "w2", 3, event_id=f"pack-{sku}")
+    topic = deployment.registry.restock("wms").name
+    messages = deployment.read(topic)
+    movements = sum(len(value.get("movements", [value])) for _, value, _, _ in messages)
+    assert movements == len(skus)
+    assert len(messages) <= 2 * deployment.partitions  # packed: a message per partition per linger, not per SKU
+    for key, value, partition, _ in messages:
+        for m in value.get("movements", [value]):
+            assert sku_partition(m["sku"], deployment.partitions) == partition
+    wait_for(lambda: len(deployment.latest(deployment.registry.positions.name)) == len(skus), 30,
+             "every packed movement applied")
+
+
+def test_reservation_decisions_come_back_to_the_requesting_channel(deployment: Deployment) -> None:
+    deployment.apply_network(NETWORK)
+    deployment.start_worker("one")
+    with client(deployment, "wms") as wms, client(deployment, "web", linger_ms=0) as web:
+        wms.receipt("RES-1", "w1", 6, event_id="rcpt-res-1")  # web holds back 2: ATS 4
+        wms.flush()
+        first = web.reserve("RES-1", 4, reservation_id="order-1", timeout_s=20)
+        second = web.reserve("RES-1", 4, reservation_id="order-2", timeout_s=20)
+        again = web.reserve("RES-1", 4, reservation_id="order-1", timeout_s=20)  # a retry: same decision
+        assert (first.accepted, first.parts) == (True, (("w1", 4),))
+        assert (second.accepted, second.reason) == (False, "insufficient_stock")
+        assert again.accepted and again.version == first.version
+        web.release("RES-1", "order-1", event_id="cancel-order-1")
+        web.flush()
+        third = web.reserve("RES-1", 4, reservation_id="order-3", timeout_s=20)
+        assert third.accepted
+
+
+def test_misuse_raises_before_anything_is_sent(deployment: Deployment) -> None:
+    deployment.apply_network(NETWORK)
+    with client(deployment, "wms", linger_ms=0) as wms:
+        with pytest.raises(InvalidMovement, match="quantity"):
+            wms.receipt("BAD-1", "w1", -3, event_id="neg")
+        with pytest.raises(InvalidMovement, match="kind"):
+            wms.report("teleport", "BAD-1", "w1", 1, event_id="tp")
+        with pytest.raises(InvalidMovement, match="event_id"):
+            wms.receipt("BAD-1", "w1", 1, event_id="")
+        with pytest.raises(TypeError):
+            wms.receipt("BAD-1", "w1", 1)  # type: ignore[call-arg]
+    assert deployment.read(deployment.registry.restock("wms").name) == []
+
+
+def _get(port: int, path: str) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_query_api_answers_the_same_on_every_worker(deployment: Deployment) -> None:
+    deployment.apply_network(NETWORK)
+    one = deployment.start_worker("one")
+    two = deployment.start_worker("two")
+    network = Network.from_dict(NETWORK)
+    skus = [f"API-{i:02d}" for i in range(16)]
+    stocks = {}
+    with client(deployment, "wms") as wms:
+        now = int(time.time() * 1000)
+        for i, sku in enumerate(skus):
+            stocks[sku] = SkuStock(sku)
+            for location, units in (("w1", 1 + i % 3), ("w2", 2), ("s2", i)):
+                if units:
+                    m = wms.receipt(sku, location, units, event_id=f"{sku}-{location}", occurred_at=now)
+                    stocks[sku].apply(m, network, now)
+
+    def settled() -> bool:
+        if not (one.ready() and two.ready()):
+            return False
+        return all(_get(w.port, f"/skus/{sku}/positions")[0] == 200
+                   and _get(w.port, f"/skus/{sku}/positions")[1]["version"] == stocks[sku].version
+                   for w in (one, two) for sku in skus)
+
+    wait_for(settled, 90, "both workers answering with every receipt applied", interval_s=0.5)
+    owners = set()
+    for sku in skus:
+        for path in (f"/skus/{sku}/positions", f"/skus/{sku}/positions/w1", f"/channels/web/ats/{sku}",
+                     f"/skus/{sku}/sourcing?channel=web&quantity=3&lat=52.5&lon=13.4",
+                     f"/skus/{sku}/sourcing?channel=web&quantity=2&lat=51.3&lon=9.5&mode=pickup"):
+            answers = [_get(w.port, path) for w in (one, two)]
+            assert answers[0] == answers[1], path
+            assert answers[0][0] == 200, (path, answers[0])
+        positions = _get(one.port, f"/skus/{sku}/positions")[1]
+        assert {p["location"]: p["on_hand"] for p in positions["positions"]} == {
+            loc: stocks[sku].position(loc).on_hand for loc in network.locations}
+        assert _get(two.port, f"/channels/web/ats/{sku}")[1]["ats"] == channel_ats(stocks[sku], network.channels["web"])
+        plan = _get(two.port, f"/skus/{sku}/sourcing?channel=web&quantity=3&lat=52.5&lon=13.4")[1]
+        expected = plan_fulfilment(stocks[sku], network, "web", 3, 52.5, 13.4)
+        assert [(a["location"], a["quantity"]) for a in plan["allocations"]] == [
+            (a.location, a.quantity) for a in expected.allocations]
+        owners.add(sku_partition(sku, deployment.partitions))
+    assert len(owners) > 1  # the SKUs span partitions, so both workers own some and route the rest
+
+    for path, status in (("/skus/bad%20sku/positions", 400), ("/skus/API-01/positions/nowhere", 404),
+                         ("/channels/nobody/ats/API-01", 404),
+                         ("/skus/API-01/sourcing?channel=web&quantity=0&lat=1&lon=1", 400),
+                         ("/skus/API-01/sourcing?channel=web&quantity=2&lat=91&lon=1", 400),
+                         ("/skus/API-01/sourcing?channel=web&quantity=x&lat=1&lon=1", 400),
+                         ("/skus/API-01/sourcing?quantity=1&lat=1&lon=1", 400),
+                         ("/skus/API-01/sourcing?channel=web&quantity=1&lat=1&lon=1&mode=fly", 400)):
+        for worker in (one, two):
+            got, body = _get(worker.port, path)
+            assert (got, "error" in body) == (status, True), (path, body)
+    status, spec = _get(one.port, "/openapi.json")
+    assert status == 200 and "/skus/{sku}/sourcing" in spec["paths"]
