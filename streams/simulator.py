@@ -13,6 +13,8 @@ remaining channels are online shops placing reservations.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import random
 import sys
 import time
@@ -21,11 +23,12 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.domain import Kind, Movement, Network
+from streams.domain import Kind, Movement, Network, SkuStock
 from streams.errors import ConfigError
 
 OFFLINE_EVERY_MS = 60_000  # the offline store loses its connection once a minute ...
 OFFLINE_FOR_MS = 20_000  # ... for this long, then uploads what it sold meanwhile
+REORDER_POINT = 15  # a warehouse receives more of a SKU only when fewer units than this are available
 
 
 @dataclass(frozen=True)
@@ -65,14 +68,45 @@ class Step:
     needs_accepted: str | None = None
 
 
-@dataclass
 class _Model:
-    """The simulator's own rough idea of on_hand, for plausible cycle counts."""
+    """What the domain would make of the plan so far: shelves the POS can sell from, stock a count finds,
+    units a transfer can move. Deterministic, so the plan stays a pure function of its inputs."""
 
-    on_hand: dict[tuple[str, str], int] = field(default_factory=dict)
+    def __init__(self, network: Network, start_ms: int) -> None:
+        self.network, self.start_ms = network, start_ms
+        self.stocks: dict[str, SkuStock] = {}
+        self.expired_until = 0
+        self.future: list[tuple[int, int, Movement]] = []  # planned for later: applied when the plan gets there
+        self.order = itertools.count()
 
-    def add(self, sku: str, location: str, delta: int) -> None:
-        self.on_hand[(sku, location)] = self.on_hand.get((sku, location), 0) + delta
+    def apply(self, m: Movement, at: int, now: int) -> None:
+        if at > now:
+            heapq.heappush(self.future, (at, next(self.order), m))
+            return
+        stock = self.stocks.setdefault(m.sku, SkuStock(m.sku))
+        stock.apply(m, self.network, self.start_ms + at)
+
+    def advance(self, now: int) -> None:
+        while self.future and self.future[0][0] <= now:
+            at, _, m = heapq.heappop(self.future)
+            self.apply(m, at, at)
+
+    def on_hand(self, sku: str, location: str) -> int:
+        stock = self.stocks.get(sku)
+        return 0 if stock is None else stock.position(location).on_hand
+
+    def available(self, sku: str, location: str) -> int:
+        stock = self.stocks.get(sku)
+        return 0 if stock is None else stock.available(location)
+
+    def expire(self, at: int) -> None:
+        """Let due reservations lapse, as the workers' expiry timer does (checked once a simulated second)."""
+        if at - self.expired_until < 1_000:
+            return
+        self.expired_until = at
+        for stock in self.stocks.values():
+            for expiry in stock.due_expiries(self.start_ms + at):
+                stock.apply(expiry, self.network, self.start_ms + at)
 
 
 def plan(network: Network, *, seed: int, rate: float, duration_s: float, skus: int = 40,
@@ -87,7 +121,8 @@ def plan(network: Network, *, seed: int, rate: float, duration_s: float, skus: i
     stores = sorted(loc for loc, spec in network.locations.items() if spec.kind == "store")
     warehouses = sorted(loc for loc, spec in network.locations.items() if spec.kind == "warehouse")
     wms_locations = sorted(network.channels[roles.warehouse_system].locations)
-    model = _Model()
+    model = _Model(network, start_ms)
+    clock = 0  # the plan's "now": movements planned for later reach the model when it gets there
     steps: list[Step] = []
     serial = iter(range(10**12))
 
@@ -95,13 +130,11 @@ def plan(network: Network, *, seed: int, rate: float, duration_s: float, skus: i
         return f"{prefix}-{seed}-{next(serial)}"
 
     def add(at: int, channel: str, kind: Kind, sku: str, location: str | None, quantity: int, *,
-            occurred: int | None = None, needs: str | None = None, **extra: Any) -> Movement:
-        m = Movement(kind, event_id(kind.value), channel, sku, location, quantity,
-                     start_ms + (at if occurred is None else occurred), **extra)
-        steps.append(Step(at, channel, m, needs))
-        if location is not None and kind in (Kind.SALE, Kind.RECEIPT, Kind.TRANSFER_OUT, Kind.TRANSFER_IN,
-                                             Kind.ADJUSTMENT, Kind.RETURN):
-            model.add(sku, location, m.delta)
+            needs: str | None = None, send: bool = True, **extra: Any) -> Movement:
+        m = Movement(kind, event_id(kind.value), channel, sku, location, quantity, start_ms + at, **extra)
+        model.apply(m, at, clock)
+        if send:
+            steps.append(Step(at, channel, m, needs))
         return m
 
     def busy_sku() -> str:
@@ -109,27 +142,30 @@ def plan(network: Network, *, seed: int, rate: float, duration_s: float, skus: i
 
     for sku in sku_ids:  # opening stock
         for location in wms_locations:
-            units = rnd.randint(30, 80) if location in warehouses else rnd.randint(3, 12)
+            units = rnd.randint(10, 30) if location in warehouses else rnd.randint(5, 15)
             add(0, roles.warehouse_system, Kind.RECEIPT, sku, location, units)
 
     duration_ms = int(duration_s * 1000)
     at = 1_000
-    offline_buffer: list[tuple[int, str, str, int]] = []
+    offline_buffer: list[Movement] = []
     while True:
         at += max(1, int(rnd.expovariate(rate) * 1000))
         if at >= duration_ms:
             break
+        clock = at
+        model.advance(at)
         roll = rnd.random()
         if roll < 0.38:  # a POS basket
             channel = rnd.choice(roles.pos)
             store = rnd.choice(sorted(network.channels[channel].locations))
             offline = channel == roles.offline_pos and at % OFFLINE_EVERY_MS < OFFLINE_FOR_MS
-            for sku in {busy_sku() for _ in range(rnd.randint(1, 3))}:
+            for sku in sorted({busy_sku() for _ in range(rnd.randint(1, 3))}):
                 units = rnd.randint(1, 2)
+                if model.available(sku, store) < units and rnd.random() > 0.02:
+                    continue  # a customer can only buy what is on the shelf (rarely, stock the system missed)
+                sale = add(at, channel, Kind.SALE, sku, store, units, send=not offline)
                 if offline:
-                    offline_buffer.append((at, store, sku, units))
-                else:
-                    add(at, channel, Kind.SALE, sku, store, units)
+                    offline_buffer.append(sale)
         elif roll < 0.62 and roles.online:  # an online order: a reservation, then paid, cancelled or left to expire
             channel = rnd.choice(roles.online)
             reservation = event_id(f"order-{channel}")
@@ -156,29 +192,32 @@ def plan(network: Network, *, seed: int, rate: float, duration_s: float, skus: i
             channel = rnd.choice(roles.pos)
             add(at, channel, Kind.RETURN, busy_sku(), rnd.choice(sorted(network.channels[channel].locations)), 1,
                 resellable=rnd.random() < 0.8, reason="customer return")
-        elif roll < 0.86:  # a warehouse receipt
-            location = rnd.choice(warehouses or wms_locations)
-            add(at, roles.warehouse_system, Kind.RECEIPT, busy_sku(), location, rnd.randint(10, 40))
+        elif roll < 0.86:  # a warehouse receipt, when the SKU is down to its reorder point there
+            sku, location = busy_sku(), rnd.choice(warehouses or wms_locations)
+            if model.available(sku, location) < REORDER_POINT:
+                add(at, roles.warehouse_system, Kind.RECEIPT, sku, location, rnd.randint(10, 25))
         elif roll < 0.92 and warehouses and stores:  # a transfer from a warehouse to a store, received later
             sku, source, target = busy_sku(), rnd.choice(warehouses), rnd.choice(stores)
-            units = rnd.randint(2, 6)
+            units = min(rnd.randint(2, 6), model.available(sku, source))
+            if units <= 0:
+                continue
             transfer = event_id("transfer")
             add(at, roles.warehouse_system, Kind.TRANSFER_OUT, sku, source, units, other_location=target,
                 transfer_id=transfer)
             add(at + rnd.randint(3_000, 15_000), roles.warehouse_system, Kind.TRANSFER_IN, sku, target, units,
                 other_location=source, transfer_id=transfer)
-        elif roll < 0.97:  # a cycle count, finding a little shrinkage now and then
+        elif roll < 0.95:  # a cycle count, finding a little shrinkage now and then
             sku, location = busy_sku(), rnd.choice(wms_locations)
-            counted = max(0, model.on_hand.get((sku, location), 0) - rnd.choice((0, 0, 0, 1)))
+            counted = max(0, model.on_hand(sku, location) - rnd.choice((0, 0, 0, 1)))
             add(at, roles.warehouse_system, Kind.COUNT, sku, location, counted)
-            model.on_hand[(sku, location)] = counted
         else:  # damage found at a store
-            add(at, roles.warehouse_system, Kind.ADJUSTMENT, busy_sku(), rnd.choice(stores or wms_locations), -1,
-                reason="damage")
+            sku, location = busy_sku(), rnd.choice(stores or wms_locations)
+            if model.available(sku, location) > 0:
+                add(at, roles.warehouse_system, Kind.ADJUSTMENT, sku, location, -1, reason="damage")
         if offline_buffer and at % OFFLINE_EVERY_MS >= OFFLINE_FOR_MS:  # back online: upload what was sold
-            for sold_at, store, sku, units in offline_buffer:
-                add(at, roles.offline_pos or "", Kind.SALE, sku, store, units, occurred=sold_at)
+            steps.extend(Step(at, sale.channel, sale) for sale in offline_buffer)
             offline_buffer.clear()
+        model.expire(at)
     steps.sort(key=lambda s: s.at_ms)  # stable: same-time steps keep their planned order
     return steps
 
