@@ -243,14 +243,15 @@ class Simulator:
         self.stats = Stats()
         self.decisions: dict[str, Future[Any]] = {}
         self.start_ms = 0
+        self.steps: list[Step] = []
         self.sent_at: dict[str, int] = {}  # "channel:event_id" -> epoch ms sent (the live view's latency)
 
     def run(self, progress: Callable[[Stats, float], None] | None = None, should_stop: Callable[[], bool] =
             lambda: False) -> Stats:
         start = time.time()
         self.start_ms = int(start * 1000)
-        steps = plan(self.network, seed=self.seed, rate=self.rate, duration_s=self.duration_s, skus=self.skus,
-                     start_ms=self.start_ms)
+        self.steps = steps = plan(self.network, seed=self.seed, rate=self.rate, duration_s=self.duration_s,
+                                  skus=self.skus, start_ms=self.start_ms)
         clients = {channel: self.clients_for(channel) for channel in sorted({s.channel for s in steps})}
         next_report = start + 5
         try:

@@ -189,3 +189,22 @@ def test_query_api_answers_the_same_on_every_worker(deployment: Deployment) -> N
             assert (got, "error" in body) == (status, True), (path, body)
     status, spec = _get(one.port, "/openapi.json")
     assert status == 200 and "/skus/{sku}/sourcing" in spec["paths"]
+
+
+def test_simulated_network_flows_through_without_loss_or_dead_letters(deployment: Deployment) -> None:
+    from streams.simulator import Simulator
+
+    deployment.apply_network(NETWORK)
+    deployment.start_worker("one")
+    network = Network.from_dict(NETWORK)
+    simulator = Simulator(network, lambda channel: client(deployment, channel, linger_ms=20), seed=5, rate=60,
+                          duration_s=25, skus=15)
+    stats = simulator.run()
+    assert stats.sent > 1_000 and stats.late_uploads > 0 and stats.accepted > 0
+    deployment.sent.update({s.movement.key: s.movement for s in simulator.steps
+                            if s.movement.key in simulator.sent_at})
+    deployment.settle(120)
+    assert [(v["reason"], v["detail"]) for _, v, _, _ in deployment.read(deployment.registry.deadletter.name)] == []
+    stocks, history = deployment.replay_ledger()
+    assert set(simulator.sent_at) <= {f"{e['channel']}:{e['event_id']}" for e in history}
+    deployment.assert_outputs_match(stocks)

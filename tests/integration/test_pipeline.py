@@ -16,25 +16,7 @@ from tests.integration.workload import NETWORK, retail_workload
 
 
 def settle(deployment: Deployment, timeout_s: float = 240) -> None:
-    """Wait until every input is consumed and committed, and no reservation that is due is still open."""
-    last = {"why": "not checked yet"}
-
-    def settled() -> bool:
-        lag = deployment.input_lag()
-        if lag:
-            last["why"] = f"input lag {lag}"
-            return False
-        stocks, _ = deployment.replay_ledger()
-        now = int(time.time() * 1000)
-        due = [(s.sku, r.key, r.expires_at) for s in stocks.values() for r in s.reservations.values()
-               if r.expires_at <= now - 1_000]
-        last["why"] = f"{len(due)} due reservations still held, e.g. {due[:3]}"
-        return not due
-
-    try:
-        wait_for(settled, timeout_s, "the pipeline to settle", interval_s=1.0)
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}: {last['why']}") from None
+    deployment.settle(timeout_s)
 
 
 def test_random_workload_equals_domain_replay(deployment: Deployment) -> None:
