@@ -322,12 +322,28 @@ def build_worker(settings: Settings, servers: str, network: Network, network_ver
     async def expire_reservations() -> None:
         if app.rebalancing or not app.tables.recovery.completed.is_set():
             return
+        outbox = _Outbox(producer)
         if state["rebuild_expiries"]:
             state["rebuild_expiries"] = False
             pipeline.rebuild_expiries(local_stocks())
+            # A held-back ATS update of a coalescing channel is lost if its worker dies: publish those
+            # channels' ATS for every SKU this worker now owns.
+            pipeline.republish_ats(local_stocks(), pipeline.coalesced_channels(), outbox)
+        pipeline.request_expiries(outbox)
+        await outbox.deliver()
+
+    @app.timer(0.1)
+    async def release_coalesced_ats() -> None:
         outbox = _Outbox(producer)
-        if pipeline.request_expiries(outbox):
+        if pipeline.release_held_ats(outbox):
             await outbox.deliver()
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app: faust.App, revoked: Any, **kwargs: Any) -> None:
+        # Held-back ATS updates go out before another worker takes the SKUs over (it publishes newer ones).
+        outbox = _Outbox(producer)
+        pipeline.release_held_ats(outbox, everything=True)
+        await outbox.deliver()
 
     @app.on_partitions_assigned.connect
     async def on_assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:

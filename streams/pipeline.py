@@ -96,6 +96,8 @@ class Pipeline:
         self._channel_by_topic: dict[str, tuple[str, frozenset[Kind]]] = {}
         self._expiries: dict[str, list[tuple[int, str, str]]] = {}  # sku -> [(expires_at, channel, reservation)]
         self._expiry_requested: dict[tuple[str, str, str], int] = {}
+        self._ats_sent_at: dict[tuple[str, str], int] = {}  # (channel, sku) -> last published, coalesced channels
+        self._ats_held: dict[tuple[str, str], tuple[int, int, int, int]] = {}  # -> (ats, version, partition, due)
 
     # --- the network in force --------------------------------------------------------------------------------
     def set_network(self, network: Network, version: int) -> tuple[set[str], set[str]]:
@@ -234,10 +236,40 @@ class Pipeline:
 
     def _send_ats(self, outbox: Outbox, channel: str, sku: str, ats: int, version: int, partition: int,
                   now: int) -> None:
+        """Publish a channel's ATS, or hold it back while the channel's `coalesce_ms` since the last update of the
+        SKU has not passed (rate-limited marketplaces). A drop to zero is never held back."""
+        window = self.network.channels[channel].coalesce_ms if channel in self.network.channels else 0
+        key = (channel, sku)
+        if window and ats > 0:
+            last = self._ats_sent_at.get(key)
+            if last is not None and now - last < window:
+                self._ats_held[key] = (ats, version, partition, last + window)
+                return
+        self._ats_held.pop(key, None)
+        if window:
+            self._ats_sent_at[key] = now
         outbox.send(self.registry.ats(channel).name, sku.encode(),
                     self.codec.encode("stocksync.AtsUpdate", {
                         "channel": channel, "sku": sku, "ats": ats, "version": version,
                         "network_version": self.network_version, "updated_at": now}), partition)
+
+    def release_held_ats(self, outbox: Outbox, now: int | None = None, everything: bool = False) -> int:
+        """Publish the held-back ATS updates that are due (all of them with `everything`, e.g. before this
+        worker gives up partitions); returns how many."""
+        now = now if now is not None else int(time.time() * 1000)
+        due = [(key, held) for key, held in self._ats_held.items() if everything or held[3] <= now]
+        for (channel, sku), (ats, version, partition, _) in due:
+            del self._ats_held[(channel, sku)]
+            self._ats_sent_at.pop((channel, sku), None)
+            self._send_ats(outbox, channel, sku, ats, version, partition, now)
+        for key, sent_at in list(self._ats_sent_at.items()):  # forget what no longer holds anything back
+            window = self.network.channels[key[0]].coalesce_ms if key[0] in self.network.channels else 0
+            if now - sent_at >= window and key not in self._ats_held:
+                del self._ats_sent_at[key]
+        return len(due)
+
+    def coalesced_channels(self) -> set[str]:
+        return {ch.id for ch in self.network.channels.values() if ch.coalesce_ms}
 
     def republish_ats(self, stocks: Iterable[SkuStock], channels: Iterable[str], outbox: Outbox,
                       now: int | None = None) -> int:

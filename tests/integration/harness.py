@@ -261,6 +261,18 @@ class Deployment:
             assert (got["figures"]["on_hand"], got["figures"]["reserved"], got["figures"]["in_transit"],
                     got["version"]) == (position.on_hand, position.reserved, position.in_transit,
                                         position.version), key
+        problem: dict[str, str | None] = {"feed": None}
+
+        def feeds_match() -> bool:
+            problem["feed"] = self._feed_mismatch(stocks)
+            return problem["feed"] is None
+
+        try:  # a coalescing channel's last update may still be held back for up to its window
+            wait_for(feeds_match, 10, "every channel's feed to equal the replay", interval_s=0.5)
+        except AssertionError:
+            raise AssertionError(problem["feed"]) from None
+
+    def _feed_mismatch(self, stocks: dict[str, SkuStock]) -> str | None:
         for channel in self.network.channels.values():
             records = self.read(self.registry.ats(channel.id).name)
             feed = {key.decode(): value for key, value, _, _ in records if key is not None}
@@ -272,5 +284,6 @@ class Deployment:
                     ledger = [(o, v["event_id"], v["status"], v["version"], v["applied_at"],
                                [(c["location"], c["after"]["available"]) for c in v["changes"]])
                               for _, v, _, o in self.read(self.registry.ledger.name) if v["sku"] == sku]
-                    raise AssertionError(f"{channel.id} feed of {sku}: {feed.get(sku)}, expected {expected}; "
-                                         f"feed history {history}; ledger {ledger}")
+                    return (f"{channel.id} feed of {sku}: {feed.get(sku)}, expected {expected}; "
+                            f"feed history {history}; ledger {ledger}")
+        return None

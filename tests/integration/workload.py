@@ -20,7 +20,8 @@ NETWORK: dict[str, Any] = {
         {"id": "pos-2", "locations": ["s2"]},
         {"id": "web", "locations": ["s1", "s2", "w1", "w2"], "buffer": 2},
         {"id": "app", "locations": ["s1", "s2", "w1", "w2"], "buffer": 1},
-        {"id": "market", "locations": ["w1", "w2"], "buffer": 3, "excluded_skus": ["SKU-0007"]},
+        {"id": "market", "locations": ["w1", "w2"], "buffer": 3, "excluded_skus": ["SKU-0007"],
+         "coalesce_ms": 500},
         {"id": "wms", "locations": ["s1", "s2", "w1", "w2"]},
     ],
 }

@@ -116,3 +116,37 @@ def test_one_table_write_per_sku_per_batch() -> None:
     pipeline.handle([message(registry, movements[:10]), message(registry, movements[10:], offset=1)], store,
                     Outbox(), NOW)
     assert writes == ["SKU-1"]
+
+
+def test_a_coalescing_channel_gets_at_most_one_update_per_window_but_zero_at_once() -> None:
+    from dataclasses import replace
+
+    from streams.domain import Network
+
+    pipeline, registry = setup()
+    market = replace(NETWORK.channels["market"], coalesce_ms=1_000)
+    pipeline.set_network(Network(NETWORK.locations, {**NETWORK.channels, "market": market}), 4)
+    store, outbox = Store(), Outbox()
+    feed = registry.ats("market").name
+    codec = default_codec()
+
+    def receipt(n: int, units: int, now: int) -> None:
+        m = Movement(Kind.RECEIPT, f"r{n}", "wms", "SKU-1", "wh-1", units, NOW)
+        pipeline.handle([message(registry, [m], offset=n)], store, outbox, now=now)
+
+    def published() -> list[int]:
+        return [codec.decode(r[2])[1]["ats"] for r in outbox.to(feed) if r[2]]
+
+    receipt(0, 10, NOW)
+    receipt(1, 5, NOW + 100)
+    receipt(2, 5, NOW + 200)
+    assert published() == [9]  # the first at once, the next two held back
+    assert pipeline.release_held_ats(outbox, NOW + 999) == 0 and published() == [9]
+    assert pipeline.release_held_ats(outbox, NOW + 1_000) == 1 and published() == [9, 19]  # the latest only
+    web = [codec.decode(r[2])[1]["ats"] for r in outbox.to(registry.ats("web").name)]
+    assert web == [8, 13, 18]  # a channel without coalescing sees every change
+    receipt(3, 1, NOW + 1_100)  # held ...
+    theft = Movement(Kind.ADJUSTMENT, "a4", "wms", "SKU-1", "wh-1", -21, NOW, reason="theft")
+    pipeline.handle([message(registry, [theft], offset=4)], store, outbox, now=NOW + 1_200)
+    assert published() == [9, 19, 0]  # ... but a drop to zero goes out at once and replaces it
+    assert pipeline.release_held_ats(outbox, NOW + 5_000) == 0
