@@ -23,7 +23,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from streams.domain import InvalidMovement, Kind, Movement
 from streams.domain.movements import SALES_SIDE
@@ -301,6 +301,23 @@ def unassigned_consumer(servers: str) -> Consumer:
                      "enable.auto.commit": False, "enable.partition.eof": False})
 
 
+_NOT_READY_YET = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                  KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT}
+
+
+def watermarks(consumer: Consumer, tp: TopicPartition, wait_s: float = 30.0) -> tuple[int, int]:
+    """A partition's low and high offsets, waiting out a topic so new that its leader is not known yet."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            return low, high
+        except KafkaException as exc:
+            if exc.args[0].code() not in _NOT_READY_YET or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def start_positions(consumer: Consumer, topic: str, from_beginning: bool) -> tuple[list[TopicPartition],
                                                                                    dict[int, int]]:
     """Every partition of `topic` at its start or at its current end (explicit offsets: nothing produced after
@@ -311,7 +328,7 @@ def start_positions(consumer: Consumer, topic: str, from_beginning: bool) -> tup
     ends: dict[int, int] = {}
     positions = []
     for partition in sorted(metadata.topics[topic].partitions):
-        _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        _, high = watermarks(consumer, TopicPartition(topic, partition))
         ends[partition] = high
         positions.append(TopicPartition(topic, partition, OFFSET_BEGINNING if from_beginning else high))
     return positions, ends

@@ -110,7 +110,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
     return run_demo(settings, DemoOptions(workers=args.workers, network_file=Path(args.network or DEMO_NETWORK),
                                           seed=args.seed, rate=args.rate, duration_s=args.duration,
-                                          skus=args.skus))
+                                          skus=args.skus, view_port=args.view_port))
 
 
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
@@ -246,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workers", type=int, default=2, choices=range(1, 9), metavar="N",
                       help="how many workers share the partitions (1-8, default 2)")
     demo.add_argument("--network", metavar="FILE", help="network YAML to apply (default deploy/network.yaml)")
+    demo.add_argument("--view-port", type=int, choices=range(1, 65536), default=6060, metavar="PORT",
+                      help="port of the live web page on 127.0.0.1 (default 6060)")
     _simulation_options(demo, duration=3600.0)
     demo.set_defaults(handler=_demo)
 

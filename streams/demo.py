@@ -64,7 +64,7 @@ def _watch(settings: Settings, servers: str, network: Network, procs: list[subpr
            options: DemoOptions) -> int:
     """Run the simulator in a thread and redraw the live view every second until Ctrl-C or the end."""
     from streams.channel import ChannelClient
-    from streams.live import LiveView
+    from streams.live import LiveView, WebView
     from streams.simulator import Simulator
 
     stop = threading.Event()
@@ -74,11 +74,20 @@ def _watch(settings: Settings, servers: str, network: Network, procs: list[subpr
     runner = threading.Thread(target=simulator.run, kwargs={"should_stop": stop.is_set}, daemon=True)
     view = LiveView(servers, TopicRegistry(settings), network, simulator.sent_at)
     tty = sys.stdout.isatty()
+    web: WebView | None = None
+    try:
+        web = WebView(options.view_port)
+        print(f"live view: http://127.0.0.1:{options.view_port}/ (and below)", flush=True)
+    except OSError as exc:
+        print(f"live web page not started: port {options.view_port} ({exc.strerror}); use --view-port",
+              file=sys.stderr, flush=True)
     try:
         runner.start()
         last_line = 0.0
         while runner.is_alive() or time.time() - last_line < 5:
             view.poll(1.0)
+            if web is not None:
+                web.publish(view.snapshot())
             if any(proc.poll() is not None for proc in procs):
                 print("a worker exited; stopping the demo", file=sys.stderr)
                 return 1
@@ -98,6 +107,8 @@ def _watch(settings: Settings, servers: str, network: Network, procs: list[subpr
         stop.set()
         runner.join(10)
         view.close()
+        if web is not None:
+            web.close()
 
 
 @dataclass(frozen=True)
@@ -108,6 +119,7 @@ class DemoOptions:
     rate: float = 40.0
     duration_s: float = 3600.0
     skus: int = 40
+    view_port: int = 6060
 
 
 def run_demo(settings: Settings, options: DemoOptions = DemoOptions()) -> int:

@@ -3,8 +3,11 @@ oversells that were refused, read from the output topics as any channel would re
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 from collections import Counter, deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -95,35 +98,141 @@ class LiveView:
         elif kind == "deadletter":
             s.dead_letters += 1
 
-    def render(self) -> str:
+    def snapshot(self) -> dict[str, Any]:
+        """What the view shows, JSON-ready (the terminal and the web page draw the same)."""
         s = self.state
         latencies = [ms for _, ms in s.latencies]
+        busiest = [sku for sku, _ in s.activity.most_common(self.busy)]
         locations = sorted(self.network.locations)
         channels = sorted(self.network.channels)
+        return {
+            "elapsed_s": round(time.time() - self.started), "applied": s.applied, "dead_letters": s.dead_letters,
+            "latency_ms": {"p50": round(percentile(latencies, 0.5)), "p99": round(percentile(latencies, 0.99)),
+                           "samples": len(latencies), "window_s": WINDOW_S},
+            "reservations": {"accepted": s.accepted, "refused": s.refused}, "negative_flags": s.negative_flags,
+            "locations": locations, "channels": channels,
+            "skus": [{"sku": sku,
+                      "positions": {loc: dict(s.positions[(sku, loc)]) for loc in locations
+                                    if (sku, loc) in s.positions},
+                      "ats": {ch: s.ats[(ch, sku)] for ch in channels if (ch, sku) in s.ats}}
+                     for sku in busiest],
+        }
+
+    def render(self) -> str:
+        view = self.snapshot()
+        latency, reservations = view["latency_ms"], view["reservations"]
+        locations, channels = view["locations"], view["channels"]
         width = max(12, *(len(x) + 1 for x in locations + channels))
         lines = [
-            f"stocksync live — {time.time() - self.started:5.0f} s — {s.applied} movements applied, "
-            f"{s.dead_letters} dead letters",
+            f"stocksync live — {view['elapsed_s']:5d} s — {view['applied']} movements applied, "
+            f"{view['dead_letters']} dead letters",
             f"end-to-end latency (sent by a channel -> applied and published), last {WINDOW_S:.0f} s: "
-            f"p50 {percentile(latencies, 0.5):.0f} ms  p99 {percentile(latencies, 0.99):.0f} ms  "
-            f"({len(latencies)} samples)",
-            f"reservations: {s.accepted} accepted, {s.refused} refused = oversells avoided; "
-            f"sales beyond known stock flagged: {s.negative_flags}",
+            f"p50 {latency['p50']} ms  p99 {latency['p99']} ms  ({latency['samples']} samples)",
+            f"reservations: {reservations['accepted']} accepted, {reservations['refused']} refused = oversells "
+            f"avoided; sales beyond known stock flagged: {view['negative_flags']}",
             "",
             "available (on hand) per location".ljust(26) + "".join(loc[:width - 1].rjust(width) for loc in locations),
         ]
-        busiest = [sku for sku, _ in s.activity.most_common(self.busy)]
-        for sku in busiest:
+        for row in view["skus"]:
             cells = []
             for loc in locations:
-                f = s.positions.get((sku, loc))
+                f = row["positions"].get(loc)
                 cells.append((f"{f['available']} ({f['on_hand']})" if f else "-").rjust(width))
-            lines.append(sku.ljust(26) + "".join(cells))
+            lines.append(row["sku"].ljust(26) + "".join(cells))
         lines += ["", "available to sell per channel".ljust(26) + "".join(ch[:width - 1].rjust(width)
                                                                           for ch in channels)]
-        for sku in busiest:
-            lines.append(sku.ljust(26) + "".join(str(s.ats.get((ch, sku), "-")).rjust(width) for ch in channels))
+        for row in view["skus"]:
+            lines.append(row["sku"].ljust(26) + "".join(str(row["ats"].get(ch, "-")).rjust(width)
+                                                        for ch in channels))
         return "\n".join(lines)
 
     def close(self) -> None:
         self.consumer.close()
+
+
+PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>stocksync live</title>
+<style>
+ body{font:14px system-ui,sans-serif;margin:2em;color:#222} h1{font-size:1.3em}
+ .kpi{display:inline-block;margin:0 2em 1em 0} .kpi b{display:block;font-size:1.6em}
+ table{border-collapse:collapse;margin:0 0 1.5em} th,td{padding:.3em .8em;text-align:right;border-bottom:1px solid #ddd}
+ th:first-child,td:first-child{text-align:left} td{transition:background-color 1.5s}
+ td.up{background:#c8f0c8;transition:none} td.down{background:#f6caca;transition:none} .zero{color:#b00}
+ small{color:#666}
+</style></head><body>
+<h1>stocksync live <small id="age"></small></h1>
+<div id="kpis"></div>
+<h2>Available (on hand) per location</h2><table id="loc"></table>
+<h2>Available to sell per channel</h2><table id="ats"></table>
+<small>The five busiest SKUs. Green: went up, red: went down. Refused reservations are oversells that did not
+happen. Latency: a channel sends a movement until the worker has applied it and published its outputs.</small>
+<script>
+let last = {};
+function cell(id, value, text, zero) {
+  const before = last[id]; last[id] = value;
+  const cls = before === undefined || before === value ? "" : (value > before ? "up" : "down");
+  return `<td class="${cls} ${zero ? "zero" : ""}">${text}</td>`;
+}
+function table(el, head, rows) {
+  document.getElementById(el).innerHTML = "<tr><th>SKU</th>" + head.map(h => `<th>${h}</th>`).join("") +
+    "</tr>" + rows.join("");
+}
+async function tick() {
+  try {
+    const v = await (await fetch("state")).json();
+    document.getElementById("age").textContent = `${v.elapsed_s} s`;
+    const k = (label, value) => `<span class="kpi">${label}<b>${value}</b></span>`;
+    document.getElementById("kpis").innerHTML = k("movements applied", v.applied) +
+      k("latency p50 / p99", `${v.latency_ms.p50} / ${v.latency_ms.p99} ms`) +
+      k("reservations accepted", v.reservations.accepted) + k("oversells avoided", v.reservations.refused) +
+      k("sales beyond known stock", v.negative_flags) + k("dead letters", v.dead_letters);
+    table("loc", v.locations, v.skus.map(r => `<tr><td>${r.sku}</td>` + v.locations.map(l => {
+      const p = r.positions[l];
+      return p ? cell(`p${r.sku}${l}`, p.available, `${p.available} <small>(${p.on_hand})</small>`, p.available == 0)
+               : "<td>-</td>";
+    }).join("") + "</tr>"));
+    table("ats", v.channels, v.skus.map(r => `<tr><td>${r.sku}</td>` + v.channels.map(c =>
+      r.ats[c] === undefined ? "<td>-</td>" : cell(`a${r.sku}${c}`, r.ats[c], r.ats[c], r.ats[c] == 0)).join("") +
+      "</tr>"));
+  } catch (e) { document.getElementById("age").textContent = "(demo stopped)"; }
+}
+tick(); setInterval(tick, 1000);
+</script></body></html>
+"""
+
+
+class WebView:
+    """Serves the live view as a small web page (GET /) and its data (GET /state) from a background thread."""
+
+    def __init__(self, port: int) -> None:
+        self.latest = b"{}"
+        view = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+                if self.path in ("/", "/index.html"):
+                    body, kind = PAGE.encode(), "text/html; charset=utf-8"
+                elif self.path == "/state":
+                    body, kind = view.latest, "application/json"
+                else:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, name="stocksync-live-web", daemon=True)
+        self.thread.start()
+
+    def publish(self, snapshot: dict[str, Any]) -> None:
+        self.latest = json.dumps(snapshot).encode()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -19,6 +19,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from streams.admin import ensure_topics
+from streams.channel import watermarks
 from streams.domain import Kind, Movement, Network, SkuStock, Status, channel_ats
 from streams.network_config import publish_network
 from streams.partitioning import sku_partition
@@ -150,8 +151,9 @@ class Deployment:
         self.producer.produce(topic, key=key, value=value)
         assert self.producer.flush(30) == 0
 
-    def settle(self, timeout_s: float = 240) -> None:
-        """Wait until every input is consumed and committed, and no reservation that is due is still open."""
+    def settle(self, timeout_s: float = 240, all_reservations_closed: bool = False) -> None:
+        """Wait until every input is consumed and committed, and no reservation that is due is still open (or,
+        with `all_reservations_closed`, none at all: nothing can change any more)."""
         last = {"why": "not checked yet"}
 
         def settled() -> bool:
@@ -162,7 +164,7 @@ class Deployment:
             stocks, _ = self.replay_ledger()
             now = int(time.time() * 1000)
             due = [(s.sku, r.key, r.expires_at) for s in stocks.values() for r in s.reservations.values()
-                   if r.expires_at <= now - 1_000]
+                   if all_reservations_closed or r.expires_at <= now - 1_000]
             last["why"] = f"{len(due)} due reservations still held, e.g. {due[:3]}"
             return not due
 
@@ -178,7 +180,7 @@ class Deployment:
                              "enable.auto.commit": False})
         try:
             parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-            ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in parts}
+            ends = {p: watermarks(consumer, TopicPartition(topic, p)) for p in parts}
             todo = {p for p, (low, high) in ends.items() if high > low}
             consumer.assign([TopicPartition(topic, p, ends[p][0]) for p in parts])
             out = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -9,17 +10,19 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 from tests.integration.conftest import free_port, repo_root, wait_for
 
 
 def test_demo_runs_end_to_end_and_stops_cleanly_on_ctrl_c(bootstrap: str, unique: str, tmp_path: Path) -> None:
-    port = free_port()
+    port, view_port = free_port(), free_port()
     env = {**os.environ, "STOCKSYNC_BOOTSTRAP_SERVERS": bootstrap, "STOCKSYNC_TOPIC_PREFIX": f"demo-{unique}",
            "STOCKSYNC_APP_ID": f"demo-{unique}", "STOCKSYNC_WEB_PORT": str(port),
            "STOCKSYNC_DATA_DIR": str(tmp_path / "data"), "STOCKSYNC_BROKER_SESSION_TIMEOUT_S": "6"}
-    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "demo", "--rate", "20", "--duration", "600"],
+    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "demo", "--rate", "20", "--duration", "600",
+                             "--view-port", str(view_port)],
                             cwd=repo_root(), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     output: list[str] = []
@@ -34,6 +37,11 @@ def test_demo_runs_end_to_end_and_stops_cleanly_on_ctrl_c(bootstrap: str, unique
                  "the live view to show movements applied", interval_s=1.0)
         text = "".join(output)
         assert re.search(r"p50 \d+ ms\s+p99 \d+ ms", text) and "accepted" in text
+        with urllib.request.urlopen(f"http://127.0.0.1:{view_port}/", timeout=5) as page:
+            assert b"stocksync live" in page.read()
+        with urllib.request.urlopen(f"http://127.0.0.1:{view_port}/state", timeout=5) as state:
+            shown = json.loads(state.read())
+        assert shown["applied"] > 0 and shown["skus"] and shown["skus"][0]["positions"]
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
         code = proc.wait(90)
