@@ -173,29 +173,40 @@ class _Batcher:
         if offset < expected:
             return True
         if offset > expected:
-            now = time.monotonic()
             if tp not in self.last_seek:
                 log.error("input %s arrived at offset %d, expected %d; reading from %d again", tp, offset, expected,
                           expected)
                 metrics.OFFSET_GAPS.inc()
-            if now - self.last_seek.get(tp, -self.RESEEK_AFTER_S) >= self.RESEEK_AFTER_S:
-                # Messages fetched before the seek still arrive and move faust's read offset past the seek,
-                # which makes it drop the re-read messages: seek again while the gap persists.
-                self.last_seek[tp] = now
-                self.app.consumer._read_offset[tp] = None
-                asyncio.ensure_future(self.app.consumer.seek(tp, expected))
+                self._seek(tp, expected)
             return False
         self.last_seek.pop(tp, None)
         self.next_offset[tp] = offset + 1
         return True
+
+    def _seek(self, tp: Any, offset: int) -> None:
+        self.last_seek[tp] = time.monotonic()
+        self.app.consumer._read_offset[tp] = None
+        asyncio.ensure_future(self.app.consumer.seek(tp, offset))
+
+    def seek_again_where_stalled(self) -> None:
+        """Messages fetched before a seek still arrive and move faust's read offset past the seek, and faust then
+        drops the re-read messages as old: until the expected offset arrives, seek again every second."""
+        now = time.monotonic()
+        for tp, at in list(self.last_seek.items()):
+            if now - at >= self.RESEEK_AFTER_S:
+                log.info("input %s: offset %d not here yet; seeking to it again", tp, self.next_offset[tp])
+                self._seek(tp, self.next_offset[tp])
 
     async def _resume_offset(self, event: Any) -> int:
         """Where a newly assigned input partition resumes: after the last movement in the state, or at the start."""
         tp = event.message.tp
         recorded = self._recorded(event).get(tp.topic)
         if recorded is not None:
+            log.info("input %s resumes at %d (recorded); first message %d", tp, recorded, event.message.offset)
             return recorded
         earliest: int = (await self.app.consumer.earliest_offsets(tp)).get(tp, 0)
+        log.info("input %s resumes at %d (its start, nothing recorded); first message %d", tp, earliest,
+                 event.message.offset)
         return earliest
 
     def _recorded(self, event: Any) -> dict[str, int]:
@@ -307,6 +318,7 @@ def build_worker(settings: Settings, servers: str, network: Network, network_ver
         while True:
             await asyncio.sleep(settings.batch_wait_s)
             try:
+                batcher.seek_again_where_stalled()
                 if batcher.due(settings.batch_wait_s):
                     await batcher.flush()
             except Exception:  # noqa: BLE001 - this loop must outlive any one batch
@@ -332,7 +344,7 @@ def build_worker(settings: Settings, servers: str, network: Network, network_ver
         pipeline.request_expiries(outbox)
         await outbox.deliver()
 
-    @app.timer(0.1)
+    @app.timer(0.25)
     async def release_coalesced_ats() -> None:
         outbox = _Outbox(producer)
         if pipeline.release_held_ats(outbox):
