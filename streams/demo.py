@@ -7,6 +7,7 @@ import json
 import os
 import threading
 import urllib.request
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,10 +29,15 @@ DEMO_NETWORK = Path(__file__).resolve().parent.parent / "deploy" / "network.yaml
 
 
 def _cluster(settings: Settings) -> Cluster:
+    """The configured or running Kafka, else a fresh local one: the demo's own broker and worker data from an
+    earlier run are removed first, so every demo starts from empty stock."""
     try:
         return Cluster(bootstrap_servers(settings), "already running")
     except ConfigError:
         print("starting a local Kafka (first run fetches its jars with Maven)...", flush=True)
+        shutil.rmtree(local_broker_dir(settings, "demo"), ignore_errors=True)
+        for old in settings.data_dir.glob("worker-*"):
+            shutil.rmtree(old, ignore_errors=True)
         return start_cluster(settings, local_broker_dir(settings, "demo"))
 
 

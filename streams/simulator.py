@@ -127,7 +127,8 @@ def plan(network: Network, *, seed: int, rate: float, duration_s: float, skus: i
     serial = iter(range(10**12))
 
     def event_id(prefix: str) -> str:
-        return f"{prefix}-{seed}-{next(serial)}"
+        # The start time makes ids unique per run: a second run with the same seed is not taken for re-sends.
+        return f"{prefix}-{seed}-{start_ms}-{next(serial)}"
 
     def add(at: int, channel: str, kind: Kind, sku: str, location: str | None, quantity: int, *,
             needs: str | None = None, send: bool = True, **extra: Any) -> Movement:
