@@ -219,6 +219,8 @@ def plan(network: Network, *, seed: int, rate: float, duration_s: float, skus: i
             steps.extend(Step(at, sale.channel, sale) for sale in offline_buffer)
             offline_buffer.clear()
         model.expire(at)
+    # The offline store comes back before the run ends: what it sold meanwhile is uploaded then.
+    steps.extend(Step(duration_ms, sale.channel, sale) for sale in offline_buffer)
     steps.sort(key=lambda s: s.at_ms)  # stable: same-time steps keep their planned order
     return steps
 

@@ -56,6 +56,12 @@ def test_plan_is_a_realistic_valid_mix(network: Network) -> None:
     assert 0 < len(followed) < len(placed)  # some are paid or cancelled, the rest expire
 
 
+def test_a_run_ending_while_the_store_is_offline_still_uploads_its_sales() -> None:
+    steps = plan(DEMO, seed=2, rate=40, duration_s=12, start_ms=0)  # the store is offline for the first 20 s
+    late = [s for s in steps if s.movement.occurred_at < s.at_ms]
+    assert late and all(s.at_ms == 12_000 for s in late)
+
+
 def test_bad_rate_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="rate"):
         plan(DEMO, seed=1, rate=0, duration_s=10)
