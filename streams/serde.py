@@ -53,9 +53,12 @@ def crc64_avro(data: bytes) -> int:
 
 
 def schemas_dir() -> Path:
-    """schemas/ of this checkout (STOCKSYNC_SCHEMAS_DIR overrides it)."""
+    """schemas/ of this checkout, else the copy installed with the package (STOCKSYNC_SCHEMAS_DIR overrides)."""
     override = os.environ.get("STOCKSYNC_SCHEMAS_DIR")
-    return Path(override) if override else Path(__file__).resolve().parent.parent / "schemas"
+    if override:
+        return Path(override)
+    checkout = Path(__file__).resolve().parent.parent / "schemas"
+    return checkout if checkout.is_dir() else Path(__file__).resolve().parent / "schemas"
 
 
 @lru_cache(maxsize=1)
