@@ -14,14 +14,12 @@ import faust
 from faust.types import TP
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from confluent_kafka import Producer
-from confluent_kafka import TopicPartition as ConfluentTP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from yarl import URL
 
 from streams import metrics
 from streams.api import OPENAPI, ApiError, QueryService, check_sku
 from streams.app import create_app
-from streams.channel import unassigned_consumer, watermarks
 from streams.domain import Network, SkuStock, StockRules
 from streams.network_config import parse_network_record
 from streams.partitioning import sku_partition
@@ -144,10 +142,8 @@ class _Batcher:
 
     RESEEK_AFTER_S = 1.0
 
-    def __init__(self, app: faust.App, producer: _Producer, table: Any, pipeline: Pipeline, max_batch: int,
-                 servers: str) -> None:
+    def __init__(self, app: faust.App, producer: _Producer, table: Any, pipeline: Pipeline, max_batch: int) -> None:
         self.app, self.producer, self.table, self.pipeline, self.max_batch = app, producer, table, pipeline, max_batch
-        self.offsets_client = unassigned_consumer(servers)
         self.codec = pipeline.codec
         self.events: list[Any] = []
         self.stream: Any = None
@@ -192,17 +188,7 @@ class _Batcher:
     def _seek(self, tp: Any, offset: int) -> None:
         self.last_seek[tp] = time.monotonic()
         self.app.consumer._read_offset[tp] = None
-        asyncio.ensure_future(self._seek_in_consumer_thread(tp, offset))
-
-    async def _seek_in_consumer_thread(self, tp: Any, offset: int) -> None:
-        # aiokafka's consumer lives on faust's consumer thread: seek there (faust's own consumer.seek runs on this
-        # loop, unsafe), and without waiting for the position (faust's seek_wait holds that thread's method
-        # queue meanwhile, which starved the worker's other calls in CI).
-        thread = self.app.consumer._thread
-        try:
-            await thread.call_thread(thread._ensure_consumer().seek, tp, offset)
-        except Exception as exc:  # noqa: BLE001 - the next check seeks again
-            log.warning("seeking %s to %d failed (%r); will try again", tp, offset, exc)
+        asyncio.ensure_future(self.app.consumer.seek(tp, offset))
 
     def resume_starved_partitions(self) -> None:
         """faust stops fetching a partition while the agent's queue is under pressure and resumes it when the
@@ -218,16 +204,6 @@ class _Batcher:
         for tp in starved:
             consumer.on_buffer_drop(tp)
         self.last_event_at = time.monotonic()
-
-    def report_if_idle(self) -> None:
-        """Every 10 s without input, say what the batcher waits for (diagnosing stalls after restarts)."""
-        idle = time.monotonic() - self.last_event_at
-        if idle >= 10 and idle % 10 < 0.05:
-            consumer = self.app.consumer
-            log.info("no input for %.0f s: %d events in the open batch, flush running %s, re-reading %s, "
-                     "faust holds back %d partitions, %d messages unacknowledged", idle, len(self.events),
-                     self.lock.locked(), sorted(map(str, self.last_seek)), len(consumer._buffered_partitions),
-                     len(consumer._unacked_messages))
 
     def seek_again_where_stalled(self) -> None:
         """Messages fetched before a seek still arrive and move faust's read offset past the seek, and faust then
@@ -245,9 +221,7 @@ class _Batcher:
         if recorded is not None:
             log.info("input %s resumes at %d (recorded); first message %d", tp, recorded, event.message.offset)
             return recorded
-        # Asked with a client of our own, off this loop: faust's consumer thread may be busy.
-        earliest, _ = await asyncio.get_running_loop().run_in_executor(
-            None, watermarks, self.offsets_client, ConfluentTP(tp.topic, tp.partition))
+        earliest: int = (await self.app.consumer.earliest_offsets(tp)).get(tp, 0)
         log.info("input %s resumes at %d (its start, nothing recorded); first message %d", tp, earliest,
                  event.message.offset)
         return earliest
@@ -342,7 +316,7 @@ def build_worker(settings: Settings, servers: str, network: Network, network_ver
             yield stock_from_record(codec.decode_as(value, STOCK)[1])
 
     producer = _Producer(servers)
-    batcher = _Batcher(app, producer, table, pipeline, settings.max_batch, servers)
+    batcher = _Batcher(app, producer, table, pipeline, settings.max_batch)
 
     @app.agent(inputs, concurrency=1)
     async def movements(stream: faust.StreamT) -> None:
@@ -363,7 +337,6 @@ def build_worker(settings: Settings, servers: str, network: Network, network_ver
             try:
                 batcher.seek_again_where_stalled()
                 batcher.resume_starved_partitions()
-                batcher.report_if_idle()
                 if batcher.due(settings.batch_wait_s):
                     await batcher.flush()
             except Exception:  # noqa: BLE001 - this loop must outlive any one batch
