@@ -236,16 +236,15 @@ class _Batcher:
 
     def _record_offsets(self, events: Sequence[Any], store: _TableStore) -> None:
         """Advance each touched partition's InputOffsets past this batch's messages (written with the state)."""
-        by_partition: dict[int, Any] = {}
-        for event in events:
-            by_partition[event.message.partition] = event
-        for partition, event in by_partition.items():
+        ends: dict[int, tuple[Any, dict[str, int]]] = {}  # partition -> (an event of it, topic -> next offset)
+        for e in events:
+            _, topics = ends.setdefault(e.message.partition, (e, {}))
+            topics[e.message.topic] = max(topics.get(e.message.topic, 0), e.message.offset + 1)
+        for partition, (event, topics) in ends.items():
             record = self._recorded(event)
-            before = dict(record)
-            for e in events:
-                if e.message.partition == partition:
-                    record[e.message.topic] = max(record.get(e.message.topic, 0), e.message.offset + 1)
-            if record != before:
+            advanced = {t: n for t, n in topics.items() if n > record.get(t, 0)}
+            if advanced:
+                record.update(advanced)
                 store.put_raw(offsets_key(partition), self.codec.encode(
                     OFFSETS, {"partition": partition, "next_offsets": record}), partition)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from streams.domain import Network, SkuStock, channel_ats, plan_fulfilment
 from streams.domain.movements import SKU_PATTERN
-from streams.domain.network import distance_km
+from streams.domain.sourcing import eligible_locations
 from streams.records import figures
 
 MAX_QUANTITY = 1_000_000
@@ -113,15 +113,9 @@ class QueryService:
         if mode not in ("ship", "pickup"):
             raise ApiError(400, f"mode: {mode!r} is neither 'ship' nor 'pickup'")
         plan = plan_fulfilment(stock, network, channel, quantity, latitude, longitude, mode)  # type: ignore[arg-type]
-        candidates = []
-        for loc_id in network.channels[channel].selling_locations:
-            loc = network.locations[loc_id]
-            if (mode == "ship" and not loc.ship_from) or (mode == "pickup" and not loc.pickup):
-                continue
-            km = distance_km(latitude, longitude, loc.latitude, loc.longitude)
-            candidates.append({"location": loc_id, "available": stock.available(loc_id), "distance_km": round(km, 1),
-                               "cost": round(network.distance_weight * km + loc.handling_cost, 2)})
-        candidates.sort(key=lambda c: (c["cost"], c["location"]))
+        candidates = [{"location": c.location, "available": c.available, "distance_km": round(c.distance_km, 1),
+                       "cost": round(c.cost, 2)}
+                      for c in eligible_locations(stock, network, channel, latitude, longitude, mode)]
         return {"sku": sku, "channel": channel, "quantity": quantity, "mode": mode,
                 "allocated": plan.allocated, "complete": plan.complete, "shortfall": plan.shortfall,
                 "cost": round(plan.cost, 2), "version": stock.version, "network_version": version,

@@ -67,8 +67,7 @@ def plan_fulfilment(stock: SkuStock, network: Network, channel_id: str, quantity
         raise ValueError("quantity: must be positive")
     channel = network.channels[channel_id]
     fillable = min(quantity, channel_ats(stock, channel))
-    candidates = sorted(_candidates(stock, network, channel_id, latitude, longitude, mode),
-                        key=lambda c: (c.cost, c.location))
+    candidates = _candidates(stock, network, channel_id, latitude, longitude, mode)  # cheapest first
     if fillable == 0 or not candidates:
         return FulfilmentPlan(stock.sku, channel_id, quantity, ())
     single = next((c for c in candidates if c.available >= fillable), None)
@@ -81,17 +80,24 @@ def plan_fulfilment(stock: SkuStock, network: Network, channel_id: str, quantity
     return FulfilmentPlan(stock.sku, channel_id, quantity, _allocate(chosen, fillable))
 
 
-def _candidates(stock: SkuStock, network: Network, channel_id: str, latitude: float, longitude: float,
-                mode: str) -> list[_Candidate]:
+def eligible_locations(stock: SkuStock, network: Network, channel_id: str, latitude: float, longitude: float,
+                       mode: str) -> list[_Candidate]:
+    """Every location the channel can fill from in this mode (ship-from or pickup), with its available units,
+    distance and cost, cheapest first (ties on location id); a location without stock included."""
     found = []
     for location_id in network.channels[channel_id].selling_locations:
         location = network.locations[location_id]
-        available = stock.available(location_id)
-        if available <= 0 or not (location.pickup if mode == "pickup" else location.ship_from):
+        if not (location.pickup if mode == "pickup" else location.ship_from):
             continue
         km = distance_km(latitude, longitude, location.latitude, location.longitude)
-        found.append(_Candidate(location_id, available, km, network.distance_weight * km + location.handling_cost))
-    return found
+        found.append(_Candidate(location_id, stock.available(location_id), km,
+                                network.distance_weight * km + location.handling_cost))
+    return sorted(found, key=lambda c: (c.cost, c.location))
+
+
+def _candidates(stock: SkuStock, network: Network, channel_id: str, latitude: float, longitude: float,
+                mode: str) -> list[_Candidate]:
+    return [c for c in eligible_locations(stock, network, channel_id, latitude, longitude, mode) if c.available > 0]
 
 
 def _fewest_then_cheapest(candidates: list[_Candidate], quantity: int) -> list[_Candidate]:
