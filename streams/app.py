@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 import faust
 
 from streams.broker.select import bootstrap_servers
 from streams.settings import Settings
 
 
-def create_app(settings: Settings, servers: str | None = None) -> faust.App:
+class StocksyncApp(faust.App):
+    """faust's App, plus `before_stop`: coroutines run when the app stops, before faust stops its consumer and
+    tables (the input reader finishes its batch there)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.before_stop: list[Callable[[], Awaitable[None]]] = []
+
+    async def on_stop(self) -> None:
+        for hook in self.before_stop:
+            await hook()
+        await super().on_stop()
+
+
+def create_app(settings: Settings, servers: str | None = None) -> StocksyncApp:
     """A faust App wired to the configured cluster, with the settings the streaming rules ask for."""
     servers = servers or bootstrap_servers(settings)
-    return faust.App(
+    return StocksyncApp(
         settings.app_id,
         broker=",".join(f"kafka://{server}" for server in servers.split(",")),
         store=settings.store,

@@ -13,6 +13,6 @@ INGEST_LATENCY = Histogram("stocksync_ingest_to_publish_seconds",
                            "From the inbound message's timestamp to its outputs being delivered",
                            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 NETWORK_VERSION = Gauge("stocksync_network_version", "Offset of the network config in force")
-OFFSET_GAPS = Counter("stocksync_offset_gaps_total", "Times faust delivered past unread input offsets (re-read)")
-STARVED_PARTITIONS = Counter("stocksync_starved_partitions_total",
-                             "Input partitions faust left unfetched after back-pressure, fetched again")
+INPUT_LAG = Gauge("stocksync_input_lag_messages", "Input messages of this worker's partitions not yet applied")
+INPUT_OFFSETS_LOST = Counter("stocksync_input_offsets_lost_total",
+                             "Input offsets deleted by the topic's retention before this worker read them")

@@ -64,6 +64,11 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def input_group(self) -> str:
+        """The consumer group where workers commit how far they have read the inputs (for lag monitoring)."""
+        return f"{self.app_id}.inputs"
+
+    @property
     def broker_home(self) -> Path:
         """Where the local broker's jars, data and state live."""
         return self.cache_dir / f"kafka-{self.kafka_version}"

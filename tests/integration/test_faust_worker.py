@@ -62,8 +62,8 @@ def test_table_survives_worker_restart(bootstrap: str, make_topic: Callable[...,
     log1, log2 = tmp_path / "worker1.log", tmp_path / "worker2.log"
 
     def await_worker(worker: subprocess.Popen[bytes], log: Path, probe: bytes) -> None:
-        # Plain faust can skip a message produced while it is still joining (stocksync's worker guards against
-        # this, see streams.agents._Batcher): produce once the worker answers a probe.
+        # Plain faust can skip a message produced while it is still joining (stocksync's worker reads its inputs
+        # itself, see streams.inputs): produce once the worker answers a probe.
         def answered() -> bool:
             send(probe, 1)
             return bool(consume(bootstrap, sink, lambda got: any(k == probe for k, _ in got), decode, 3,
