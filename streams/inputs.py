@@ -256,9 +256,11 @@ class InputReader:
                 await consumer.seek_to_beginning(tp)
             else:
                 consumer.seek(tp, resume)
-        if wanted - self.assigned:
-            log.info("reading %d input partitions (of table partitions %s), e.g. %s from %s", len(wanted),
-                     sorted({tp.partition for tp in wanted}), *_an_example(wanted, self.next_offset))
+        if wanted:
+            recorded = sum(1 for tp in wanted if self.next_offset[tp] is not None)
+            log.info("reading %d input partitions of table partitions %s: %d from their recorded offsets, %d from "
+                     "their start", len(wanted), sorted({tp.partition for tp in wanted}), recorded,
+                     len(wanted) - recorded)
         self.assigned = wanted
 
     async def _read(self, consumer: AIOKafkaConsumer) -> None:
@@ -306,9 +308,3 @@ class InputReader:
             await consumer.commit(offsets)
         except Exception as exc:  # noqa: BLE001 - monitoring only; the next commit carries the same offsets
             log.warning("committing input offsets for monitoring failed: %r", exc)
-
-
-def _an_example(wanted: frozenset[TopicPartition], offsets: dict[TopicPartition, int | None]) -> tuple[Any, Any]:
-    tp = min(wanted, key=lambda t: (t.topic, t.partition))
-    offset = offsets.get(tp)
-    return f"{tp.topic}/{tp.partition}", "its start" if offset is None else offset

@@ -77,9 +77,6 @@ def test_two_channels_racing_for_the_last_units(deployment: Deployment, store: s
     deployment.assert_outputs_match(stocks)
 
 
-@pytest.mark.xfail(strict=False, reason="known defect (issue #4 stays open): in about one run in three the "
-                   "restarted worker stops making progress after re-reading offsets faust skipped (a liveness "
-                   "stall; the settle step times out). When it settles, nothing is lost or doubled.")
 def test_worker_killed_mid_stream_loses_and_doubles_nothing(deployment: Deployment) -> None:
     deployment.apply_network(NETWORK)
     first = deployment.start_worker("first")
