@@ -67,29 +67,34 @@ def build_worker(settings: Settings, servers: str, network: Network, network_ver
     async def expire_reservations() -> None:
         if app.rebalancing or not app.tables.recovery.completed.is_set():
             return
-        outbox = Outbox(producer)
-        if state["rebuild_expiries"]:
-            state["rebuild_expiries"] = False
-            pipeline.rebuild_expiries(local_stocks())
-            # A held-back ATS update of a coalescing channel is lost if its worker dies: publish those
-            # channels' ATS for every SKU this worker now owns.
-            pipeline.republish_ats(local_stocks(), pipeline.coalesced_channels(), outbox)
-        pipeline.request_expiries(outbox)
-        await outbox.deliver()
+        # Under the batch lock, like everything that reads the table or publishes outside a batch: a batch in
+        # flight has computed states the table does not hold yet, and outputs that must not be overtaken.
+        async with batcher.lock:
+            outbox = Outbox(producer)
+            if state["rebuild_expiries"]:
+                state["rebuild_expiries"] = False
+                pipeline.rebuild_expiries(local_stocks())
+                # A held-back ATS update of a coalescing channel is lost if its worker dies: publish those
+                # channels' ATS for every SKU this worker now owns.
+                pipeline.republish_ats(local_stocks(), pipeline.coalesced_channels(), outbox)
+            pipeline.request_expiries(outbox)
+            await outbox.deliver()
 
     @app.timer(0.25)
     async def release_coalesced_ats() -> None:
-        outbox = Outbox(producer)
-        if pipeline.release_held_ats(outbox):
-            await outbox.deliver()
+        async with batcher.lock:
+            outbox = Outbox(producer)
+            if pipeline.release_held_ats(outbox):
+                await outbox.deliver()
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app: faust.App, revoked: Any, **kwargs: Any) -> None:
+        await reader.on_revoked()  # the batch in hand is finished first
         # Held-back ATS updates go out before another worker takes the SKUs over (it publishes newer ones).
-        outbox = Outbox(producer)
-        pipeline.release_held_ats(outbox, everything=True)
-        await outbox.deliver()
-        await reader.on_revoked()
+        async with batcher.lock:
+            outbox = Outbox(producer)
+            pipeline.release_held_ats(outbox, everything=True)
+            await outbox.deliver()
 
     @app.on_partitions_assigned.connect
     async def on_assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:
@@ -115,9 +120,10 @@ def build_worker(settings: Settings, servers: str, network: Network, network_ver
                     log.info("network %d in force: channels added %s, changed %s", message.offset,
                              sorted(added), sorted(changed))
                     if added | changed:
-                        outbox = Outbox(producer)
-                        pipeline.republish_ats(local_stocks(), added | changed, outbox)
-                        await outbox.deliver()
+                        async with batcher.lock:
+                            outbox = Outbox(producer)
+                            pipeline.republish_ats(local_stocks(), added | changed, outbox)
+                            await outbox.deliver()
         finally:
             await consumer.stop()
 

@@ -151,6 +151,17 @@ class Deployment:
         self.producer.produce(topic, key=key, value=value)
         assert self.producer.flush(30) == 0
 
+    def send_applied(self, movements: list[Movement], timeout_s: float = 60) -> None:
+        """Send and wait until every movement is in the ledger: topics are read in no fixed order, so stock a
+        later request relies on must be applied first."""
+        self.send(movements)
+        wanted = {(m.channel, m.event_id) for m in movements}
+
+        def ledgered() -> bool:
+            return wanted <= {(v["channel"], v["event_id"]) for _, v, _, _ in self.read(self.registry.ledger.name)}
+
+        wait_for(ledgered, timeout_s, f"{len(wanted)} movements in the ledger", interval_s=0.5)
+
     # An open reservation expiring sooner than this could expire while a test compares outputs with a replay.
     EXPIRY_MARGIN_MS = 60_000
 

@@ -63,7 +63,7 @@ def test_two_channels_racing_for_the_last_units(deployment: Deployment, store: s
     deployment.apply_network(NETWORK)
     deployment.start_worker("w1")
     at = int(time.time() * 1000) - 5_000
-    deployment.send([Movement(Kind.RECEIPT, "stock-in", "wms", "RACE-1", "w1", 10, at)])
+    deployment.send_applied([Movement(Kind.RECEIPT, "stock-in", "wms", "RACE-1", "w1", 10, at)])
     deployment.send(race_requests("RACE-1", 30), pack=1)
     settle(deployment)
 
@@ -82,7 +82,7 @@ def test_worker_killed_mid_stream_loses_and_doubles_nothing(deployment: Deployme
     first = deployment.start_worker("first")
     movements = retail_workload(20_000, skus=150, seed=5, expiring_after_ms=30_000)
     at = int(time.time() * 1000) - 5_000
-    deployment.send([Movement(Kind.RECEIPT, "stock-in", "wms", "RACE-1", "w1", 10, at)])
+    deployment.send_applied([Movement(Kind.RECEIPT, "stock-in", "wms", "RACE-1", "w1", 10, at)])
     deployment.send(movements[:12_000] + race_requests("RACE-1", 20)[:20], pack=10)
     # Kill it hard once it is visibly mid-stream (it has published positions but not consumed everything).
     wait_for(lambda: len(deployment.read(deployment.registry.positions.name)) > 500, 60, "processing to start")
