@@ -10,6 +10,7 @@ acknowledged, and left partitions unfetched for minutes after a rebalance; none 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import time
 import types
@@ -168,6 +169,13 @@ class Batcher:
                     OFFSETS, {"partition": partition, "next_offsets": recorded}), partition)
 
 
+def in_time_order(fetched: Sequence[Sequence[Any]]) -> Iterator[Any]:
+    """One fetch's records (a list per topic partition) as one sequence: across partitions the earliest
+    timestamp first, so a receipt produced before a reservation on another topic is applied before it; within a
+    partition always in offset order, whatever its timestamps."""
+    return heapq.merge(*fetched, key=lambda record: record.timestamp)
+
+
 class InputReader:
     """Reads the input partitions whose stock-table partitions faust made this worker the owner of.
 
@@ -194,7 +202,10 @@ class InputReader:
         """Finish the batch in hand and stop reading (at SIGTERM, before faust stops the table)."""
         self.stopping = True
         if self.task is not None:
-            await self.task
+            try:
+                await self.task
+            except Exception:  # noqa: BLE001 - stopping goes on; what was not recorded is read again
+                log.exception("the input reader failed while stopping")
 
     async def on_revoked(self) -> None:
         """At a rebalance: finish the batch in hand; nothing more is read until faust has assigned and
@@ -235,7 +246,7 @@ class InputReader:
                         await self._commit(consumer)
                 except Exception:  # noqa: BLE001 - the reader must outlive any one failure; it starts over
                     log.exception("reading the inputs failed; reading again from the recorded offsets")
-                    await self.batcher.flush()
+                    self.batcher.records.clear()  # they come again: the offsets were not advanced past them
                     self.assigned = frozenset()
                     await asyncio.sleep(1.0)
         finally:
@@ -270,13 +281,11 @@ class InputReader:
                                          max_records=self.batcher.max_batch - len(self.batcher.records))
         if self.revoking or self.stopping:
             return  # fetched just before a rebalance: read again by whoever owns the partition next
-        for tp, records in fetched.items():
-            if tp not in self.assigned:
-                continue
-            for record in records:
-                if self._in_sequence(tp, record.offset):
-                    self.batcher.add(Inbound(record.topic, record.partition, record.offset, record.key,
-                                             record.value, record.timestamp))
+        for record in in_time_order([records for tp, records in fetched.items() if tp in self.assigned]):
+            tp = TopicPartition(record.topic, record.partition)
+            if self._in_sequence(tp, record.offset):
+                self.batcher.add(Inbound(record.topic, record.partition, record.offset, record.key,
+                                         record.value, record.timestamp))
         if self.batcher.full() or self.batcher.due(self.batch_wait_s):
             await self.batcher.flush()
 
