@@ -1,4 +1,5 @@
-"""The faust application: configured from Settings; agents and tables register on it (streams.agents)."""
+"""The faust application: configured from Settings; the worker registers its table, timers and pages on it
+(streams.agents)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The batch pipeline of a worker, free of faust: decode, route, apply the domain, write each SKU once, emit.
 
-The faust agent (streams.agents) hands it a batch of inbound messages, a `StockStore` (the table) and an
+The input reader (streams.inputs) hands it a batch of inbound messages, a `StockStore` (the table) and an
 `Outbox` (the producer); everything a message causes is decided here, so it can be tested without a broker.
 """
 
