@@ -21,7 +21,7 @@ from streams.domain import Network, SkuStock, StockRules
 from streams.network_config import parse_network_record
 from streams.partitioning import sku_partition
 from streams.inputs import Batcher, InputReader
-from streams.outputs import Outbox, OutputProducer
+from streams.outputs import OutputProducer
 from streams.pipeline import STOCK, Pipeline
 from streams.records import stock_from_record
 from streams.serde import default_codec
@@ -46,9 +46,9 @@ def build_worker(settings: Settings, servers: str, network: Network, network_ver
 
     pipeline = Pipeline(registry, codec, StockRules(horizon_ms=settings.horizon_ms), confirmed)
     pipeline.set_network(network, network_version)
-    batcher = Batcher(producer, table, pipeline, settings.max_batch)
+    batcher = Batcher(producer, table, pipeline, settings.max_batch, settings.batch_wait_s)
     reader = InputReader(app, servers, settings.input_group, batcher, pipeline.input_topics,
-                         registry.stock_changelog.name, settings.batch_wait_s)
+                         registry.stock_changelog.name)
     state: dict[str, Any] = {"ready": False, "rebuild_expiries": True}
 
     def local_stocks() -> Iterator[SkuStock]:
@@ -67,10 +67,7 @@ def build_worker(settings: Settings, servers: str, network: Network, network_ver
     async def expire_reservations() -> None:
         if app.rebalancing or not app.tables.recovery.completed.is_set():
             return
-        # Under the batch lock, like everything that reads the table or publishes outside a batch: a batch in
-        # flight has computed states the table does not hold yet, and outputs that must not be overtaken.
-        async with batcher.lock:
-            outbox = Outbox(producer)
+        async with batcher.outside_batch() as outbox:
             if state["rebuild_expiries"]:
                 state["rebuild_expiries"] = False
                 pipeline.rebuild_expiries(local_stocks())
@@ -78,23 +75,18 @@ def build_worker(settings: Settings, servers: str, network: Network, network_ver
                 # channels' ATS for every SKU this worker now owns.
                 pipeline.republish_ats(local_stocks(), pipeline.coalesced_channels(), outbox)
             pipeline.request_expiries(outbox)
-            await outbox.deliver()
 
     @app.timer(0.25)
     async def release_coalesced_ats() -> None:
-        async with batcher.lock:
-            outbox = Outbox(producer)
-            if pipeline.release_held_ats(outbox):
-                await outbox.deliver()
+        async with batcher.outside_batch() as outbox:
+            pipeline.release_held_ats(outbox)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app: faust.App, revoked: Any, **kwargs: Any) -> None:
         await reader.on_revoked()  # the batch in hand is finished first
         # Held-back ATS updates go out before another worker takes the SKUs over (it publishes newer ones).
-        async with batcher.lock:
-            outbox = Outbox(producer)
+        async with batcher.outside_batch() as outbox:
             pipeline.release_held_ats(outbox, everything=True)
-            await outbox.deliver()
 
     @app.on_partitions_assigned.connect
     async def on_assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:
@@ -120,10 +112,8 @@ def build_worker(settings: Settings, servers: str, network: Network, network_ver
                     log.info("network %d in force: channels added %s, changed %s", message.offset,
                              sorted(added), sorted(changed))
                     if added | changed:
-                        async with batcher.lock:
-                            outbox = Outbox(producer)
+                        async with batcher.outside_batch() as outbox:
                             pipeline.republish_ats(local_stocks(), added | changed, outbox)
-                            await outbox.deliver()
         finally:
             await consumer.stop()
 

@@ -15,8 +15,8 @@ import logging
 import time
 import types
 import weakref
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import faust
@@ -101,8 +101,10 @@ class Batcher:
     then the partitions' InputOffsets advanced past the batch. A crash before that last step brings the batch
     again; its movements are duplicates by then, which re-send their outputs instead of re-applying."""
 
-    def __init__(self, producer: OutputProducer, table: Any, pipeline: Pipeline, max_batch: int) -> None:
-        self.producer, self.table, self.pipeline, self.max_batch = producer, table, pipeline, max_batch
+    def __init__(self, producer: OutputProducer, table: Any, pipeline: Pipeline, max_batch: int,
+                 wait_s: float) -> None:
+        self.producer, self.table, self.pipeline = producer, table, pipeline
+        self.max_batch, self.wait_s = max_batch, wait_s
         self.codec = pipeline.codec
         self.records: list[Inbound] = []
         self.first_added = 0.0
@@ -117,9 +119,25 @@ class Batcher:
     def full(self) -> bool:
         return len(self.records) >= self.max_batch
 
-    def due(self, wait_s: float) -> bool:
-        """A batch closes once its first record has waited `wait_s`: latency stays bounded under steady load."""
-        return bool(self.records) and time.monotonic() - self.first_added >= wait_s
+    def time_left(self) -> float:
+        """Until the batch must close: a batch closes once its first record has waited `wait_s`, so latency stays
+        bounded under steady load."""
+        if not self.records:
+            return self.wait_s
+        return max(0.0, self.wait_s - (time.monotonic() - self.first_added))
+
+    def due(self) -> bool:
+        return bool(self.records) and self.time_left() == 0.0
+
+    @asynccontextmanager
+    async def outside_batch(self) -> AsyncIterator[Outbox]:
+        """An outbox for outputs made outside a batch (timers, network changes), delivered on exit. Held under
+        the batch lock: a batch in flight has computed states the table does not hold yet, and outputs that must
+        not be overtaken."""
+        async with self.lock:
+            outbox = Outbox(self.producer)
+            yield outbox
+            await outbox.deliver()
 
     def recorded_offsets(self, partition: int) -> dict[str, int]:
         """Per input topic, the offset after the last movement of `partition` whose outputs were delivered."""
@@ -186,9 +204,9 @@ class InputReader:
     COMMIT_EVERY_S = 1.0
 
     def __init__(self, app: faust.App, servers: str, group_id: str, batcher: Batcher,
-                 input_topics: Callable[[], list[str]], changelog: str, batch_wait_s: float) -> None:
+                 input_topics: Callable[[], list[str]], changelog: str) -> None:
         self.app, self.servers, self.group_id, self.batcher = app, servers, group_id, batcher
-        self.input_topics, self.changelog, self.batch_wait_s = input_topics, changelog, batch_wait_s
+        self.input_topics, self.changelog = input_topics, changelog
         self.assigned: frozenset[TopicPartition] = frozenset()
         self.next_offset: dict[TopicPartition, int | None] = {}
         self.revoking = False
@@ -217,7 +235,7 @@ class InputReader:
         self.revoking = False
 
     def owned_partitions(self) -> set[int]:
-        if self.revoking or self.stopping or self.app.rebalancing:
+        if self.revoking or self.app.rebalancing:
             return set()
         return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == self.changelog}
 
@@ -275,9 +293,7 @@ class InputReader:
         self.assigned = wanted
 
     async def _read(self, consumer: AIOKafkaConsumer) -> None:
-        wait_s = self.batch_wait_s if not self.batcher.records else \
-            max(0.0, self.batch_wait_s - (time.monotonic() - self.batcher.first_added))
-        fetched = await consumer.getmany(timeout_ms=int(wait_s * 1000),
+        fetched = await consumer.getmany(timeout_ms=int(self.batcher.time_left() * 1000),
                                          max_records=self.batcher.max_batch - len(self.batcher.records))
         if self.revoking or self.stopping:
             return  # fetched just before a rebalance: read again by whoever owns the partition next
@@ -286,7 +302,7 @@ class InputReader:
             if self._in_sequence(tp, record.offset):
                 self.batcher.add(Inbound(record.topic, record.partition, record.offset, record.key,
                                          record.value, record.timestamp))
-        if self.batcher.full() or self.batcher.due(self.batch_wait_s):
+        if self.batcher.full() or self.batcher.due():
             await self.batcher.flush()
 
     def _in_sequence(self, tp: TopicPartition, offset: int) -> bool:

@@ -85,7 +85,8 @@ class _Work:
 class Pipeline:
     def __init__(self, registry: TopicRegistry, codec: SingleObjectCodec, rules: StockRules = StockRules(),
                  committed: Callable[[str, int], int | None] = lambda topic, partition: None) -> None:
-        """`committed(topic, partition)` is the consumer's committed offset there (None if unknown)."""
+        """`committed(topic, partition)`: the offset below which that partition's movements will not be read again
+        (the worker's recorded input offsets; None if unknown)."""
         self.registry = registry
         self.committed = committed
         self.codec = codec
@@ -114,7 +115,7 @@ class Pipeline:
         return added, changed
 
     def _committed_past(self, pending: dict[str, object]) -> bool:
-        """True once the movement's source offset is committed: it will not come again."""
+        """True once the movement's source offset is below the committed one: it will not come again."""
         committed = self.committed(str(pending["source_topic"]), int(pending["source_partition"]))  # type: ignore[call-overload]
         return committed is not None and int(pending["source_offset"]) < committed  # type: ignore[call-overload]
 
