@@ -24,15 +24,14 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from confluent_kafka import Consumer
-
-from streams.admin import admin_client, ensure_topics
-from streams.broker.select import start_cluster
 from streams.channel import ChannelClient
-from streams.network_config import load_network_file, publish_network
-from streams.serde import default_codec
+from streams.kafka.admin import ensure_topics
+from streams.kafka.clients import new_admin, new_consumer
+from streams.kafka.cluster import start_cluster
+from streams.kafka.network import load_network_file, publish_network
+from streams.kafka.topics import TopicRegistry
 from streams.settings import load_settings
-from streams.topics import TopicRegistry
+from streams.wire.codec import default_codec
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,7 +57,7 @@ def main() -> None:
     registry = TopicRegistry(settings)
     codec = default_codec()
     network = load_network_file(ROOT / "deploy" / "network.yaml")
-    ensure_topics(admin_client(servers), registry.all(network.channels))
+    ensure_topics(new_admin(servers), registry.all(network.channels))
     publish_network(servers, registry, network)
     port = 16000 + os.getpid() % 1000
     env = {**os.environ, "STOCKSYNC_BOOTSTRAP_SERVERS": servers, "STOCKSYNC_TOPIC_PREFIX": settings.topic_prefix,
@@ -85,13 +84,13 @@ def main() -> None:
         stop = threading.Event()
 
         def follow() -> None:
-            consumer = Consumer({"bootstrap.servers": servers, "group.id": f"bench-{uuid.uuid4()}",
-                                 "auto.offset.reset": "earliest", "enable.auto.commit": False})
+            consumer = new_consumer(servers, f"bench-{uuid.uuid4()}", **{"auto.offset.reset": "earliest"})
             consumer.subscribe([feed])
             while not stop.is_set():
                 msg = consumer.poll(0.1)
-                if msg is not None and not msg.error():
-                    arrived.setdefault(msg.key().decode(), time.time())
+                key = None if msg is None or msg.error() else msg.key()
+                if key is not None:
+                    arrived.setdefault(key.decode(), time.time())
             consumer.close()
 
         follower = threading.Thread(target=follow, daemon=True)
@@ -125,17 +124,17 @@ def main() -> None:
         packing.close()
         client_s = time.time() - burst_start
         # Done when the ledger has every burst movement: count them on the ledger topic.
-        ledger = Consumer({"bootstrap.servers": servers, "group.id": f"bench-ledger-{uuid.uuid4()}",
-                           "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        ledger = new_consumer(servers, f"bench-ledger-{uuid.uuid4()}", **{"auto.offset.reset": "earliest"})
         ledger.subscribe([registry.ledger.name])
         seen: set[str] = set()
         last = time.time()
         deadline = time.time() + 600
         while len(seen) < args.burst and time.time() < deadline:
             msg = ledger.poll(0.2)
-            if msg is None or msg.error():
+            value = None if msg is None or msg.error() else msg.value()
+            if value is None:
                 continue
-            event_id = codec.decode(msg.value())[1]["event_id"]
+            event_id = codec.decode(value)[1]["event_id"]
             if event_id.startswith("tp-"):
                 seen.add(event_id)
                 last = time.time()

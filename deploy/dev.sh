@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's two commands, runnable on a fresh machine with Python 3.11+, Java 17+ and Maven:
 #   bash deploy/dev.sh demo   set everything up, run the main job on a local single-node Kafka
-#   bash deploy/dev.sh test   set everything up, run the whole test suite (extra args go to pytest)
+#   bash deploy/dev.sh test   set everything up, lint and type-check, run the whole test suite (extra args go
+#                             to pytest)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export STOCKSYNC_CACHE_DIR="${STOCKSYNC_CACHE_DIR:-$PWD/.cache}"
@@ -42,6 +43,9 @@ case "${1:-}" in
     shift
     setup
     need_kafka_tools
+    echo "dev.sh: ruff check; mypy --strict (streams, bench, tests)" >&2
+    .venv/bin/ruff check --quiet .
+    .venv/bin/mypy --no-error-summary streams bench tests
     exec .venv/bin/python -m pytest tests "$@"
     ;;
   demo)

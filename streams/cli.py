@@ -11,8 +11,8 @@ from streams.settings import Settings, load_settings
 
 
 def _broker(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.broker.local import LocalKafka
-    from streams.broker.select import local_broker_dir
+    from streams.dev.local_kafka import LocalKafka
+    from streams.kafka.cluster import local_broker_dir
 
     workdir = local_broker_dir(settings)
     current = LocalKafka.from_state(settings.broker_home, workdir)
@@ -48,9 +48,10 @@ def _broker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _topics(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.admin import admin_client, ensure_topics
-    from streams.broker.select import bootstrap_servers
-    from streams.topics import TopicRegistry
+    from streams.kafka.admin import ensure_topics
+    from streams.kafka.clients import new_admin
+    from streams.kafka.cluster import bootstrap_servers
+    from streams.kafka.topics import TopicRegistry
 
     registry = TopicRegistry(settings)
     specs = registry.all(args.channel or [])
@@ -59,13 +60,13 @@ def _topics(args: argparse.Namespace, settings: Settings) -> int:
             print(f"{spec.name}\tkey={spec.key}\tvalue={spec.value_schema}\tpartitions={spec.partitions}\t"
                   + ",".join(f"{k}={v}" for k, v in spec.config.items()))
         return 0
-    report = ensure_topics(admin_client(bootstrap_servers(settings)), specs, settings.replication_factor)
+    report = ensure_topics(new_admin(bootstrap_servers(settings)), specs, settings.replication_factor)
     print(f"{len(report.created)} created, {len(report.existing)} already there and as registered")
     return 0
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.worker import run_worker
+    from streams.worker.main import run_worker
 
     run_worker(settings, loglevel=args.loglevel or settings.log_level)
     return 0
@@ -76,10 +77,11 @@ def _network(args: argparse.Namespace, settings: Settings) -> int:
 
     import yaml
 
-    from streams.admin import admin_client, ensure_topics
-    from streams.broker.select import bootstrap_servers
-    from streams.network_config import load_network_file, publish_network, read_network
-    from streams.topics import TopicRegistry
+    from streams.kafka.admin import ensure_topics
+    from streams.kafka.clients import new_admin
+    from streams.kafka.cluster import bootstrap_servers
+    from streams.kafka.network import load_network_file, publish_network, read_network
+    from streams.kafka.topics import TopicRegistry
 
     registry = TopicRegistry(settings)
     if args.action == "check":
@@ -96,7 +98,7 @@ def _network(args: argparse.Namespace, settings: Settings) -> int:
         print(yaml.safe_dump(found[0].to_dict(), sort_keys=False), end="")
         return 0
     network = load_network_file(Path(args.file))
-    ensure_topics(admin_client(servers), registry.all(network.channels), settings.replication_factor)
+    ensure_topics(new_admin(servers), registry.all(network.channels), settings.replication_factor)
     version = publish_network(servers, registry, network)
     print(f"network version {version} applied: {len(network.locations)} locations, "
           f"{len(network.channels)} channels")
@@ -106,7 +108,7 @@ def _network(args: argparse.Namespace, settings: Settings) -> int:
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
-    from streams.demo import DEMO_NETWORK, DemoOptions, run_demo
+    from streams.dev.demo import DEMO_NETWORK, DemoOptions, run_demo
 
     return run_demo(settings, DemoOptions(workers=args.workers, network_file=Path(args.network or DEMO_NETWORK),
                                           seed=args.seed, rate=args.rate, duration_s=args.duration,
@@ -116,11 +118,11 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
-    from streams.broker.select import bootstrap_servers
     from streams.channel import ChannelClient
-    from streams.network_config import load_network_file, read_network
-    from streams.simulator import Simulator, print_progress
-    from streams.topics import TopicRegistry
+    from streams.dev.simulator import Simulator, print_progress
+    from streams.kafka.cluster import bootstrap_servers
+    from streams.kafka.network import load_network_file, read_network
+    from streams.kafka.topics import TopicRegistry
 
     servers = bootstrap_servers(settings)
     if args.network:

@@ -22,6 +22,3 @@ def affected_channels(network: Network, locations: Iterable[str]) -> frozenset[s
         channels |= network.channels_selling_from(location)
     return frozenset(channels)
 
-
-def ats_by_channel(stock: SkuStock, network: Network, channels: Iterable[str]) -> dict[str, int]:
-    return {ch: channel_ats(stock, network.channels[ch]) for ch in channels if ch in network.channels}

@@ -103,8 +103,9 @@ def _candidates(stock: SkuStock, network: Network, channel_id: str, latitude: fl
 def _fewest_then_cheapest(candidates: list[_Candidate], quantity: int) -> list[_Candidate]:
     by_stock = sorted(candidates, key=lambda c: (-c.available, c.cost, c.location))
     total, k = 0, 0
-    for k, candidate in enumerate(by_stock, start=1):
+    for candidate in by_stock:  # k: how many of the largest it takes
         total += candidate.available
+        k += 1
         if total >= quantity:
             break
     if total < quantity or comb(len(candidates), k) > MAX_COMBINATIONS:

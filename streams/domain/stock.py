@@ -16,10 +16,10 @@ Time rules (all times are event times in epoch ms):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any
+from typing import ClassVar
 
 from streams.domain.errors import InvalidMovement
 from streams.domain.movements import DELTA_KINDS, Kind, Movement
@@ -164,7 +164,7 @@ class SkuStock:
         problem = self._input_problem(m, network, now, rules)
         if problem:
             return Outcome(m, Status.REJECTED, self.version, problem)
-        handler = _HANDLERS[m.kind]
+        handler = self._HANDLERS[m.kind]
         outcome: Outcome = handler(self, m, network, now)
         self.seen[m.key] = (m.occurred_at, _remembered(outcome))
         if m.occurred_at > self.watermark:
@@ -389,42 +389,17 @@ class SkuStock:
         kept = {loc: [d for d in entries if d[0] > target] for loc, entries in self.deltas.items()}
         self.deltas = {loc: entries for loc, entries in kept.items() if entries}
 
-    # --- serialisation (for tables and tests) ----------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "sku": self.sku, "version": self.version, "watermark": self.watermark, "floor": self.floor,
-            "positions": [[p.location, p.on_hand, p.reserved, p.safety_stock, p.in_transit, p.version,
-                           p.counted_at, p.count_key, p.safety_at] for p in self.positions.values()],
-            "seen": [[key, t, result] for key, (t, result) in self.seen.items()],
-            "deltas": {loc: [list(d) for d in entries] for loc, entries in self.deltas.items() if entries},
-            "reservations": [[r.channel, r.reservation_id, [list(p) for p in r.parts], r.expires_at, r.placed_at]
-                             for r in self.reservations.values()],
-            "transfers": [[tid, dest, units] for tid, (dest, units) in self.transfers.items()],
-        }
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SkuStock:
-        sku = data["sku"]
-        stock = cls(sku, version=data["version"], watermark=data["watermark"], floor=data["floor"])
-        stock.positions = {row[0]: Position(sku, *row) for row in data["positions"]}
-        stock.seen = {key: (t, result) for key, t, result in data["seen"]}
-        stock.deltas = {loc: [(t, key, d) for t, key, d in entries] for loc, entries in data["deltas"].items()}
-        for channel, rid, parts, expires_at, placed_at in data["reservations"]:
-            res = Reservation(channel, rid, tuple((loc, units) for loc, units in parts), expires_at, placed_at)
-            stock.reservations[res.key] = res
-        stock.transfers = {tid: (dest, units) for tid, dest, units in data["transfers"]}
-        return stock
-
-
-_HANDLERS = {
-    **{kind: SkuStock._delta for kind in DELTA_KINDS},
-    Kind.COUNT: SkuStock._count,
-    Kind.SAFETY_STOCK: SkuStock._safety_stock,
-    Kind.RESERVATION_PLACED: SkuStock._place,
-    Kind.RESERVATION_RELEASED: SkuStock._close,
-    Kind.RESERVATION_FULFILLED: SkuStock._close,
-    Kind.RESERVATION_EXPIRED: SkuStock._close,
-}
+    # Which method applies a movement kind (all of them take the movement, the network and the time).
+    _HANDLERS: ClassVar[Mapping[Kind, Callable[[SkuStock, Movement, Network, int], Outcome]]] = {
+        **dict.fromkeys(DELTA_KINDS, _delta),
+        Kind.COUNT: _count,
+        Kind.SAFETY_STOCK: _safety_stock,
+        Kind.RESERVATION_PLACED: _place,
+        Kind.RESERVATION_RELEASED: _close,
+        Kind.RESERVATION_FULFILLED: _close,
+        Kind.RESERVATION_EXPIRED: _close,
+    }
 
 
 def _remembered(outcome: Outcome) -> str:
@@ -445,5 +420,6 @@ def _merge(changes: list[PositionChange]) -> tuple[PositionChange, ...]:
 
 
 def _nth_oldest(times: Iterable[int], n: int) -> int:
-    """The n-th smallest time (1-based): raising the floor to it forgets exactly the n oldest entries (or more on ties)."""
+    """The n-th smallest time (1-based): raising the floor to it forgets exactly the n oldest entries (or more on
+    ties)."""
     return sorted(times)[n - 1]

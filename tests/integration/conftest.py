@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streams.broker.select import Cluster, start_cluster
+from streams.kafka.clients import new_admin, new_consumer, new_producer
+from streams.kafka.cluster import Cluster, start_cluster
 from streams.settings import load_settings
 
 T = TypeVar("T")
@@ -34,7 +35,7 @@ def bootstrap(kafka: Cluster) -> str:
 
 @pytest.fixture(scope="session")
 def admin(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap})
+    return new_admin(bootstrap)
 
 
 @pytest.fixture
@@ -61,9 +62,8 @@ def make_topic(admin: AdminClient, unique: str) -> Callable[..., str]:
 
 
 def producer(bootstrap: str, **extra: object) -> Producer:
-    """The producer configuration every channel-side client uses."""
-    return Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
-                     "partitioner": "murmur2_random", "linger.ms": 5, **extra})
+    """A producer with the project's client settings (what every channel-side client uses)."""
+    return new_producer(bootstrap, **{"linger.ms": 5, **extra})
 
 
 def consume(bootstrap: str, topic: str, until: Callable[[list[T]], bool], decode: Callable[..., T],
@@ -72,8 +72,7 @@ def consume(bootstrap: str, topic: str, until: Callable[[list[T]], bool], decode
     """Read `topic` from the start until `until(records)` holds; fail with what was seen on timeout.
 
     `check` runs between polls and may raise (e.g. when the worker under test has died)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group or f"reader-{time.monotonic_ns()}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer = new_consumer(bootstrap, group or f"reader-{time.monotonic_ns()}", **{"auto.offset.reset": "earliest"})
     consumer.subscribe([topic])
     records: list[T] = []
     deadline = time.monotonic() + timeout_s

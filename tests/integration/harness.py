@@ -15,18 +15,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import TopicPartition
 
-from streams.admin import ensure_topics
-from streams.channel import watermarks
 from streams.domain import Kind, Movement, Network, SkuStock, Status, channel_ats
-from streams.network_config import publish_network
-from streams.partitioning import sku_partition
-from streams.records import movement_to_record
-from streams.serde import default_codec
+from streams.kafka.admin import ensure_topics
+from streams.kafka.clients import new_admin, new_consumer, new_producer, watermarks
+from streams.kafka.network import publish_network
+from streams.kafka.topics import TopicRegistry
 from streams.settings import load_settings
-from streams.topics import TopicRegistry
+from streams.wire.codec import default_codec
+from streams.wire.partitioner import sku_partition
+from streams.wire.records import movement_to_record
+from streams.wire.schemas import Schema
 from tests.integration.conftest import free_port, repo_root, wait_for
 
 
@@ -80,9 +80,8 @@ class Deployment:
                                       app_id=f"stocksync-{self.unique}", partitions=self.partitions)
         self.registry = TopicRegistry(self.settings)
         self.codec = default_codec()
-        self.admin = AdminClient({"bootstrap.servers": self.bootstrap})
-        self.producer = Producer({"bootstrap.servers": self.bootstrap, "enable.idempotence": True, "acks": "all",
-                                  "partitioner": "murmur2_random", "linger.ms": 5})
+        self.admin = new_admin(self.bootstrap)
+        self.producer = new_producer(self.bootstrap, **{"linger.ms": 5})
 
     # --- configuration and workers ---------------------------------------------------------------------------
     def apply_network(self, data: dict[str, Any]) -> int:
@@ -140,9 +139,9 @@ class Deployment:
 
     def _produce(self, topic: str, group: list[Movement]) -> None:
         if len(group) == 1:
-            value = self.codec.encode("stocksync.Movement", movement_to_record(group[0]))
+            value = self.codec.encode(Schema.MOVEMENT, movement_to_record(group[0]))
         else:
-            value = self.codec.encode("stocksync.MovementBatch",
+            value = self.codec.encode(Schema.MOVEMENT_BATCH,
                                       {"movements": [movement_to_record(m) for m in group]})
         self.producer.produce(topic, key=group[0].sku.encode(), value=value)
         self.producer.poll(0)
@@ -190,8 +189,7 @@ class Deployment:
     # --- output ----------------------------------------------------------------------------------------------
     def read(self, topic: str) -> list[tuple[bytes | None, dict[str, Any], int, int]]:
         """Every record of a topic, from the start to its current end: (key, value, partition, offset)."""
-        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"reader-{time.monotonic_ns()}",
-                             "enable.auto.commit": False})
+        consumer = new_consumer(self.bootstrap, f"reader-{time.monotonic_ns()}")
         try:
             parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
             ends = {p: watermarks(consumer, TopicPartition(topic, p)) for p in parts}
@@ -204,9 +202,11 @@ class Deployment:
                 msg = consumer.poll(0.5)
                 if msg is None or msg.error():
                     continue
-                out.append((msg.key(), self.codec.decode(msg.value())[1], msg.partition(), msg.offset()))
-                if msg.offset() + 1 >= ends[msg.partition()][1]:
-                    todo.discard(msg.partition())
+                value, partition, offset = msg.value(), msg.partition(), msg.offset()
+                assert value is not None and partition is not None and offset is not None, f"{topic}: {msg}"
+                out.append((msg.key(), self.codec.decode(value)[1], partition, offset))
+                if offset + 1 >= ends[partition][1]:
+                    todo.discard(partition)
             return out
         finally:
             consumer.close()
@@ -222,8 +222,7 @@ class Deployment:
         """Per input topic partition, how far the workers' group has yet to commit ({} when all consumed)."""
         topics = [spec.name for ch in self.network.channels for spec in
                   (self.registry.sales(ch), self.registry.restock(ch))]
-        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": self.settings.input_group,
-                             "enable.auto.commit": False})
+        consumer = new_consumer(self.bootstrap, self.settings.input_group)
         try:
             tps = [TopicPartition(t, p) for t in topics for p in range(self.partitions)]
             committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(tps, timeout=10)}

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from confluent_kafka import Message
 
-from streams.partitioning import partition_for
+from streams.wire.partitioner import partition_for
 from tests.integration.conftest import consume, producer
 
 

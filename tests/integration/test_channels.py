@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from streams.channel import AtsUpdate, ChannelClient
-from streams.domain import InvalidMovement, Kind, Network, SkuStock, channel_ats, plan_fulfilment
-from streams.partitioning import sku_partition
+from streams.channel import AtsUpdate, ChannelClient, ChannelTopicMissing, ClientClosed
+from streams.domain import InvalidMovement, Kind, Movement, Network, SkuStock, channel_ats, plan_fulfilment
+from streams.errors import StocksyncError
+from streams.wire.partitioner import sku_partition
 from tests.integration.conftest import wait_for
 from tests.integration.harness import Deployment
 from tests.integration.workload import NETWORK
@@ -87,7 +88,7 @@ def test_batching_client_packs_movements_sharing_a_partition(deployment: Deploym
     movements = sum(len(value.get("movements", [value])) for _, value, _, _ in messages)
     assert movements == len(skus)
     assert len(messages) <= 2 * deployment.partitions  # packed: a message per partition per linger, not per SKU
-    for key, value, partition, _ in messages:
+    for _, value, partition, _ in messages:
         for m in value.get("movements", [value]):
             assert sku_partition(m["sku"], deployment.partitions) == partition
     wait_for(lambda: len(deployment.latest(deployment.registry.positions.name)) == len(skus), 30,
@@ -124,6 +125,23 @@ def test_misuse_raises_before_anything_is_sent(deployment: Deployment) -> None:
         with pytest.raises(TypeError):
             wms.receipt("BAD-1", "w1", 1)  # type: ignore[call-arg]
     assert deployment.read(deployment.registry.restock("wms").name) == []
+
+
+def test_send_takes_a_built_movement_and_every_error_is_typed(deployment: Deployment) -> None:
+    deployment.apply_network(NETWORK)
+    with pytest.raises(ChannelTopicMissing, match="'ghost'"):
+        client(deployment, "ghost")
+    wms = client(deployment, "wms", linger_ms=0)
+    built = Movement(Kind.RECEIPT, "built-1", "wms", "SEND-1", "w1", 4, int(time.time() * 1000))
+    wms.send(built)
+    with pytest.raises(InvalidMovement, match="channel"):
+        wms.send(Movement(Kind.RECEIPT, "built-2", "web", "SEND-1", "w1", 4, int(time.time() * 1000)))
+    wms.close()
+    with pytest.raises(ClientClosed):
+        wms.receipt("SEND-1", "w1", 1, event_id="late")
+    [(key, value, _, _)] = deployment.read(deployment.registry.restock("wms").name)
+    assert key == b"SEND-1" and value["event_id"] == "built-1" and value["quantity"] == 4
+    assert issubclass(ChannelTopicMissing, StocksyncError) and issubclass(ClientClosed, StocksyncError)
 
 
 def _get(port: int, path: str) -> tuple[int, Any]:
@@ -192,7 +210,7 @@ def test_query_api_answers_the_same_on_every_worker(deployment: Deployment) -> N
 
 
 def test_simulated_network_flows_through_without_loss_or_dead_letters(deployment: Deployment) -> None:
-    from streams.simulator import Simulator
+    from streams.dev.simulator import Simulator
 
     deployment.apply_network(NETWORK)
     deployment.start_worker("one")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from streams.admin import ensure_topics
 from streams.errors import TopicMismatch
+from streams.kafka.admin import ensure_topics
+from streams.kafka.topics import TopicRegistry
 from streams.settings import load_settings
-from streams.topics import TopicRegistry
 
 
 def test_create_is_idempotent_and_applies_configs(admin: AdminClient, unique: str) -> None:

@@ -28,4 +28,5 @@ _ids = itertools.count()
 
 def mv(kind: Kind | str, location: str | None = "wh-1", quantity: int = 1, at: int = 1_000, channel: str = "wms",
        sku: str = "SKU-1", event_id: str | None = None, **extra: Any) -> Movement:
-    return Movement(Kind(kind), f"e{next(_ids)}" if event_id is None else event_id, channel, sku, location, quantity, at, **extra)
+    event = f"e{next(_ids)}" if event_id is None else event_id
+    return Movement(Kind(kind), event, channel, sku, location, quantity, at, **extra)

@@ -7,6 +7,7 @@ the same decisions as a sequential model that grants a request only when enough 
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 from hypothesis import given, settings
@@ -121,7 +122,7 @@ def test_order_independence(history: list[Movement], rnd: object) -> None:
 def test_resending_everything_changes_nothing(case: tuple[list[Movement], list[Movement]]) -> None:
     _, delivered = case
     stock = replay(delivered)
-    before = SkuStock.from_dict(stock.to_dict())
+    before = copy.deepcopy(stock)
     outcomes = stock.apply_all(delivered, NETWORK, NOW)
     assert all(o.status is Status.DUPLICATE and o.changes == () for o in outcomes)
     assert stock == before
@@ -140,7 +141,7 @@ def test_batches_equal_one_by_one(case: tuple[list[Movement], list[Movement]]) -
 # --- reservations: decisions equal a sequential model that never grants more than is available ---------------
 @st.composite
 def reservation_workloads(draw: st.DrawFn) -> list[tuple[str, ...]]:
-    steps = []
+    steps: list[tuple[str, ...]] = []
     for i in range(draw(st.integers(1, 80))):
         op = draw(st.sampled_from(["receipt", "sale", "reserve", "reserve", "reserve", "release", "fulfil",
                                    "expire", "resend"]))
@@ -153,7 +154,8 @@ def reservation_workloads(draw: st.DrawFn) -> list[tuple[str, ...]]:
 @given(reservation_workloads())
 def test_reservations_match_a_sequential_model(steps: list[tuple[str, ...]]) -> None:
     stock = SkuStock("SKU-1")
-    on_hand, held = 0, {}  # the model: units at store-a, and open reservations (key -> (units, expires))
+    on_hand = 0  # the model: units at store-a,
+    held: dict[str, tuple[int, int]] = {}  # and open reservations (key -> (units, expires))
     sent: list[Movement] = []
     clock = 1_000
     for op, i, qty_text, channel, earlier in steps:

@@ -192,13 +192,3 @@ def test_memory_stays_bounded_under_caps() -> None:
     stock.apply_all([mv("receipt", at=t) for t in range(1, 20_001)], NETWORK, NOW, rules)
     assert len(stock.seen) <= 500 and all(len(d) <= 200 for d in stock.deltas.values())
     assert stock.position("wh-1").on_hand == 20_000
-
-
-def test_serialisation_round_trip() -> None:
-    stock = stock_with(mv("receipt", quantity=5, location="store-a"), mv("count", quantity=4, location="wh-1", at=50),
-                       mv("transfer_out", quantity=1, location="store-a", other_location="wh-1", transfer_id="t"),
-                       mv("reservation_placed", "store-a", 1, channel="web", reservation_id="r",
-                          expires_at=NOW + 5))
-    copy = SkuStock.from_dict(stock.to_dict())
-    assert copy == stock
-    assert copy.apply(mv("sale", quantity=1, location="store-a", at=5_000), NETWORK, NOW).changes[0].after.on_hand == 3

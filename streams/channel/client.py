@@ -1,0 +1,189 @@
+"""The channel client: what a store, web shop, app, marketplace or WMS uses to talk to stocksync.
+
+    from streams.channel import ChannelClient
+
+    with ChannelClient("web", "localhost:9092") as web:
+        web.receipt("SKU-1", "wh-kassel", 20, event_id="rcpt-881")
+        decision = web.reserve("SKU-1", 2, reservation_id="order-77", timeout_s=5)
+        feed = web.subscribe_ats(lambda update: print(update.sku, update.ats))
+
+Reported movements go to the channel's sales or restock topic (by kind), Avro single-object encoded, keyed by
+SKU, on an idempotent acks=all producer with the murmur2 partitioner, packed per partition (streams.channel.sender).
+Every movement is validated by the domain before anything is sent: misuse raises InvalidMovement at the call.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+
+from streams.channel.errors import DecisionTimeout
+from streams.channel.feed import AtsSubscription, AtsUpdate
+from streams.channel.replies import Decision, ReplyListener
+from streams.channel.sender import MovementSender
+from streams.domain import InvalidMovement, Kind, Movement
+from streams.kafka.topics import TopicRegistry
+from streams.settings import Settings, load_settings
+from streams.wire.codec import SingleObjectCodec, default_codec
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class ChannelClient:
+    """One channel's connection to stocksync (thread-safe). Close it (or use `with`) to send what is pending."""
+
+    def __init__(self, channel: str, bootstrap_servers: str | None = None, *, settings: Settings | None = None,
+                 linger_ms: float = 5.0, max_batch: int = 200) -> None:
+        self.settings = settings or load_settings()
+        if bootstrap_servers is None:
+            from streams.kafka.cluster import bootstrap_servers as configured
+
+            bootstrap_servers = configured(self.settings)
+        if linger_ms < 0 or max_batch < 1:
+            raise ValueError("linger_ms must be >= 0 and max_batch >= 1")
+        self.channel = channel
+        self.servers = bootstrap_servers
+        self.registry = TopicRegistry(self.settings)
+        self.codec: SingleObjectCodec = default_codec()
+        self._sender = MovementSender(channel, bootstrap_servers, self.registry.sales(channel).name,
+                                      self.registry.restock(channel).name, self.codec, linger_ms / 1000, max_batch)
+        self._lock = threading.Lock()
+        self._replies: ReplyListener | None = None
+        self._subscriptions: list[AtsSubscription] = []
+
+    # --- reporting movements ---------------------------------------------------------------------------------
+    def report(self, kind: Kind | str, sku: str, location: str | None, quantity: int, *, event_id: str,
+               occurred_at: int | None = None, reason: str = "", resellable: bool = True,
+               other_location: str | None = None, transfer_id: str | None = None,
+               reservation_id: str | None = None, expires_at: int | None = None) -> Movement:
+        """Validate and queue one movement; it is sent within linger_ms (or at flush/close)."""
+        movement = Movement(kind, event_id, self.channel, sku, location, quantity,  # type: ignore[arg-type]
+                            _now_ms() if occurred_at is None else occurred_at, reason, resellable, other_location,
+                            transfer_id, reservation_id, expires_at)
+        self.send(movement)
+        return movement
+
+    def send(self, movement: Movement) -> None:
+        """Queue a movement built by the caller; it must be this channel's (the topic names the channel)."""
+        if movement.channel != self.channel:
+            raise InvalidMovement(f"channel: the movement is {movement.channel!r}'s, this client is "
+                                  f"{self.channel!r}'s")
+        self._sender.send(movement)
+
+    def sale(self, sku: str, location: str, quantity: int, *, event_id: str, occurred_at: int | None = None
+             ) -> Movement:
+        return self.report(Kind.SALE, sku, location, quantity, event_id=event_id, occurred_at=occurred_at)
+
+    def return_(self, sku: str, location: str, quantity: int, *, event_id: str, resellable: bool = True,
+                reason: str = "", occurred_at: int | None = None) -> Movement:
+        return self.report(Kind.RETURN, sku, location, quantity, event_id=event_id, resellable=resellable,
+                           reason=reason, occurred_at=occurred_at)
+
+    def receipt(self, sku: str, location: str, quantity: int, *, event_id: str, occurred_at: int | None = None
+                ) -> Movement:
+        return self.report(Kind.RECEIPT, sku, location, quantity, event_id=event_id, occurred_at=occurred_at)
+
+    def adjustment(self, sku: str, location: str, quantity: int, *, reason: str, event_id: str,
+                   occurred_at: int | None = None) -> Movement:
+        return self.report(Kind.ADJUSTMENT, sku, location, quantity, event_id=event_id, reason=reason,
+                           occurred_at=occurred_at)
+
+    def count(self, sku: str, location: str, quantity: int, *, event_id: str, as_of: int | None = None
+              ) -> Movement:
+        """A stock count: `quantity` units were on the shelf at `as_of` (movements after it still apply)."""
+        return self.report(Kind.COUNT, sku, location, quantity, event_id=event_id, occurred_at=as_of)
+
+    def safety_stock(self, sku: str, location: str, quantity: int, *, event_id: str,
+                     occurred_at: int | None = None) -> Movement:
+        return self.report(Kind.SAFETY_STOCK, sku, location, quantity, event_id=event_id, occurred_at=occurred_at)
+
+    def transfer_out(self, sku: str, location: str, quantity: int, *, to: str, transfer_id: str, event_id: str,
+                     occurred_at: int | None = None) -> Movement:
+        return self.report(Kind.TRANSFER_OUT, sku, location, quantity, event_id=event_id, other_location=to,
+                           transfer_id=transfer_id, occurred_at=occurred_at)
+
+    def transfer_in(self, sku: str, location: str, quantity: int, *, source: str, transfer_id: str,
+                    event_id: str, occurred_at: int | None = None) -> Movement:
+        return self.report(Kind.TRANSFER_IN, sku, location, quantity, event_id=event_id, other_location=source,
+                           transfer_id=transfer_id, occurred_at=occurred_at)
+
+    def release(self, sku: str, reservation_id: str, *, event_id: str, occurred_at: int | None = None) -> Movement:
+        """The order was cancelled: its units become available again."""
+        return self.report(Kind.RESERVATION_RELEASED, sku, None, 0, event_id=event_id,
+                           reservation_id=reservation_id, occurred_at=occurred_at)
+
+    def fulfil(self, sku: str, reservation_id: str, *, event_id: str, occurred_at: int | None = None) -> Movement:
+        """The order was paid and shipped: the reserved units leave on_hand."""
+        return self.report(Kind.RESERVATION_FULFILLED, sku, None, 0, event_id=event_id,
+                           reservation_id=reservation_id, occurred_at=occurred_at)
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        """Send everything queued and wait until the broker has it; DeliveryError if it refused any."""
+        self._sender.flush(timeout_s)
+
+    # --- reservations ----------------------------------------------------------------------------------------
+    def request_reservation(self, sku: str, quantity: int, *, reservation_id: str, location: str | None = None,
+                            ttl_s: float = 900.0, event_id: str | None = None, occurred_at: int | None = None
+                            ) -> Future[Decision]:
+        """Ask for `quantity` units (at `location`, or anywhere the channel sells from); the Future resolves with
+        the owner's decision. The event id defaults to `reserve:<reservation_id>` so a retry is a duplicate."""
+        at = _now_ms() if occurred_at is None else occurred_at
+        listener = self._reply_listener()
+        future = listener.expect(reservation_id)
+        try:
+            self.report(Kind.RESERVATION_PLACED, sku, location, quantity,
+                        event_id=event_id or f"reserve:{reservation_id}", occurred_at=at,
+                        reservation_id=reservation_id, expires_at=at + int(ttl_s * 1000))
+        except Exception:
+            listener.forget(reservation_id)
+            raise
+        return future
+
+    def reserve(self, sku: str, quantity: int, *, reservation_id: str, location: str | None = None,
+                ttl_s: float = 900.0, timeout_s: float = 10.0) -> Decision:
+        """Request a reservation and wait for its decision (DecisionTimeout after `timeout_s`)."""
+        future = self.request_reservation(sku, quantity, reservation_id=reservation_id, location=location,
+                                          ttl_s=ttl_s)
+        try:
+            return future.result(timeout_s)
+        except TimeoutError:
+            raise DecisionTimeout(f"reservation {reservation_id!r} on {sku}: no decision within {timeout_s} s") \
+                from None
+
+    def _reply_listener(self) -> ReplyListener:
+        with self._lock:
+            if self._replies is None:
+                self._replies = ReplyListener(self.servers, self.registry.replies(self.channel).name, self.codec)
+            return self._replies
+
+    # --- the ATS feed ----------------------------------------------------------------------------------------
+    def subscribe_ats(self, callback: Callable[[AtsUpdate], None], *, from_beginning: bool = True
+                      ) -> AtsSubscription:
+        """Call `callback` for every SKU's ATS: first the whole compacted feed (the full state), then live updates.
+        Stale or repeated updates (an older or equal (version, network_version) for the SKU) are skipped."""
+        subscription = AtsSubscription(self.servers, self.registry.ats(self.channel).name, self.codec, callback,
+                                       from_beginning)
+        self._subscriptions.append(subscription)
+        return subscription
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Send what is pending, then stop the feeds and the reply listener."""
+        if self._sender.closed:
+            return
+        try:
+            self._sender.close(timeout_s)
+        finally:
+            for subscription in self._subscriptions:
+                subscription.stop()
+            if self._replies is not None:
+                self._replies.stop()
+
+    def __enter__(self) -> ChannelClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

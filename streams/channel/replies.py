@@ -1,0 +1,75 @@
+"""Reservation decisions: follows a channel's reply topic and resolves the requests awaiting a decision."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+from streams.kafka.clients import assign_all, unassigned_consumer
+from streams.wire.codec import SingleObjectCodec
+from streams.wire.schemas import Schema
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The owner's answer to a reservation request: accepted with the holding locations, or refused."""
+
+    reservation_id: str
+    sku: str
+    accepted: bool
+    quantity: int
+    reason: str
+    parts: tuple[tuple[str, int], ...]
+    expires_at: int | None
+    version: int
+
+
+class ReplyListener:
+    """Follows the channel's reply topic from its end at start-up and resolves the awaited decisions."""
+
+    def __init__(self, servers: str, topic: str, codec: SingleObjectCodec) -> None:
+        self.codec = codec
+        self.consumer = unassigned_consumer(servers)
+        assign_all(self.consumer, topic, from_beginning=False)  # explicit end offsets: nothing can slip past
+        self.waiting: dict[str, Future[Decision]] = {}
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="stocksync-replies", daemon=True)
+        self.thread.start()
+
+    def expect(self, reservation_id: str) -> Future[Decision]:
+        with self.lock:
+            future = self.waiting.get(reservation_id)
+            if future is None or future.done():
+                future = self.waiting[reservation_id] = Future()
+            return future
+
+    def forget(self, reservation_id: str) -> None:
+        with self.lock:
+            self.waiting.pop(reservation_id, None)
+
+    def _run(self) -> None:
+        try:
+            while not self.stopped.is_set():
+                message = self.consumer.poll(0.2)
+                value = None if message is None or message.error() is not None else message.value()
+                if value is None:
+                    continue
+                try:
+                    _, record = self.codec.decode_as(value, Schema.RESERVATION_DECISION)
+                except Exception:  # noqa: BLE001 - a foreign record on the topic is not ours to judge
+                    continue
+                with self.lock:
+                    future = self.waiting.pop(record["reservation_id"], None)
+                if future is not None and not future.done():
+                    future.set_result(Decision(
+                        record["reservation_id"], record["sku"], record["accepted"], record["quantity"],
+                        record["reason"], tuple((p["location"], p["quantity"]) for p in record["parts"]),
+                        record["expires_at"], record["version"]))
+        finally:
+            self.consumer.close()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join(5)

@@ -1,0 +1,115 @@
+"""Sends a channel's movements: packed per partition into MovementBatch messages, on one idempotent producer."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from streams.channel.errors import ChannelTopicMissing, ClientClosed, DeliveryError
+from streams.domain import Movement
+from streams.domain.movements import SALES_SIDE
+from streams.kafka.clients import new_producer, produce
+from streams.wire.codec import SingleObjectCodec
+from streams.wire.partitioner import sku_partition
+from streams.wire.records import movement_to_record
+from streams.wire.schemas import Schema
+
+
+class MovementSender:
+    """Queues movements by (topic, partition) and sends each queue as one message when it holds `max_batch`
+    movements or has waited `linger_s` (0: every movement at once), so a worker pays its per-message cost once
+    per batch. Every SKU of a message hashes to the message's partition. Thread-safe."""
+
+    def __init__(self, channel: str, servers: str, sales_topic: str, restock_topic: str, codec: SingleObjectCodec,
+                 linger_s: float, max_batch: int) -> None:
+        self.channel = channel
+        self.codec = codec
+        self.linger_s = linger_s
+        self.max_batch = max_batch
+        self.sales_topic, self.restock_topic = sales_topic, restock_topic
+        self._producer = new_producer(servers, **{"linger.ms": 2})
+        self._partitions = self._partition_count(sales_topic)
+        self._lock = threading.Lock()
+        self._pending: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        self._errors: list[str] = []
+        self._closed = threading.Event()
+        self._flusher = threading.Thread(target=self._flush_periodically, name=f"stocksync-{channel}-linger",
+                                         daemon=True)
+        if self.linger_s > 0:
+            self._flusher.start()
+
+    def _partition_count(self, topic: str) -> int:
+        metadata = self._producer.list_topics(topic, timeout=10)
+        found = metadata.topics.get(topic)
+        if found is None or found.error is not None or not found.partitions:
+            raise ChannelTopicMissing(f"channel {self.channel!r}: topic {topic} does not exist (is the channel in "
+                                      "the network, and have the workers or 'stocksync topics create' made its "
+                                      "topics?)")
+        return len(found.partitions)
+
+    def send(self, movement: Movement) -> None:
+        """Queue a validated movement on its side's topic, in its SKU's partition."""
+        if self._closed.is_set():
+            raise ClientClosed(f"channel {self.channel!r}: the client is closed")
+        topic = self.sales_topic if movement.kind in SALES_SIDE else self.restock_topic
+        key = (topic, sku_partition(movement.sku, self._partitions))
+        full = None
+        with self._lock:
+            batch = self._pending.setdefault(key, [])
+            batch.append(movement_to_record(movement))
+            if len(batch) >= self.max_batch or self.linger_s == 0:
+                full = self._pending.pop(key)
+        if full:
+            self._produce(key, full)
+
+    def _produce(self, key: tuple[str, int], records: list[dict[str, Any]]) -> None:
+        topic, partition = key
+        if len(records) == 1:
+            value = self.codec.encode(Schema.MOVEMENT, records[0])
+        else:
+            value = self.codec.encode(Schema.MOVEMENT_BATCH, {"movements": records})
+        # Keyed by the first SKU: every SKU of the batch hashes to this partition.
+        produce(self._producer, topic, value, records[0]["sku"].encode(), partition, self._delivered)
+        self._producer.poll(0)
+
+    def _delivered(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            self._errors.append(f"{msg.topic()}[{msg.partition()}]: {err}")
+
+    def _send_pending(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for key, records in pending.items():
+            self._produce(key, records)
+
+    def _flush_periodically(self) -> None:
+        while not self._closed.wait(self.linger_s):
+            self._send_pending()
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        """Send everything queued and wait until the broker has it; DeliveryError if it refused any."""
+        if self._closed.is_set():
+            raise ClientClosed(f"channel {self.channel!r}: the client is closed")
+        self._send_pending()
+        left = self._producer.flush(timeout_s)
+        if left:
+            raise DeliveryError(f"channel {self.channel!r}: {left} messages not acknowledged after {timeout_s} s")
+        if self._errors:
+            errors, self._errors = self._errors, []
+            raise DeliveryError(f"channel {self.channel!r}: {len(errors)} messages refused, e.g. {errors[0]}")
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Send what is pending, then stop (librdkafka's threads stop now, not whenever this is collected)."""
+        if self._closed.is_set():
+            return
+        try:
+            self.flush(timeout_s)
+        finally:
+            self._closed.set()
+            if self.linger_s > 0:
+                self._flusher.join(5)
+            del self._producer

@@ -1,0 +1,192 @@
+"""The demo's live view: stock of the busiest SKUs per location and per channel, end-to-end latency, and the
+oversells that were refused, read from the output topics as any channel would read them."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from typing import Any
+
+from streams.domain import Network
+from streams.kafka.clients import start_positions, unassigned_consumer
+from streams.kafka.topics import TopicRegistry
+from streams.wire.codec import DecodeError, default_codec
+
+WINDOW_S = 30.0  # latency percentiles over this many seconds
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+@dataclass
+class LiveState:
+    positions: dict[tuple[str, str], Mapping[str, int]] = field(default_factory=dict)
+    ats: dict[tuple[str, str], int] = field(default_factory=dict)
+    activity: Counter[str] = field(default_factory=Counter)
+    accepted: int = 0
+    refused: int = 0
+    negative_flags: int = 0
+    dead_letters: int = 0
+    applied: int = 0
+    latencies: deque[tuple[float, float]] = field(default_factory=deque)  # (seen at, ms)
+
+
+class LiveView:
+    """Follows positions and ATS feeds (from the start) and ledger, replies and dead letters (from now).
+    `sent_at` maps "channel:event_id" to the epoch ms it was sent (the simulator fills it) for latency."""
+
+    def __init__(self, servers: str, registry: TopicRegistry, network: Network, sent_at: dict[str, int],
+                 busy: int = 5) -> None:
+        self.registry, self.network, self.sent_at, self.busy = registry, network, sent_at, busy
+        self.codec = default_codec()
+        self.state = LiveState()
+        self.consumer = unassigned_consumer(servers)
+        self.kind_of: dict[str, str] = {}
+        assignment = []
+        for kind, topics, from_start in (
+                ("position", [registry.positions.name], True),
+                ("ats", [registry.ats(ch).name for ch in network.channels], True),
+                ("ledger", [registry.ledger.name], False),
+                ("reply", [registry.replies(ch).name for ch in network.channels], False),
+                ("deadletter", [registry.deadletter.name], False)):
+            for topic in topics:
+                self.kind_of[topic] = kind
+                assignment += start_positions(self.consumer, topic, from_start)[0]
+        self.consumer.assign(assignment)
+        self.started = time.time()
+
+    def poll(self, seconds: float) -> None:
+        until = time.time() + seconds
+        while (left := until - time.time()) > 0:
+            for message in self.consumer.consume(500, min(left, 0.2)):
+                kind = self.kind_of.get(message.topic() or "")
+                if kind is not None and message.error() is None and message.value() is not None:
+                    try:
+                        self._take(kind, message)
+                    except DecodeError:
+                        continue
+        cutoff = time.time() - WINDOW_S
+        while self.state.latencies and self.state.latencies[0][0] < cutoff:
+            self.state.latencies.popleft()
+
+    def _take(self, kind: str, message: Any) -> None:
+        s = self.state
+        _, r = self.codec.decode(message.value())
+        if kind == "position":
+            s.positions[(r["sku"], r["location"])] = r["figures"]
+        elif kind == "ats":
+            s.ats[(r["channel"], r["sku"])] = r["ats"]
+        elif kind == "ledger":
+            s.applied += 1
+            s.activity[r["sku"]] += 1
+            s.negative_flags += sum(1 for a in r["anomalies"] if "negative" in a)
+            sent = self.sent_at.pop(f"{r['channel']}:{r['event_id']}", None)
+            if sent is not None:
+                _, published = message.timestamp()
+                s.latencies.append((time.time(), max(0.0, published - sent)))
+        elif kind == "reply":
+            if r["accepted"]:
+                s.accepted += 1
+            else:
+                s.refused += 1
+        elif kind == "deadletter":
+            s.dead_letters += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        """What the view shows, JSON-ready (the terminal and the web page draw the same)."""
+        s = self.state
+        latencies = [ms for _, ms in s.latencies]
+        busiest = [sku for sku, _ in s.activity.most_common(self.busy)]
+        locations = sorted(self.network.locations)
+        channels = sorted(self.network.channels)
+        return {
+            "elapsed_s": round(time.time() - self.started), "applied": s.applied, "dead_letters": s.dead_letters,
+            "latency_ms": {"p50": round(percentile(latencies, 0.5)), "p99": round(percentile(latencies, 0.99)),
+                           "samples": len(latencies), "window_s": WINDOW_S},
+            "reservations": {"accepted": s.accepted, "refused": s.refused}, "negative_flags": s.negative_flags,
+            "locations": locations, "channels": channels,
+            "skus": [{"sku": sku,
+                      "positions": {loc: dict(s.positions[(sku, loc)]) for loc in locations
+                                    if (sku, loc) in s.positions},
+                      "ats": {ch: s.ats[(ch, sku)] for ch in channels if (ch, sku) in s.ats}}
+                     for sku in busiest],
+        }
+
+    def render(self) -> str:
+        view = self.snapshot()
+        latency, reservations = view["latency_ms"], view["reservations"]
+        locations, channels = view["locations"], view["channels"]
+        width = max(12, *(len(x) + 1 for x in locations + channels))
+        lines = [
+            f"stocksync live — {view['elapsed_s']:5d} s — {view['applied']} movements applied, "
+            f"{view['dead_letters']} dead letters",
+            f"end-to-end latency (sent by a channel -> applied and published), last {WINDOW_S:.0f} s: "
+            f"p50 {latency['p50']} ms  p99 {latency['p99']} ms  ({latency['samples']} samples)",
+            f"reservations: {reservations['accepted']} accepted, {reservations['refused']} refused = oversells "
+            f"avoided; sales beyond known stock flagged: {view['negative_flags']}",
+            "",
+            "available (on hand) per location".ljust(26) + "".join(loc[:width - 1].rjust(width) for loc in locations),
+        ]
+        for row in view["skus"]:
+            cells = []
+            for loc in locations:
+                f = row["positions"].get(loc)
+                cells.append((f"{f['available']} ({f['on_hand']})" if f else "-").rjust(width))
+            lines.append(row["sku"].ljust(26) + "".join(cells))
+        lines += ["", "available to sell per channel".ljust(26) + "".join(ch[:width - 1].rjust(width)
+                                                                          for ch in channels)]
+        for row in view["skus"]:
+            lines.append(row["sku"].ljust(26) + "".join(str(row["ats"].get(ch, "-")).rjust(width)
+                                                        for ch in channels))
+        return "\n".join(lines)
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+PAGE = resources.files("streams.dev").joinpath("live.html").read_bytes()
+
+
+class WebView:
+    """Serves the live view as a small web page (GET /) and its data (GET /state) from a background thread."""
+
+    def __init__(self, port: int) -> None:
+        self.latest = b"{}"
+        view = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+                if self.path in ("/", "/index.html"):
+                    body, kind = PAGE, "text/html; charset=utf-8"
+                elif self.path == "/state":
+                    body, kind = view.latest, "application/json"
+                else:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, name="stocksync-live-web", daemon=True)
+        self.thread.start()
+
+    def publish(self, snapshot: dict[str, Any]) -> None:
+        self.latest = json.dumps(snapshot).encode()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

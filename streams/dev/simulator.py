@@ -1,0 +1,308 @@
+"""A seeded retail network at work: POS sales (one store goes offline and uploads late), web and app orders as
+reservations that get paid, cancelled or expire, marketplace orders, warehouse receipts, transfers to stores,
+cycle counts, damage and returns.
+
+`plan()` is pure: the same network, seed, rate, duration and start time give the same steps, so a run can be
+reproduced. `Simulator.run()` sends the steps through one ChannelClient per channel at their times; a reservation's
+follow-up (paid or cancelled) is sent only if the reservation was accepted.
+
+Roles come from the network: channels selling only from stores are POS, only from warehouses are marketplaces,
+the channel with the most locations and no buffer is the warehouse system (receipts, transfers, counts), and the
+remaining channels are online shops placing reservations.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from streams.domain import Kind, Movement, Network, SkuStock
+from streams.errors import ConfigError
+
+OFFLINE_EVERY_MS = 60_000  # the offline store loses its connection once a minute ...
+OFFLINE_FOR_MS = 20_000  # ... for this long, then uploads what it sold meanwhile
+REORDER_POINT = 15  # a warehouse receives more of a SKU only when fewer units than this are available
+
+
+@dataclass(frozen=True)
+class Roles:
+    pos: tuple[str, ...]
+    online: tuple[str, ...]
+    marketplaces: tuple[str, ...]
+    warehouse_system: str
+    offline_pos: str | None
+
+    @classmethod
+    def of(cls, network: Network) -> Roles:
+        def kinds(channel: str) -> set[str]:
+            return {network.locations[loc].kind for loc in network.channels[channel].locations}
+
+        channels = sorted(network.channels)
+        pos = tuple(ch for ch in channels if kinds(ch) == {"store"})
+        marketplaces = tuple(ch for ch in channels if kinds(ch) == {"warehouse"})
+        rest = [ch for ch in channels if ch not in pos and ch not in marketplaces]
+        unbuffered = [ch for ch in rest if network.channels[ch].buffer == 0]
+        if not pos or not unbuffered:
+            raise ConfigError("simulate: the network needs a channel selling only from stores (POS) and a channel "
+                              "without buffer owning the warehouses (the warehouse system)")
+        wms = max(unbuffered, key=lambda ch: (len(network.channels[ch].locations), ch))
+        online = tuple(ch for ch in rest if ch != wms)
+        return cls(pos, online, marketplaces, wms, pos[-1] if len(pos) > 1 else None)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One thing a channel does at `at_ms` (ms after the start). `movement` is sent as it is, except a
+    follow-up of a reservation (`needs_accepted`), which is sent only if that reservation was accepted."""
+
+    at_ms: int
+    channel: str
+    movement: Movement
+    needs_accepted: str | None = None
+
+
+class _Model:
+    """What the domain would make of the plan so far: shelves the POS can sell from, stock a count finds,
+    units a transfer can move. Deterministic, so the plan stays a pure function of its inputs."""
+
+    def __init__(self, network: Network, start_ms: int) -> None:
+        self.network, self.start_ms = network, start_ms
+        self.stocks: dict[str, SkuStock] = {}
+        self.expired_until = 0
+        self.future: list[tuple[int, int, Movement]] = []  # planned for later: applied when the plan gets there
+        self.order = itertools.count()
+
+    def apply(self, m: Movement, at: int, now: int) -> None:
+        if at > now:
+            heapq.heappush(self.future, (at, next(self.order), m))
+            return
+        stock = self.stocks.setdefault(m.sku, SkuStock(m.sku))
+        stock.apply(m, self.network, self.start_ms + at)
+
+    def advance(self, now: int) -> None:
+        while self.future and self.future[0][0] <= now:
+            at, _, m = heapq.heappop(self.future)
+            self.apply(m, at, at)
+
+    def on_hand(self, sku: str, location: str) -> int:
+        stock = self.stocks.get(sku)
+        return 0 if stock is None else stock.position(location).on_hand
+
+    def available(self, sku: str, location: str) -> int:
+        stock = self.stocks.get(sku)
+        return 0 if stock is None else stock.available(location)
+
+    def expire(self, at: int) -> None:
+        """Let due reservations lapse, as the workers' expiry timer does (checked once a simulated second)."""
+        if at - self.expired_until < 1_000:
+            return
+        self.expired_until = at
+        for stock in self.stocks.values():
+            for expiry in stock.due_expiries(self.start_ms + at):
+                stock.apply(expiry, self.network, self.start_ms + at)
+
+
+def plan(network: Network, *, seed: int, rate: float, duration_s: float, skus: int = 40,
+         start_ms: int = 0) -> list[Step]:
+    """Every step of a run, ordered by time: opening stock, then about `rate` events a second."""
+    if rate <= 0 or duration_s <= 0 or skus <= 0:
+        raise ConfigError("simulate: rate, duration and skus must be positive")
+    rnd = random.Random(seed)
+    roles = Roles.of(network)
+    sku_ids = [f"SKU-{i:05d}" for i in range(skus)]
+    popularity = [1 / (i + 1) for i in range(skus)]  # a few busy SKUs, a long tail
+    stores = sorted(loc for loc, spec in network.locations.items() if spec.kind == "store")
+    warehouses = sorted(loc for loc, spec in network.locations.items() if spec.kind == "warehouse")
+    wms_locations = sorted(network.channels[roles.warehouse_system].locations)
+    model = _Model(network, start_ms)
+    clock = 0  # the plan's "now": movements planned for later reach the model when it gets there
+    steps: list[Step] = []
+    serial = iter(range(10**12))
+
+    def event_id(prefix: str) -> str:
+        # The start time makes ids unique per run: a second run with the same seed is not taken for re-sends.
+        return f"{prefix}-{seed}-{start_ms}-{next(serial)}"
+
+    def add(at: int, channel: str, kind: Kind, sku: str, location: str | None, quantity: int, *,
+            needs: str | None = None, send: bool = True, **extra: Any) -> Movement:
+        m = Movement(kind, event_id(kind.value), channel, sku, location, quantity, start_ms + at, **extra)
+        model.apply(m, at, clock)
+        if send:
+            steps.append(Step(at, channel, m, needs))
+        return m
+
+    def busy_sku() -> str:
+        return rnd.choices(sku_ids, popularity)[0]
+
+    for sku in sku_ids:  # opening stock
+        for location in wms_locations:
+            units = rnd.randint(10, 30) if location in warehouses else rnd.randint(5, 15)
+            add(0, roles.warehouse_system, Kind.RECEIPT, sku, location, units)
+
+    duration_ms = int(duration_s * 1000)
+    at = 1_000
+    offline_buffer: list[Movement] = []
+    while True:
+        at += max(1, int(rnd.expovariate(rate) * 1000))
+        if at >= duration_ms:
+            break
+        clock = at
+        model.advance(at)
+        roll = rnd.random()
+        if roll < 0.38:  # a POS basket
+            channel = rnd.choice(roles.pos)
+            store = rnd.choice(sorted(network.channels[channel].locations))
+            offline = channel == roles.offline_pos and at % OFFLINE_EVERY_MS < OFFLINE_FOR_MS
+            for sku in sorted({busy_sku() for _ in range(rnd.randint(1, 3))}):
+                units = rnd.randint(1, 2)
+                if model.available(sku, store) < units and rnd.random() > 0.02:
+                    continue  # a customer can only buy what is on the shelf (rarely, stock the system missed)
+                sale = add(at, channel, Kind.SALE, sku, store, units, send=not offline)
+                if offline:
+                    offline_buffer.append(sale)
+        elif roll < 0.62 and roles.online:  # an online order: a reservation, then paid, cancelled or left to expire
+            channel = rnd.choice(roles.online)
+            reservation = event_id(f"order-{channel}")
+            add(at, channel, Kind.RESERVATION_PLACED, busy_sku(), None, rnd.randint(1, 2),
+                reservation_id=reservation, expires_at=start_ms + at + 20_000)
+            sku = steps[-1].movement.sku
+            outcome = rnd.random()
+            later = at + rnd.randint(2_000, 12_000)
+            if outcome < 0.6:
+                add(later, channel, Kind.RESERVATION_FULFILLED, sku, None, 0, needs=reservation,
+                    reservation_id=reservation)
+            elif outcome < 0.85:
+                add(later, channel, Kind.RESERVATION_RELEASED, sku, None, 0, needs=reservation,
+                    reservation_id=reservation)
+        elif roll < 0.72 and roles.marketplaces:  # a marketplace order, paid at once
+            channel = rnd.choice(roles.marketplaces)
+            reservation = event_id(f"order-{channel}")
+            sku = busy_sku()
+            add(at, channel, Kind.RESERVATION_PLACED, sku, None, 1, reservation_id=reservation,
+                expires_at=start_ms + at + 60_000)
+            add(at + 1_500, channel, Kind.RESERVATION_FULFILLED, sku, None, 0, needs=reservation,
+                reservation_id=reservation)
+        elif roll < 0.75:  # a return at a store
+            channel = rnd.choice(roles.pos)
+            add(at, channel, Kind.RETURN, busy_sku(), rnd.choice(sorted(network.channels[channel].locations)), 1,
+                resellable=rnd.random() < 0.8, reason="customer return")
+        elif roll < 0.86:  # a warehouse receipt, when the SKU is down to its reorder point there
+            sku, location = busy_sku(), rnd.choice(warehouses or wms_locations)
+            if model.available(sku, location) < REORDER_POINT:
+                add(at, roles.warehouse_system, Kind.RECEIPT, sku, location, rnd.randint(10, 25))
+        elif roll < 0.92 and warehouses and stores:  # a transfer from a warehouse to a store, received later
+            sku, source, target = busy_sku(), rnd.choice(warehouses), rnd.choice(stores)
+            units = min(rnd.randint(2, 6), model.available(sku, source))
+            if units <= 0:
+                continue
+            transfer = event_id("transfer")
+            add(at, roles.warehouse_system, Kind.TRANSFER_OUT, sku, source, units, other_location=target,
+                transfer_id=transfer)
+            add(at + rnd.randint(3_000, 15_000), roles.warehouse_system, Kind.TRANSFER_IN, sku, target, units,
+                other_location=source, transfer_id=transfer)
+        elif roll < 0.95:  # a cycle count, finding a little shrinkage now and then
+            sku, location = busy_sku(), rnd.choice(wms_locations)
+            counted = max(0, model.on_hand(sku, location) - rnd.choice((0, 0, 0, 1)))
+            add(at, roles.warehouse_system, Kind.COUNT, sku, location, counted)
+        else:  # damage found at a store
+            sku, location = busy_sku(), rnd.choice(stores or wms_locations)
+            if model.available(sku, location) > 0:
+                add(at, roles.warehouse_system, Kind.ADJUSTMENT, sku, location, -1, reason="damage")
+        if offline_buffer and at % OFFLINE_EVERY_MS >= OFFLINE_FOR_MS:  # back online: upload what was sold
+            steps.extend(Step(at, sale.channel, sale) for sale in offline_buffer)
+            offline_buffer.clear()
+        model.expire(at)
+    # The offline store comes back before the run ends: what it sold meanwhile is uploaded then.
+    steps.extend(Step(duration_ms, sale.channel, sale) for sale in offline_buffer)
+    steps.sort(key=lambda s: s.at_ms)  # stable: same-time steps keep their planned order
+    return steps
+
+
+@dataclass
+class Stats:
+    sent: int = 0
+    late_uploads: int = 0
+    accepted: int = 0
+    refused: int = 0
+    skipped_follow_ups: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+
+class Simulator:
+    """Sends a plan through real channel clients (`clients(channel)` makes one) at the plan's pace."""
+
+    def __init__(self, network: Network, clients: Callable[[str], Any], *, seed: int, rate: float,
+                 duration_s: float, skus: int = 40) -> None:
+        self.network = network
+        self.clients_for = clients
+        self.seed, self.rate, self.duration_s, self.skus = seed, rate, duration_s, skus
+        self.stats = Stats()
+        self.decisions: dict[str, Future[Any]] = {}
+        self.start_ms = 0
+        self.steps: list[Step] = []
+        self.sent_at: dict[str, int] = {}  # "channel:event_id" -> epoch ms sent (the live view's latency)
+
+    def run(self, progress: Callable[[Stats, float], None] | None = None, should_stop: Callable[[], bool] =
+            lambda: False) -> Stats:
+        start = time.time()
+        self.start_ms = int(start * 1000)
+        self.steps = steps = plan(self.network, seed=self.seed, rate=self.rate, duration_s=self.duration_s,
+                                  skus=self.skus, start_ms=self.start_ms)
+        clients = {channel: self.clients_for(channel) for channel in sorted({s.channel for s in steps})}
+        next_report = start + 5
+        try:
+            for step in steps:
+                if should_stop():
+                    break
+                wait = start + step.at_ms / 1000 - time.time()
+                if wait > 0:
+                    time.sleep(wait)
+                self._send(clients[step.channel], step)
+                if progress is not None and time.time() >= next_report:
+                    progress(self.stats, time.time() - start)
+                    next_report += 5
+        finally:
+            for client in clients.values():
+                client.close()
+        self._count_decisions()
+        return self.stats
+
+    def _send(self, client: Any, step: Step) -> None:
+        m = step.movement
+        if step.needs_accepted is not None:
+            decision = self.decisions.get(step.needs_accepted)
+            if decision is None or not decision.done() or not decision.result().accepted:
+                self.stats.skipped_follow_ups += 1
+                return
+        if m.kind is Kind.RESERVATION_PLACED:
+            self.decisions[m.reservation_id or ""] = client.request_reservation(
+                m.sku, m.quantity, reservation_id=m.reservation_id, location=m.location,
+                ttl_s=((m.expires_at or 0) - m.occurred_at) / 1000, event_id=m.event_id, occurred_at=m.occurred_at)
+        else:
+            client.send(m)
+        self.sent_at[m.key] = int(time.time() * 1000)
+        self.stats.sent += 1
+        self.stats.by_kind[m.kind.value] = self.stats.by_kind.get(m.kind.value, 0) + 1
+        if m.occurred_at < self.start_ms + step.at_ms:  # sold while the store was offline
+            self.stats.late_uploads += 1
+        if len(self.decisions) % 50 == 0:
+            self._count_decisions()
+
+    def _count_decisions(self) -> None:
+        done = [f.result() for f in self.decisions.values() if f.done()]
+        self.stats.accepted = sum(1 for d in done if d.accepted)
+        self.stats.refused = sum(1 for d in done if not d.accepted)
+
+
+def print_progress(stats: Stats, elapsed_s: float, out: Any = sys.stderr) -> None:
+    print(f"[simulate] {elapsed_s:6.0f} s  sent {stats.sent:7d} ({stats.sent / max(elapsed_s, 1e-9):5.0f}/s)  "
+          f"reservations accepted {stats.accepted} refused {stats.refused}  late POS uploads {stats.late_uploads}",
+          file=out, flush=True)
+

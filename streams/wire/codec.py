@@ -1,0 +1,100 @@
+"""Avro single-object encoding (marker, CRC-64-AVRO fingerprint, body) of the records in schemas/.
+
+`Codec` is the seam: `SingleObjectCodec` needs no registry (any Avro library reads the fingerprint); a Confluent
+Schema Registry wire format (magic byte + schema id) can be added as another Codec without touching the callers.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any, Protocol
+
+import fastavro
+from fastavro.schema import to_parsing_canonical_form
+
+from streams.errors import StocksyncError
+from streams.wire.schemas import load_schemas
+
+MARKER = b"\xc3\x01"  # Avro single-object encoding, format version 1
+_EMPTY64 = 0xC15D213AA4D7A795
+
+
+class DecodeError(StocksyncError):
+    """Bytes that are not a record of an expected schema; `reason` is a short code, the message says why."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason  # not_avro | unknown_schema | schema_violation | wrong_schema
+
+
+def _crc64_table() -> list[int]:
+    table = []
+    for i in range(256):
+        fp = i
+        for _ in range(8):
+            fp = (fp >> 1) ^ (_EMPTY64 & -(fp & 1))
+        table.append(fp)
+    return table
+
+
+_TABLE = _crc64_table()
+
+
+def crc64_avro(data: bytes) -> int:
+    """The Rabin fingerprint of the Avro specification ("CRC-64-AVRO")."""
+    fp = _EMPTY64
+    for byte in data:
+        fp = (fp >> 8) ^ _TABLE[(fp ^ byte) & 0xFF]
+    return fp
+
+
+class Codec(Protocol):
+    def encode(self, schema: str, record: Mapping[str, Any]) -> bytes: ...
+
+    def decode(self, data: bytes) -> tuple[str, dict[str, Any]]: ...
+
+
+class SingleObjectCodec:
+    """Avro single-object encoding for every schema in schemas/."""
+
+    def __init__(self, schemas: Mapping[str, Any] | None = None) -> None:
+        self.schemas = dict(schemas or load_schemas())
+        self.headers = {name: MARKER + self.fingerprint(name).to_bytes(8, "little") for name in self.schemas}
+        self.by_header = {header: name for name, header in self.headers.items()}
+
+    def fingerprint(self, schema: str) -> int:
+        return crc64_avro(to_parsing_canonical_form(self.schemas[schema]).encode())
+
+    def encode(self, schema: str, record: Mapping[str, Any]) -> bytes:
+        out = io.BytesIO()
+        out.write(self.headers[schema])
+        fastavro.schemaless_writer(out, self.schemas[schema], record)
+        return out.getvalue()
+
+    def decode(self, data: bytes) -> tuple[str, dict[str, Any]]:
+        if data is None or len(data) < 10 or data[:2] != MARKER:
+            raise DecodeError("not_avro", "not Avro single-object encoded (missing C3 01 marker)")
+        name = self.by_header.get(bytes(data[:10]))
+        if name is None:
+            raise DecodeError("unknown_schema", f"unknown schema fingerprint {bytes(data[2:10]).hex()}")
+        try:
+            record = fastavro.schemaless_reader(io.BytesIO(data[10:]), self.schemas[name], None)
+        except Exception as exc:  # noqa: BLE001 - fastavro raises many types for a broken body
+            raise DecodeError("schema_violation",
+                              f"{name}: body does not match the schema ({type(exc).__name__}: {exc})") from None
+        if not isinstance(record, dict):
+            raise DecodeError("schema_violation", f"{name}: decoded to {type(record).__name__}, not a record")
+        return name, record
+
+    def decode_as(self, data: bytes, *expected: str) -> tuple[str, dict[str, Any]]:
+        name, record = self.decode(data)
+        if name not in expected:
+            raise DecodeError("wrong_schema", f"schema {name} where {' or '.join(expected)} was expected")
+        return name, record
+
+
+@lru_cache(maxsize=1)
+def default_codec() -> SingleObjectCodec:
+    return SingleObjectCodec()

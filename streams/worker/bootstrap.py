@@ -1,0 +1,133 @@
+"""Where a worker is wired: its collaborators are made here and the jobs faust runs for it are registered.
+
+Every decision is in the pipeline (streams.worker.pipeline) and the domain; faust supplies the consumer group,
+the stock table with its changelog and recovery, timers and the web server."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable
+from typing import Any
+
+from streams.domain import Network, StockRules
+from streams.kafka.topics import TopicRegistry
+from streams.settings import Settings
+from streams.wire.codec import default_codec
+from streams.worker.app import StocksyncApp, create_app
+from streams.worker.ats import AtsPublisher
+from streams.worker.batch import Batcher
+from streams.worker.expiry import ExpiryScheduler
+from streams.worker.network import NetworkFollower, NetworkInForce
+from streams.worker.outputs import OutputProducer
+from streams.worker.pipeline import Pipeline
+from streams.worker.reader import InputReader
+from streams.worker.routes import add_routes
+from streams.worker.table import StockTable
+
+log = logging.getLogger("stocksync.worker")
+
+
+class Worker:
+    """One worker's collaborators, and the jobs that run outside the batches: expiry, coalesced ATS release,
+    rebalance hooks and network changes. Their outputs wait for the batch in flight (Batcher.outside_batch)."""
+
+    def __init__(self, app: StocksyncApp, settings: Settings, servers: str, network: Network,
+                 network_version: int) -> None:
+        self.app = app
+        registry = TopicRegistry(settings)
+        codec = default_codec()
+        self.table = StockTable(app.Table("stock", key_type=bytes, value_type=bytes, partitions=settings.partitions,
+                                          options=rocksdb_options(settings)), codec)
+        self.network = NetworkInForce(registry)
+        self.network.adopt(network, network_version)
+        self.ats = AtsPublisher(registry, codec, self.network)
+        self.expiries = ExpiryScheduler(registry, codec, self.network)
+        self.pipeline = Pipeline(registry, codec, self.network, self.ats, self.expiries,
+                                 StockRules(horizon_ms=settings.horizon_ms))
+        self.batcher = Batcher(OutputProducer(servers), self.table, self.pipeline, settings.max_batch,
+                               settings.batch_wait_s)
+        # The ledger outbox in a SKU's state is kept until its movements' offsets are recorded.
+        self.pipeline.committed = lambda topic, partition: self.batcher.recorded_offsets(partition).get(topic)
+        self.reader = InputReader(app, servers, settings.input_group, self.batcher, self.network.input_topics,
+                                  registry.stock_changelog.name)
+        self.follower = NetworkFollower(servers, registry, self.network, self.republish)
+
+    def recovered(self) -> bool:
+        return not self.app.rebalancing and self.app.recovered.is_set()
+
+    async def read_inputs(self) -> None:
+        # A plain asyncio task, stopped by the app before faust stops its consumer and tables (SIGTERM drains).
+        self.reader.start()
+        self.app.before_stop.append(self.reader.stop)
+
+    async def expire_reservations(self) -> None:
+        if not self.recovered():
+            return
+        state = self.app.worker_state
+        async with self.batcher.outside_batch() as outbox:
+            if state.rebuild_expiries:
+                state.rebuild_expiries = False
+                self.expiries.rebuild(self.table.stocks())
+                # A held-back ATS update of a coalescing channel dies with its worker: publish those channels'
+                # ATS for every SKU this worker now owns.
+                self.ats.republish(self.table.stocks(), self.network.coalesced_channels(), outbox)
+            self.expiries.request_due(outbox)
+
+    async def release_coalesced_ats(self) -> None:
+        async with self.batcher.outside_batch() as outbox:
+            self.ats.release_held(outbox)
+
+    async def on_revoked(self) -> None:
+        await self.reader.on_revoked()  # the batch in hand is finished first
+        # Held-back ATS updates go out before another worker takes the SKUs over (it publishes newer ones).
+        async with self.batcher.outside_batch() as outbox:
+            self.ats.release_held(outbox, everything=True)
+
+    def on_assigned(self) -> None:
+        self.app.worker_state.rebuild_expiries = True
+        self.reader.on_assigned()
+
+    async def republish(self, channels: set[str]) -> None:
+        """Publish the ATS of channels added or changed by a new network, for every SKU this worker holds."""
+        async with self.batcher.outside_batch() as outbox:
+            self.ats.republish(self.table.stocks(), channels, outbox)
+
+    async def follow_network(self) -> None:
+        await self.follower.run(lambda: self.app.should_stop)
+
+    async def announce_ready(self) -> None:
+        await self.app.recovered.wait()
+        self.app.worker_state.ready = True
+        log.warning("stocksync worker ready: tables recovered, network %d, %d input topics",
+                    self.network.version, len(self.network.input_topics()))
+
+
+def build_worker(settings: Settings, servers: str, network: Network, network_version: int) -> StocksyncApp:
+    """The faust app of one worker, for the network in force when it starts (it follows later changes)."""
+    app = create_app(settings, servers)
+    worker = Worker(app, settings, servers, network, network_version)
+    app.task(worker.read_inputs)
+    app.task(worker.follow_network)
+    app.task(worker.announce_ready)
+    app.timer(settings.expiry_interval_s)(worker.expire_reservations)
+    app.timer(0.25)(worker.release_coalesced_ats)
+
+    def on_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> Awaitable[None]:
+        return worker.on_revoked()
+
+    def on_assigned(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        worker.on_assigned()
+
+    # mode's SignalHandlerT (written with mypy_extensions' VarArg/NamedArg) matches no function in mypy's eyes.
+    app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
+    app.on_partitions_assigned.connect(on_assigned)  # type: ignore[arg-type]
+    add_routes(app, worker.table, worker.network, settings.partitions, worker.reader.assigned_topics)
+    return app
+
+
+def rocksdb_options(settings: Settings) -> dict[str, int]:
+    """Bound RocksDB's memory per partition (faust's defaults allow 2 GiB of block cache per partition)."""
+    return {"write_buffer_size": settings.rocksdb_write_buffer_mb * 1024 * 1024,
+            "max_write_buffer_number": 2,
+            "block_cache_size": settings.rocksdb_block_cache_mb * 1024 * 1024,
+            "block_cache_compressed_size": 0}

@@ -1,0 +1,68 @@
+"""Reservation expiry: an index of the open holds of the SKUs this worker owns, and the expiry movements for the
+lapsed ones, sent through the channel's sales topic so that the SKU's owner applies them like any movement."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+
+from streams.domain import Kind, Movement, SkuStock
+from streams.kafka.topics import TopicRegistry
+from streams.wire.codec import SingleObjectCodec
+from streams.wire.records import movement_to_record
+from streams.wire.schemas import Schema
+from streams.worker.ats import now_ms
+from streams.worker.network import NetworkInForce
+from streams.worker.outputs import Outbox
+
+# An expiry movement not applied after this long is sent again (a repeat is a harmless duplicate).
+EXPIRY_RESEND_MS = 10_000
+# At most this many SKUs' lapsed holds per round, earliest first, so one round stays short.
+MAX_SKUS_PER_ROUND = 10_000
+
+
+class ExpiryScheduler:
+    """Knows when each open hold of this worker's SKUs lapses, and asks for its expiry once it has."""
+
+    def __init__(self, registry: TopicRegistry, codec: SingleObjectCodec, network: NetworkInForce) -> None:
+        self.registry, self.codec, self.network = registry, codec, network
+        self._expiries: dict[str, list[tuple[int, str, str]]] = {}  # sku -> [(expires_at, channel, reservation)]
+        self._requested: dict[tuple[str, str, str], int] = {}  # (sku, channel, reservation) -> sent at
+
+    def index(self, stock: SkuStock) -> None:
+        """Record the open holds of a SKU after its state changed."""
+        if stock.reservations:
+            self._expiries[stock.sku] = sorted((r.expires_at, r.channel, r.reservation_id)
+                                               for r in stock.reservations.values())
+        else:
+            self._expiries.pop(stock.sku, None)
+
+    def rebuild(self, stocks: Iterable[SkuStock]) -> None:
+        """After a rebalance: index the open holds of the SKUs this worker now owns."""
+        self._expiries.clear()
+        self._requested.clear()
+        for stock in stocks:
+            self.index(stock)
+
+    def request_due(self, outbox: Outbox, now: int | None = None) -> int:
+        """Send an expiry movement for every lapsed hold; returns how many were sent."""
+        now = now if now is not None else now_ms()
+        due = heapq.nsmallest(MAX_SKUS_PER_ROUND, ((entries[0][0], sku) for sku, entries in self._expiries.items()
+                                                  if entries[0][0] <= now))
+        sent = 0
+        for _, sku in due:
+            for expires_at, channel, reservation_id in self._expiries[sku]:
+                if expires_at > now:
+                    break
+                requested = self._requested.get((sku, channel, reservation_id))
+                if requested is not None and now - requested < EXPIRY_RESEND_MS:
+                    continue
+                if channel not in self.network.network.channels:
+                    continue
+                movement = Movement(Kind.RESERVATION_EXPIRED, f"expired:{reservation_id}", channel, sku, None, 0,
+                                    expires_at, reservation_id=reservation_id)
+                outbox.send(self.registry.sales(channel).name, sku.encode(),
+                            self.codec.encode(Schema.MOVEMENT, movement_to_record(movement)), None)
+                self._requested[(sku, channel, reservation_id)] = now
+                sent += 1
+        return sent

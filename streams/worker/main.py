@@ -1,0 +1,42 @@
+"""Runs one stocksync worker: ensures its topics, waits for a network, then runs the faust app in this process."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from streams.domain import Network
+from streams.kafka.admin import ensure_topics
+from streams.kafka.clients import new_admin
+from streams.kafka.cluster import bootstrap_servers
+from streams.kafka.network import read_network
+from streams.kafka.topics import TopicRegistry
+from streams.settings import Settings
+
+
+def wait_for_network(servers: str, registry: TopicRegistry) -> tuple[Network, int]:
+    announced = False
+    while True:
+        found = read_network(servers, registry)
+        if found is not None:
+            return found
+        if not announced:
+            print("stocksync worker: waiting for a network (run 'stocksync network apply FILE')", file=sys.stderr,
+                  flush=True)
+            announced = True
+        time.sleep(2)
+
+
+def run_worker(settings: Settings, loglevel: str = "warn") -> None:
+    from faust.worker import Worker
+
+    from streams.worker.bootstrap import build_worker
+
+    servers = bootstrap_servers(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
+    registry = TopicRegistry(settings)
+    ensure_topics(new_admin(servers), registry.core(), settings.replication_factor)
+    network, version = wait_for_network(servers, registry)
+    ensure_topics(new_admin(servers), registry.all(network.channels), settings.replication_factor)
+    app = build_worker(settings, servers, network, version)
+    Worker(app, loglevel=loglevel).execute_from_commandline()

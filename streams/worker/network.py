@@ -1,0 +1,87 @@
+"""The network a worker applies: the one in force (which channel and side each input topic is), and the follower
+that adopts every later version published to the network topic."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiokafka import TopicPartition
+
+from streams.domain import Kind, Network
+from streams.domain.movements import SALES_SIDE, SUPPLY_SIDE
+from streams.kafka.clients import new_aio_consumer
+from streams.kafka.network import parse_network_record
+from streams.kafka.topics import TopicRegistry
+from streams.worker import metrics
+
+log = logging.getLogger("stocksync.worker")
+
+
+class NetworkInForce:
+    """The network this worker applies, its version (the offset of its record), and the input topics it implies:
+    each channel's sales topic takes the sales-side movements, its restock topic the supply-side ones."""
+
+    def __init__(self, registry: TopicRegistry) -> None:
+        self.registry = registry
+        self.network = Network()
+        self.version = -1
+        self._routes: dict[str, tuple[str, frozenset[Kind]]] = {}
+
+    def adopt(self, network: Network, version: int) -> tuple[set[str], set[str]]:
+        """Apply a network; returns (channels added, channels whose ATS rules changed)."""
+        old = self.network
+        added = set(network.channels) - set(old.channels)
+        changed = {ch for ch in network.channels if ch in old.channels and old.channels[ch] != network.channels[ch]}
+        self.network, self.version = network, version
+        self._routes = {}
+        for channel in network.channels:
+            self._routes[self.registry.sales(channel).name] = (channel, SALES_SIDE)
+            self._routes[self.registry.restock(channel).name] = (channel, SUPPLY_SIDE)
+        metrics.NETWORK_VERSION.set(version)
+        return added, changed
+
+    def route(self, topic: str) -> tuple[str, frozenset[Kind]] | None:
+        """The channel that reports on `topic` and the movement kinds that belong there; None if no channel."""
+        return self._routes.get(topic)
+
+    def input_topics(self) -> list[str]:
+        return sorted(self._routes)
+
+    def coalesce_ms(self, channel: str) -> int:
+        found = self.network.channels.get(channel)
+        return found.coalesce_ms if found is not None else 0
+
+    def coalesced_channels(self) -> set[str]:
+        return {ch.id for ch in self.network.channels.values() if ch.coalesce_ms}
+
+
+class NetworkFollower:
+    """Reads the network topic after the version the worker started with; adopts each valid record and hands the
+    channels it added or changed to `republish` (their ATS feeds must be filled or recomputed)."""
+
+    def __init__(self, servers: str, registry: TopicRegistry, in_force: NetworkInForce,
+                 republish: Callable[[set[str]], Awaitable[None]]) -> None:
+        self.servers, self.registry, self.in_force, self.republish = servers, registry, in_force, republish
+
+    async def run(self, should_stop: Callable[[], bool]) -> None:
+        consumer = new_aio_consumer(self.servers, group_id=None)
+        await consumer.start()
+        tp = TopicPartition(self.registry.network.name, 0)
+        consumer.assign([tp])
+        consumer.seek(tp, self.in_force.version + 1)
+        try:
+            while not should_stop():
+                batches = await consumer.getmany(tp, timeout_ms=1000)
+                for message in batches.get(tp, []):
+                    found = parse_network_record(message.value)
+                    if found is None:
+                        log.warning("ignoring network record at offset %d: not a valid network", message.offset)
+                        continue
+                    added, changed = self.in_force.adopt(found, message.offset)
+                    log.info("network %d in force: channels added %s, changed %s", message.offset,
+                             sorted(added), sorted(changed))
+                    if added | changed:
+                        await self.republish(added | changed)
+        finally:
+            await consumer.stop()

@@ -1,0 +1,268 @@
+"""The batch pipeline of a worker, free of faust: decode, route, apply the domain, write each SKU once, emit.
+
+The batch unit of work (streams.worker.batch) hands it a batch of inbound messages, a `StockStore` (the table)
+and an `Outbox` (the producer); everything a message causes is decided here, so it can be tested without a
+broker. The channels' ATS goes through the AtsPublisher (coalescing) and open holds are indexed for expiry.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from streams.domain import (
+    InvalidMovement,
+    Movement,
+    Outcome,
+    SkuStock,
+    Status,
+    StockRules,
+    affected_channels,
+    channel_ats,
+)
+from streams.domain.movements import SALES_SIDE
+from streams.kafka.topics import TopicRegistry
+from streams.wire.codec import DecodeError, SingleObjectCodec
+from streams.wire.partitioner import sku_partition
+from streams.wire.records import (
+    decision_record,
+    figures,
+    movement_from_record,
+    position_record,
+    stock_from_record,
+    stock_to_record,
+)
+from streams.wire.schemas import Schema
+from streams.worker import metrics
+from streams.worker.ats import AtsPublisher
+from streams.worker.expiry import ExpiryScheduler
+from streams.worker.network import NetworkInForce
+from streams.worker.outputs import Outbox
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One input message as read: where it came from, its key and value, and its broker timestamp."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int = 0
+
+
+class StockStore(Protocol):
+    """The stock table as a batch sees it: reads are immediate, writes are held until the batch commits."""
+
+    def get(self, sku: str, partition: int) -> bytes | None: ...
+
+    def put(self, sku: str, value: bytes, partition: int) -> None: ...
+
+
+@dataclass
+class BatchResult:
+    outcomes: int = 0
+    dead_letters: int = 0
+    rerouted: int = 0
+    skus_written: int = 0
+
+
+@dataclass
+class _Work:
+    """The movements of one SKU in a batch, with where each came from."""
+
+    partition: int
+    movements: list[Movement] = field(default_factory=list)
+    sources: list[tuple[Inbound, int | None]] = field(default_factory=list)
+
+
+def never_committed(topic: str, partition: int) -> int | None:
+    return None
+
+
+class Pipeline:
+    """Turns a batch of input messages into state writes (one per SKU) and output records."""
+
+    def __init__(self, registry: TopicRegistry, codec: SingleObjectCodec, network: NetworkInForce,
+                 ats: AtsPublisher, expiries: ExpiryScheduler, rules: StockRules | None = None,
+                 committed: Callable[[str, int], int | None] = never_committed) -> None:
+        """`committed(topic, partition)`: the offset below which that partition's movements will not be read again
+        (the worker's recorded input offsets; None if unknown)."""
+        self.registry = registry
+        self.codec = codec
+        self.network = network
+        self.ats = ats
+        self.expiries = expiries
+        self.rules = rules or StockRules()
+        self.committed = committed
+        self.partitions = registry.partitions
+
+    def _committed_past(self, pending: dict[str, Any]) -> bool:
+        """True once the movement's source offset is below the committed one: it will not come again."""
+        committed = self.committed(str(pending["source_topic"]), int(pending["source_partition"]))
+        return committed is not None and int(pending["source_offset"]) < committed
+
+    # --- the hot path ----------------------------------------------------------------------------------------
+    def handle(self, batch: Sequence[Inbound], store: StockStore, outbox: Outbox, now: int | None = None
+               ) -> BatchResult:
+        now = now if now is not None else int(time.time() * 1000)
+        result = BatchResult()
+        work: dict[str, _Work] = {}
+        for message in batch:
+            self._decode(message, work, outbox, now, result)
+        for sku, item in work.items():
+            self._apply(sku, item, store, outbox, now, result)
+        metrics.MESSAGES.inc(len(batch))
+        metrics.BATCH_SIZE.observe(len(batch))
+        return result
+
+    def _decode(self, message: Inbound, work: dict[str, _Work], outbox: Outbox, now: int,
+                result: BatchResult) -> None:
+        route = self.network.route(message.topic)
+        if route is None:
+            self._dead_letter(outbox, message, None, "unknown_channel", f"no channel reads {message.topic}", now,
+                              result)
+            return
+        channel, kinds = route
+        try:
+            name, record = self.codec.decode_as(message.value or b"", Schema.MOVEMENT, Schema.MOVEMENT_BATCH)
+        except DecodeError as exc:
+            self._dead_letter(outbox, message, channel, exc.reason, str(exc), now, result)
+            return
+        records = [record] if name == Schema.MOVEMENT else record["movements"]
+        for index, raw in enumerate(records):
+            position = None if name == Schema.MOVEMENT else index
+            try:
+                movement = movement_from_record(raw, channel)
+            except InvalidMovement as exc:
+                self._dead_letter(outbox, message, channel, "invalid_movement", str(exc), now, result, position)
+                continue
+            if movement.kind not in kinds:
+                side = "sales" if movement.kind in SALES_SIDE else "restock"
+                self._dead_letter(outbox, message, channel, "wrong_topic",
+                                  f"a {movement.kind} belongs on the channel's {side} topic", now, result, position)
+                continue
+            partition = sku_partition(movement.sku, self.partitions)
+            if partition != message.partition:
+                # Packed by a client that hashed differently: send it on to where its SKU lives (same event id,
+                # so a repeat is harmless).
+                outbox.send(message.topic, movement.sku.encode(), self.codec.encode(Schema.MOVEMENT, raw), None)
+                metrics.REROUTED.inc()
+                result.rerouted += 1
+                continue
+            item = work.get(movement.sku)
+            if item is None:
+                item = work[movement.sku] = _Work(partition)
+            item.movements.append(movement)
+            item.sources.append((message, position))
+
+    def _apply(self, sku: str, item: _Work, store: StockStore, outbox: Outbox, now: int,
+               result: BatchResult) -> None:
+        raw = store.get(sku, item.partition)
+        record = self.codec.decode_as(raw, Schema.SKU_STOCK_STATE)[1] if raw else None
+        stock = stock_from_record(record) if record else SkuStock(sku)
+        unconfirmed: dict[str, dict[str, Any]] = record["unconfirmed_ledger"] if record else {}
+        before = SkuStock(sku, positions=dict(stock.positions))
+        outcomes = stock.apply_all(item.movements, self.network.network, now, self.rules)
+        result.outcomes += len(outcomes)
+        changed: set[str] = set()  # positions this batch changed
+        again: set[str] = set()  # positions a re-delivered movement acts on: published again, unchanged
+        wrote = False
+        key = sku.encode()
+        for outcome, (message, index) in zip(outcomes, item.sources, strict=True):
+            metrics.MOVEMENTS.labels(outcome.status.value).inc()
+            for anomaly in outcome.anomalies:
+                metrics.ANOMALIES.labels(anomaly).inc()
+            if outcome.status is Status.REJECTED:
+                self._dead_letter(outbox, message, outcome.movement.channel, outcome.reason,
+                                  _rejection_detail(outcome), now, result, index)
+                continue
+            changed |= {c.after.location for c in outcome.changes}
+            again |= _locations_of(outcome, stock)
+            if outcome.decision is not None:
+                d = outcome.decision
+                outbox.send(self.registry.replies(d.channel).name, key,
+                            self.codec.encode(Schema.RESERVATION_DECISION,
+                                              decision_record(d, outcome.version, outcome.movement.event_id, now)),
+                            item.partition)
+            if outcome.status is Status.DUPLICATE:
+                # Its ledger entry may not have reached the broker before a crash: send it again.
+                pending = unconfirmed.get(outcome.movement.key)
+                if pending is not None:
+                    outbox.send(self.registry.ledger.name, key, pending["entry"], item.partition)
+                continue
+            wrote = True
+            entry = self.codec.encode(Schema.LEDGER_ENTRY, _ledger(outcome, message, now))
+            unconfirmed[outcome.movement.key] = {"entry": entry, "source_topic": message.topic,
+                                                 "source_partition": message.partition,
+                                                 "source_offset": message.offset}
+            outbox.send(self.registry.ledger.name, key, entry, item.partition)
+        if wrote:
+            unconfirmed = {k: p for k, p in unconfirmed.items() if not self._committed_past(p)}
+            state = {**stock_to_record(stock), "unconfirmed_ledger": unconfirmed}
+            store.put(sku, self.codec.encode(Schema.SKU_STOCK_STATE, state), item.partition)
+            result.skus_written += 1
+            self.expiries.index(stock)
+        touched = changed | again
+        for location in sorted(touched):
+            outbox.send(self.registry.positions.name, f"{sku}|{location}".encode(),
+                        self.codec.encode(Schema.POSITION_STATE, position_record(stock.position(location), now)),
+                        item.partition)
+        network = self.network.network
+        republish = affected_channels(network, again)
+        for channel_id in sorted(affected_channels(network, touched)):
+            channel = network.channels[channel_id]
+            ats = channel_ats(stock, channel)
+            if channel_id in republish or ats != channel_ats(before, channel):
+                self.ats.publish(outbox, channel_id, sku, ats, stock.version, item.partition, now)
+
+    def dead_letter_batch(self, batch: Sequence[Inbound], outbox: Outbox, reason: str, detail: str) -> None:
+        """Send every message of a batch to the dead-letter topic (a batch whose handling failed unexpectedly)."""
+        now = int(time.time() * 1000)
+        for message in batch:
+            self._dead_letter(outbox, message, None, reason, detail, now, BatchResult())
+
+    def _dead_letter(self, outbox: Outbox, message: Inbound, channel: str | None, reason: str, detail: str,
+                     now: int, result: BatchResult, index: int | None = None) -> None:
+        metrics.DEAD_LETTERS.labels(reason).inc()
+        result.dead_letters += 1
+        outbox.send(self.registry.deadletter.name, message.key or b"", self.codec.encode(Schema.DEAD_LETTER, {
+            "reason": reason, "detail": detail, "channel": channel, "source_topic": message.topic,
+            "source_partition": message.partition, "source_offset": message.offset, "movement_index": index,
+            "key": message.key, "value": message.value, "failed_at": now}), None)
+
+
+def _locations_of(outcome: Outcome, stock: SkuStock) -> set[str]:
+    """Where a re-delivered movement acts, so its positions and ATS are published again."""
+    if outcome.status is not Status.DUPLICATE:
+        return set()
+    m = outcome.movement
+    found = {loc for loc in (m.location, m.other_location) if loc}
+    if outcome.decision is not None:
+        found |= {loc for loc, _ in outcome.decision.parts}
+    return {loc for loc in found if loc in stock.positions}
+
+
+def _rejection_detail(outcome: Outcome) -> str:
+    m = outcome.movement
+    return {
+        "unknown_location": f"location {m.location!r} (or {m.other_location!r}) is not in the network",
+        "location_not_owned": f"channel {m.channel!r} does not own location {m.location!r}",
+        "unknown_channel": f"channel {m.channel!r} is not in the network",
+        "too_late": f"occurred_at {m.occurred_at} is at or before the SKU's horizon floor",
+        "from_future": f"occurred_at {m.occurred_at} is ahead of the worker's clock beyond the tolerated skew",
+    }.get(outcome.reason, outcome.reason)
+
+
+def _ledger(outcome: Outcome, message: Inbound, now: int) -> dict[str, Any]:
+    m = outcome.movement
+    return {"sku": m.sku, "channel": m.channel, "event_id": m.event_id, "kind": m.kind.value,
+            "status": outcome.status.value, "reason": outcome.reason, "anomalies": list(outcome.anomalies),
+            "changes": [{"location": c.after.location, "before": figures(c.before), "after": figures(c.after)}
+                        for c in outcome.changes],
+            "version": outcome.version, "occurred_at": m.occurred_at, "applied_at": now,
+            "source_topic": message.topic, "source_partition": message.partition,
+            "source_offset": message.offset}

@@ -1,0 +1,173 @@
+"""How a worker reads its inputs: the channels' sales and restock topics, for the partitions it owns.
+
+faust decides who owns what: its consumer group (where the stock table's changelog is the subscribed topic)
+assigns each worker a set of table partitions and recovers them. The input partitions with the same numbers are
+then read by the InputReader below, with a consumer of its own, from where the worker's own record says the
+partition's movements end (InputOffsets, kept in the stock table). So a partition is read only by the worker
+that holds its state, from exactly where that state ends, and a rebalance cannot skip or stall it."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from streams.kafka.clients import new_aio_consumer
+from streams.worker import metrics
+from streams.worker.batch import Batcher
+from streams.worker.pipeline import Inbound
+
+log = logging.getLogger("stocksync.worker")
+
+
+def in_time_order(fetched: Sequence[Sequence[Any]]) -> Iterator[Any]:
+    """One fetch's records (a list per topic partition) as one sequence: across partitions the earliest
+    timestamp first, so a receipt produced before a reservation on another topic is applied before it; within a
+    partition always in offset order, whatever its timestamps."""
+    return heapq.merge(*fetched, key=lambda record: record.timestamp)
+
+
+class InputReader:
+    """Reads the input partitions whose stock-table partitions faust made this worker the owner of.
+
+    The assignment follows faust's: while faust rebalances or recovers the table, nothing is read; afterwards
+    each owned input partition is read from its InputOffsets record (or from its start). The offsets reached
+    are also committed to the consumer group `group_id` (for lag monitoring only: the record is the truth)."""
+
+    COMMIT_EVERY_S = 1.0
+
+    def __init__(self, app: faust.App, servers: str, group_id: str, batcher: Batcher,
+                 input_topics: Callable[[], list[str]], changelog: str) -> None:
+        self.app, self.servers, self.group_id, self.batcher = app, servers, group_id, batcher
+        self.input_topics, self.changelog = input_topics, changelog
+        self.assigned: frozenset[TopicPartition] = frozenset()
+        self.next_offset: dict[TopicPartition, int | None] = {}
+        self.revoking = False
+        self.stopping = False
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        """Finish the batch in hand and stop reading (at SIGTERM, before faust stops the table)."""
+        self.stopping = True
+        if self.task is not None:
+            try:
+                await self.task
+            except Exception:  # noqa: BLE001 - stopping goes on; what was not recorded is read again
+                log.exception("the input reader failed while stopping")
+
+    async def on_revoked(self) -> None:
+        """At a rebalance: finish the batch in hand; nothing more is read until faust has assigned and
+        recovered the new partitions (another worker may own them by then)."""
+        self.revoking = True
+        await self.batcher.flush()
+
+    def on_assigned(self) -> None:
+        self.revoking = False
+
+    def owned_partitions(self) -> set[int]:
+        if self.revoking or self.app.rebalancing:
+            return set()
+        return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == self.changelog}
+
+    def assigned_topics(self) -> list[str]:
+        return sorted({tp.topic for tp in self.assigned})
+
+    async def _run(self) -> None:
+        consumer = new_aio_consumer(self.servers, group_id=self.group_id, auto_offset_reset="earliest",
+                                    max_poll_records=self.batcher.max_batch)
+        await consumer.start()
+        last_commit = time.monotonic()
+        try:
+            while not self.stopping:
+                try:
+                    owned = self.owned_partitions()
+                    wanted = frozenset(TopicPartition(t, p) for t in self.input_topics() for p in owned)
+                    if wanted != self.assigned:
+                        await self._assign(consumer, wanted)
+                    if not self.assigned:
+                        await asyncio.sleep(0.05)
+                        continue
+                    await self._read(consumer)
+                    if time.monotonic() - last_commit >= self.COMMIT_EVERY_S:
+                        last_commit = time.monotonic()
+                        await self._commit(consumer)
+                except Exception:  # noqa: BLE001 - the reader must outlive any one failure; it starts over
+                    log.exception("reading the inputs failed; reading again from the recorded offsets")
+                    self.batcher.records.clear()  # they come again: the offsets were not advanced past them
+                    self.assigned = frozenset()
+                    await asyncio.sleep(1.0)
+        finally:
+            await self.batcher.flush()
+            await self._commit(consumer)
+            await consumer.stop()
+
+    async def _assign(self, consumer: AIOKafkaConsumer, wanted: frozenset[TopicPartition]) -> None:
+        await self.batcher.flush()
+        await self._commit(consumer)
+        self.batcher.forget_offsets()
+        consumer.assign(sorted(wanted, key=lambda tp: (tp.topic, tp.partition)))
+        self.next_offset = {}
+        for tp in wanted:
+            resume = self.batcher.recorded_offsets(tp.partition).get(tp.topic)
+            self.next_offset[tp] = resume
+            if resume is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, resume)
+        if wanted:
+            recorded = sum(1 for tp in wanted if self.next_offset[tp] is not None)
+            log.info("reading %d input partitions of table partitions %s: %d from their recorded offsets, %d from "
+                     "their start", len(wanted), sorted({tp.partition for tp in wanted}), recorded,
+                     len(wanted) - recorded)
+        self.assigned = wanted
+
+    async def _read(self, consumer: AIOKafkaConsumer) -> None:
+        fetched = await consumer.getmany(timeout_ms=int(self.batcher.time_left() * 1000),
+                                         max_records=self.batcher.max_batch - len(self.batcher.records))
+        if self.revoking or self.stopping:
+            return  # fetched just before a rebalance: read again by whoever owns the partition next
+        for record in in_time_order([records for tp, records in fetched.items() if tp in self.assigned]):
+            tp = TopicPartition(record.topic, record.partition)
+            if self._in_sequence(tp, record.offset):
+                self.batcher.add(Inbound(record.topic, record.partition, record.offset, record.key,
+                                         record.value, record.timestamp))
+        if self.batcher.full() or self.batcher.due():
+            await self.batcher.flush()
+
+    def _in_sequence(self, tp: TopicPartition, offset: int) -> bool:
+        """Input topics have no compaction and no transaction markers, so their offsets have no gaps; one
+        here means the topic's retention deleted movements that were never read."""
+        expected = self.next_offset.get(tp)
+        if expected is not None and offset < expected:
+            return False
+        if expected is not None and offset > expected:
+            log.error("input %s: offsets %d to %d were deleted before this worker read them", tp, expected,
+                      offset - 1)
+            metrics.INPUT_OFFSETS_LOST.inc(offset - expected)
+        self.next_offset[tp] = offset + 1
+        return True
+
+    async def _commit(self, consumer: AIOKafkaConsumer) -> None:
+        offsets = {tp: n for tp in self.assigned
+                   if (n := self.batcher.recorded_offsets(tp.partition).get(tp.topic)) is not None}
+        lag = 0
+        for tp in self.assigned:
+            high = consumer.highwater(tp)
+            if high is not None:
+                lag += max(0, high - offsets.get(tp, 0))
+        metrics.INPUT_LAG.set(lag)
+        if not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+        except Exception as exc:  # noqa: BLE001 - monitoring only; the next commit carries the same offsets
+            log.warning("committing input offsets for monitoring failed: %r", exc)

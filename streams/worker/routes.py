@@ -1,0 +1,88 @@
+"""The worker's HTTP pages: readiness, Prometheus metrics, OpenAPI, and the query API, answered by the worker
+that owns the SKU (a request reaching another worker is forwarded to the owner once)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from yarl import URL
+
+from streams.wire.partitioner import sku_partition
+from streams.worker.app import StocksyncApp
+from streams.worker.network import NetworkInForce
+from streams.worker.query import OPENAPI, ApiError, QueryService, check_sku
+from streams.worker.table import StockTable
+
+ROUTED_HEADER = "X-Stocksync-Routed"
+
+
+def add_routes(app: StocksyncApp, table: StockTable, network: NetworkInForce, partitions: int,
+               assigned_topics: Callable[[], list[str]]) -> None:
+    """Register the worker's pages on its faust app (handlers get faust's view and the aiohttp request)."""
+    query = QueryService(lookup=table.stock, network=lambda: (network.network, network.version))
+    changelog = table.changelog
+
+    def ready_now() -> bool:
+        return app.worker_state.ready and not app.rebalancing
+
+    @app.page("/ready")
+    async def ready(web: Any, request: Any) -> Any:
+        ok = ready_now()
+        return web.json({"ready": ok, "network_version": network.version, "assigned_inputs": assigned_topics()},
+                        status=200 if ok else 503)
+
+    async def answer(web: Any, request: Any, sku: str, compute: Callable[[], dict[str, Any]]) -> Any:
+        """Answer here if this worker owns the SKU's partition, else ask the owner (once)."""
+        try:
+            check_sku(sku)
+            partition = sku_partition(sku, partitions)
+            owner = next((url for url, topics in app.router.table_metadata("stock").items()
+                          if partition in topics.get(changelog, ())), None)
+            if owner is None or not app.worker_state.ready:
+                raise ApiError(503, "the SKU's owner is not known right now (workers rebalancing); retry")
+            if URL(owner) != URL(str(app.conf.canonical_url)):
+                if request.headers.get(ROUTED_HEADER):
+                    raise ApiError(503, "ownership of the SKU is moving between workers; retry")
+                return await _forward(app, web, request, owner)
+            return web.json(compute())
+        except ApiError as exc:
+            return web.json({"error": exc.message}, status=exc.status)
+
+    @app.page("/skus/{sku}/positions")
+    async def sku_positions(web: Any, request: Any, sku: str) -> Any:
+        return await answer(web, request, sku, lambda: query.positions(sku))
+
+    @app.page("/skus/{sku}/positions/{location}")
+    async def one_position(web: Any, request: Any, sku: str, location: str) -> Any:
+        return await answer(web, request, sku, lambda: query.position(sku, location))
+
+    @app.page("/channels/{channel}/ats/{sku}")
+    async def ats_of_channel(web: Any, request: Any, channel: str, sku: str) -> Any:
+        return await answer(web, request, sku, lambda: query.channel_ats(channel, sku))
+
+    @app.page("/skus/{sku}/sourcing")
+    async def sourcing(web: Any, request: Any, sku: str) -> Any:
+        return await answer(web, request, sku, lambda: query.sourcing(sku, dict(request.query)))
+
+    @app.page("/openapi.json")
+    async def openapi(web: Any, request: Any) -> Any:
+        return web.json(OPENAPI)
+
+    @app.page("/metrics")
+    async def prometheus(web: Any, request: Any) -> Any:
+        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+
+async def _forward(app: StocksyncApp, web: Any, request: Any, owner: str) -> Any:
+    """Ask the owning worker the same question and pass its answer on."""
+    url = URL(owner).with_path(request.url.path).with_query(request.url.query)
+    try:
+        async with app.http_client.get(url, headers={ROUTED_HEADER: "1"},
+                                       timeout=aiohttp.ClientTimeout(total=10)) as response:
+            body = await response.read()
+            return web.bytes(body, content_type="application/json", status=response.status)
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        return web.json({"error": f"the SKU's owner at {owner} did not answer ({exc!r}); retry"}, status=503)

@@ -1,0 +1,118 @@
+"""The stock table adapter: faust's table holds one record per SKU (its SkuStockState) and, per partition, the
+InputOffsets record that says where that partition's movements with delivered outputs end."""
+
+from __future__ import annotations
+
+import types
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from faust.streams import _current_event
+
+from streams.domain import SkuStock
+from streams.wire.codec import SingleObjectCodec
+from streams.wire.records import stock_from_record
+from streams.wire.schemas import Schema
+from streams.worker.outputs import OutputProducer
+
+OFFSETS_PREFIX = b"\x00"  # no SKU starts with NUL
+
+
+def offsets_key(partition: int) -> bytes:
+    """The stock-table key of a partition's InputOffsets record."""
+    return OFFSETS_PREFIX + b"offsets:%d" % partition
+
+
+class _InPartition:
+    """faust's stores find a key's partition in the event being processed; this stands in for that event."""
+
+    def __init__(self, partition: int) -> None:
+        self.message = types.SimpleNamespace(partition=partition)
+
+
+_PARTITION_EVENTS: dict[int, _InPartition] = {}
+
+
+@contextmanager
+def _in_partition(partition: int) -> Iterator[None]:
+    """Run table reads and writes as if processing an event of `partition` (faust's stores pick the partition's
+    database by the current event)."""
+    event = _PARTITION_EVENTS.setdefault(partition, _InPartition(partition))
+    token = _current_event.set(weakref.ref(event))  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+class StockTable:
+    """The worker's stock table (faust's, with its changelog and recovery) as stocksync reads and writes it."""
+
+    def __init__(self, table: Any, codec: SingleObjectCodec) -> None:
+        self.table, self.codec = table, codec
+
+    @property
+    def changelog(self) -> str:
+        return str(self.table.changelog_topic.get_topic_name())
+
+    def get(self, key: bytes, partition: int) -> bytes | None:
+        with _in_partition(partition):
+            value: bytes | None = self.table.data.get(key)
+        return value
+
+    def apply(self, writes: dict[bytes, tuple[bytes, int]]) -> None:
+        """Put records whose changelog records the broker already has into the local store."""
+        for key, (value, partition) in writes.items():
+            with _in_partition(partition):
+                self.table.data[key] = value
+
+    def stocks(self) -> Iterator[SkuStock]:
+        """Every SKU in this worker's table partitions."""
+        for key, value in self.table.items():
+            if not key.startswith(OFFSETS_PREFIX):
+                yield stock_from_record(self.codec.decode_as(value, Schema.SKU_STOCK_STATE)[1])
+
+    def stock(self, sku: str) -> SkuStock | None:
+        raw = self.table.data.get(sku.encode())
+        return stock_from_record(self.codec.decode_as(raw, Schema.SKU_STOCK_STATE)[1]) if raw else None
+
+    def input_offsets(self, partition: int) -> dict[str, int]:
+        """Per input topic, the offset after the last movement of `partition` whose outputs were delivered."""
+        raw = self.get(offsets_key(partition), partition)
+        return dict(self.codec.decode_as(raw, Schema.INPUT_OFFSETS)[1]["next_offsets"]) if raw else {}
+
+    def encode_offsets(self, partition: int, offsets: dict[str, int]) -> bytes:
+        return self.codec.encode(Schema.INPUT_OFFSETS, {"partition": partition, "next_offsets": offsets})
+
+
+class TableStore:
+    """The stock table for one batch (a StockStore). Reads are immediate; writes are held until `commit`.
+
+    faust's own table write would send its changelog record through a buffer that `producer.flush()` can
+    overtake, so the record is sent here, awaited, and the store is updated without a second changelog record."""
+
+    def __init__(self, producer: OutputProducer, table: StockTable) -> None:
+        self.producer = producer
+        self.table = table
+        self.writes: dict[bytes, tuple[bytes, int]] = {}
+
+    def get(self, sku: str, partition: int) -> bytes | None:
+        return self.table.get(sku.encode(), partition)
+
+    def put(self, sku: str, value: bytes, partition: int) -> None:
+        self.put_raw(sku.encode(), value, partition)
+
+    def put_raw(self, key: bytes, value: bytes, partition: int) -> None:
+        self.writes[key] = (value, partition)
+
+    async def commit(self) -> None:
+        """Write the held records to the changelog, await the broker, then to the local store."""
+        if not self.writes:
+            return
+        changelog = self.table.changelog
+        await self.producer.send_all([(changelog, key, value, partition)
+                                      for key, (value, partition) in self.writes.items()])
+        self.table.apply(self.writes)
+        self.writes.clear()

@@ -1,0 +1,108 @@
+"""The worker's batch logic without a broker: routing, the ledger outbox after a crash, dead letters."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from streams.domain import Kind, Movement, Network
+from streams.kafka.topics import TopicRegistry
+from streams.wire.codec import default_codec
+from streams.wire.partitioner import sku_partition
+from streams.worker.pipeline import Pipeline
+from tests.unit.domain.helpers import NETWORK, NOW
+from tests.unit.fakes import Outbox, Store
+from tests.unit.worker.helpers import PARTITIONS, message, pipeline
+
+
+def setup() -> tuple[Pipeline, TopicRegistry]:
+    built = pipeline()
+    return built, built.registry
+
+
+def test_a_movement_on_the_wrong_partition_is_sent_on_not_applied() -> None:
+    built, registry = setup()
+    m = Movement(Kind.RECEIPT, "e1", "wms", "SKU-1", "wh-1", 5, 1_000)
+    wrong = (sku_partition("SKU-1", PARTITIONS) + 1) % PARTITIONS
+    store, outbox = Store(PARTITIONS), Outbox()
+    result = built.handle([message(registry, [m], partition=wrong)], store, outbox, NOW)
+    assert result.rerouted == 1 and store.data == {}
+    [(topic, key, _, partition)] = outbox.records
+    assert (topic, key, partition) == (registry.restock("wms").name, b"SKU-1", None)
+
+
+def test_outputs_lost_after_the_state_was_written_are_sent_again() -> None:
+    built, registry = setup()
+    batch = [message(registry, [Movement(Kind.RECEIPT, "e1", "wms", "SKU-1", "wh-1", 5, 1_000)])]
+    store = Store(PARTITIONS)
+    first = Outbox()
+    built.handle(batch, store, first, NOW)
+    # The worker died after writing the state and before its outputs reached the broker; the input comes again.
+    again = Outbox()
+    built.handle(batch, store, again, NOW)
+    assert again.to(registry.ledger.name) == first.to(registry.ledger.name)
+    assert {r[1] for r in again.to(registry.positions.name)} == {b"SKU-1|wh-1"}
+    assert again.to(registry.ats("web").name) == first.to(registry.ats("web").name)
+
+
+def test_ledger_outbox_is_dropped_once_the_input_offset_is_committed() -> None:
+    built, registry = setup()
+    committed: dict[tuple[str, int], int] = {}
+    built.committed = lambda topic, partition: committed.get((topic, partition))
+    store = Store(PARTITIONS)
+    first = message(registry, [Movement(Kind.RECEIPT, "e1", "wms", "SKU-1", "wh-1", 5, 1_000)], offset=7)
+    built.handle([first], store, Outbox(), NOW)
+    committed[(first.topic, first.partition)] = 8
+    built.handle([message(registry, [Movement(Kind.RECEIPT, "e2", "wms", "SKU-1", "wh-1", 1, 1_001)],
+                             offset=8)], store, Outbox(), NOW)
+    record = default_codec().decode(store.data["SKU-1"][0])[1]
+    assert set(record["unconfirmed_ledger"]) == {"wms:e2"}
+
+
+def test_a_sales_movement_on_the_restock_topic_is_dead_lettered() -> None:
+    built, registry = setup()
+    sale = Movement(Kind.SALE, "e1", "wms", "SKU-1", "wh-1", 1, 1_000)
+    outbox = Outbox()
+    result = built.handle([message(registry, [sale])], Store(PARTITIONS), outbox, NOW)
+    assert result.dead_letters == 1
+    [(_, _, value, _)] = outbox.to(registry.deadletter.name)
+    letter = default_codec().decode(value or b"")[1]
+    assert (letter["reason"], letter["channel"]) == ("wrong_topic", "wms")
+
+
+def test_one_table_write_per_sku_per_batch() -> None:
+    built, registry = setup()
+    movements = [Movement(Kind.RECEIPT, f"e{i}", "wms", "SKU-1", "wh-1", 1, 1_000 + i) for i in range(20)]
+    store = Store(PARTITIONS)
+    built.handle([message(registry, movements[:10]), message(registry, movements[10:], offset=1)], store,
+                    Outbox(), NOW)
+    assert store.writes == ["SKU-1"]
+
+
+def test_a_coalescing_channel_gets_at_most_one_update_per_window_but_zero_at_once() -> None:
+    market = replace(NETWORK.channels["market"], coalesce_ms=1_000)
+    built, registry = setup()
+    built.network.adopt(Network(NETWORK.locations, {**NETWORK.channels, "market": market}), 4)
+    store, outbox = Store(PARTITIONS), Outbox()
+    feed = registry.ats("market").name
+    codec = default_codec()
+
+    def receipt(n: int, units: int, now: int) -> None:
+        m = Movement(Kind.RECEIPT, f"r{n}", "wms", "SKU-1", "wh-1", units, NOW)
+        built.handle([message(registry, [m], offset=n)], store, outbox, now=now)
+
+    def published() -> list[int]:
+        return [codec.decode(value)[1]["ats"] for _, _, value, _ in outbox.to(feed) if value]
+
+    receipt(0, 10, NOW)
+    receipt(1, 5, NOW + 100)
+    receipt(2, 5, NOW + 200)
+    assert published() == [9]  # the first at once, the next two held back
+    assert built.ats.release_held(outbox, NOW + 999) == 0 and published() == [9]
+    assert built.ats.release_held(outbox, NOW + 1_000) == 1 and published() == [9, 19]  # the latest only
+    web = [codec.decode(value)[1]["ats"] for _, _, value, _ in outbox.to(registry.ats("web").name) if value]
+    assert web == [8, 13, 18]  # a channel without coalescing sees every change
+    receipt(3, 1, NOW + 1_100)  # held ...
+    theft = Movement(Kind.ADJUSTMENT, "a4", "wms", "SKU-1", "wh-1", -21, NOW, reason="theft")
+    built.handle([message(registry, [theft], offset=4)], store, outbox, now=NOW + 1_200)
+    assert published() == [9, 19, 0]  # ... but a drop to zero goes out at once and replaces it
+    assert built.ats.release_held(outbox, NOW + 5_000) == 0
