@@ -43,7 +43,8 @@ class Worker:
         self.ats = AtsPublisher(registry, codec, self.network)
         self.expiries = ExpiryScheduler(registry, codec, self.network)
         self.pipeline = Pipeline(registry, codec, self.network, self.ats, self.expiries,
-                                 StockRules(horizon_ms=settings.horizon_ms))
+                                 StockRules(horizon_ms=settings.horizon_ms),
+                                 max_record_bytes=settings.max_record_bytes)
         self.batcher = Batcher(OutputProducer(servers), self.table, self.pipeline, settings.max_batch,
                                settings.batch_wait_s)
         # The ledger outbox in a SKU's state is kept until its movements' offsets are recorded.

@@ -7,7 +7,10 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from confluent_kafka import KafkaException
+
 from streams.kafka.clients import new_producer, offer, produce_async
+from streams.worker import metrics
 
 log = logging.getLogger("stocksync.worker")
 
@@ -37,14 +40,18 @@ class OutputProducer:
     async def send_all(self, records: Sequence[OutputRecord]) -> None:
         """Produce the records and return once the broker has every one (retrying while it is unreachable)."""
         for topic, key, value, partition in records:
-            if not offer(self.producer, topic, value, key, partition, self._delivered):  # the local queue is full
-                await produce_async(self.producer, topic, value, key, partition, self._delivered)
+            try:
+                if not offer(self.producer, topic, value, key, partition, self._delivered):  # the queue is full
+                    await produce_async(self.producer, topic, value, key, partition, self._delivered)
+            except KafkaException as exc:  # refused before it was sent (e.g. over message.max.bytes): never retried
+                self.errors.append(f"{topic}: {exc.args[0]}")
         loop = asyncio.get_running_loop()
         while await loop.run_in_executor(None, self.producer.flush, 10.0):
             log.warning("outputs not yet delivered after 10 s; still trying")
         if self.errors:
             errors, self.errors = self.errors, []
-            log.error("%d output records were refused by the broker, e.g. %s", len(errors), errors[0])
+            metrics.OUTPUT_ERRORS.inc(len(errors))
+            log.error("%d output records were refused, e.g. %s", len(errors), errors[0])
 
 
 class ProducerOutbox:

@@ -7,8 +7,9 @@ broker. The channels' ATS goes through the AtsPublisher (coalescing) and open ho
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -23,7 +24,9 @@ from streams.domain import (
     channel_ats,
 )
 from streams.domain.movements import SALES_SIDE
+from streams.errors import StocksyncError
 from streams.kafka.topics import TopicRegistry
+from streams.settings import DEFAULT_MAX_RECORD_BYTES
 from streams.wire.codec import DecodeError, SingleObjectCodec
 from streams.wire.partitioner import sku_partition
 from streams.wire.records import (
@@ -39,7 +42,15 @@ from streams.worker import metrics
 from streams.worker.ats import AtsPublisher
 from streams.worker.expiry import ExpiryScheduler
 from streams.worker.network import NetworkInForce
-from streams.worker.outputs import Outbox
+from streams.worker.outputs import Outbox, OutputRecord
+
+log = logging.getLogger("stocksync.worker")
+
+
+# A dead letter's fields other than the input's key and value take at most this much (detail, topic, ...).
+DEAD_LETTER_OVERHEAD = 8 * 1024
+MAX_DETAIL = 2_000
+MAX_DEAD_LETTER_KEY = 1_024
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,12 +94,21 @@ def never_committed(topic: str, partition: int) -> int | None:
     return None
 
 
+class RecordTooLarge(StocksyncError):
+    """A record this worker would write is over its limit (STOCKSYNC_MAX_RECORD_BYTES)."""
+
+    def __init__(self, schema: Schema, size: int, limit: int) -> None:
+        super().__init__(f"a {schema.value} record of {size} bytes is over the {limit}-byte limit "
+                         "(STOCKSYNC_MAX_RECORD_BYTES)")
+
+
 class Pipeline:
     """Turns a batch of input messages into state writes (one per SKU) and output records."""
 
     def __init__(self, registry: TopicRegistry, codec: SingleObjectCodec, network: NetworkInForce,
                  ats: AtsPublisher, expiries: ExpiryScheduler, rules: StockRules | None = None,
-                 committed: Callable[[str, int], int | None] = never_committed) -> None:
+                 committed: Callable[[str, int], int | None] = never_committed,
+                 max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> None:
         """`committed(topic, partition)`: the offset below which that partition's movements will not be read again
         (the worker's recorded input offsets; None if unknown)."""
         self.registry = registry
@@ -99,6 +119,7 @@ class Pipeline:
         self.rules = rules or StockRules()
         self.committed = committed
         self.partitions = registry.partitions
+        self.max_record_bytes = max_record_bytes
 
     def _committed_past(self, pending: dict[str, Any]) -> bool:
         """True once the movement's source offset is below the committed one: it will not come again."""
@@ -114,7 +135,10 @@ class Pipeline:
         for message in batch:
             self._decode(message, work, outbox, now, result)
         for sku, item in work.items():
-            self._apply(sku, item, store, outbox, now, result)
+            try:
+                self._apply(sku, item, store, outbox, now, result)
+            except Exception as exc:  # noqa: BLE001 - one SKU's failure never sinks the batch or stops the worker
+                self._isolate(sku, item, exc, outbox, now, result)
         metrics.MESSAGES.inc(len(batch))
         metrics.BATCH_SIZE.observe(len(batch))
         return result
@@ -161,56 +185,66 @@ class Pipeline:
 
     def _apply(self, sku: str, item: _Work, store: StockStore, outbox: Outbox, now: int,
                result: BatchResult) -> None:
+        """Apply one SKU's movements. Every record is built (and may fail) before anything is counted, sent or
+        written, so a SKU that fails leaves no trace but its dead letters."""
         raw = store.get(sku, item.partition)
         record = self.codec.decode_as(raw, Schema.SKU_STOCK_STATE)[1] if raw else None
         stock = stock_from_record(record) if record else SkuStock(sku)
         unconfirmed: dict[str, dict[str, Any]] = record["unconfirmed_ledger"] if record else {}
         before = SkuStock(sku, positions=dict(stock.positions))
         outcomes = stock.apply_all(item.movements, self.network.network, now, self.rules)
-        result.outcomes += len(outcomes)
         changed: set[str] = set()  # positions this batch changed
         again: set[str] = set()  # positions a re-delivered movement acts on: published again, unchanged
+        rejected: list[tuple[Outcome, Inbound, int | None]] = []
+        records: list[OutputRecord] = []
         wrote = False
         key = sku.encode()
         for outcome, (message, index) in zip(outcomes, item.sources, strict=True):
-            metrics.MOVEMENTS.labels(outcome.status.value).inc()
-            for anomaly in outcome.anomalies:
-                metrics.ANOMALIES.labels(anomaly).inc()
             if outcome.status is Status.REJECTED:
-                self._dead_letter(outbox, message, outcome.movement.channel, outcome.reason,
-                                  _rejection_detail(outcome), now, result, index)
+                rejected.append((outcome, message, index))
                 continue
             changed |= {c.after.location for c in outcome.changes}
             again |= _locations_of(outcome, stock)
             if outcome.decision is not None:
                 d = outcome.decision
-                outbox.send(self.registry.replies(d.channel).name, key,
-                            self.codec.encode(Schema.RESERVATION_DECISION,
-                                              decision_record(d, outcome.version, outcome.movement.event_id, now)),
-                            item.partition)
+                records.append((self.registry.replies(d.channel).name, key, self._encode(
+                    Schema.RESERVATION_DECISION, decision_record(d, outcome.version, outcome.movement.event_id, now)),
+                    item.partition))
             if outcome.status is Status.DUPLICATE:
                 # Its ledger entry may not have reached the broker before a crash: send it again.
                 pending = unconfirmed.get(outcome.movement.key)
                 if pending is not None:
-                    outbox.send(self.registry.ledger.name, key, pending["entry"], item.partition)
+                    records.append((self.registry.ledger.name, key, pending["entry"], item.partition))
                 continue
             wrote = True
-            entry = self.codec.encode(Schema.LEDGER_ENTRY, _ledger(outcome, message, now))
+            entry = self._encode(Schema.LEDGER_ENTRY, _ledger(outcome, message, now))
             unconfirmed[outcome.movement.key] = {"entry": entry, "source_topic": message.topic,
                                                  "source_partition": message.partition,
                                                  "source_offset": message.offset}
-            outbox.send(self.registry.ledger.name, key, entry, item.partition)
+            records.append((self.registry.ledger.name, key, entry, item.partition))
+        state = None
         if wrote:
             unconfirmed = {k: p for k, p in unconfirmed.items() if not self._committed_past(p)}
-            state = {**stock_to_record(stock), "unconfirmed_ledger": unconfirmed}
-            store.put(sku, self.codec.encode(Schema.SKU_STOCK_STATE, state), item.partition)
-            result.skus_written += 1
-            self.expiries.index(stock)
+            state = self._encode(Schema.SKU_STOCK_STATE, {**stock_to_record(stock), "unconfirmed_ledger": unconfirmed})
         touched = changed | again
         for location in sorted(touched):
-            outbox.send(self.registry.positions.name, f"{sku}|{location}".encode(),
-                        self.codec.encode(Schema.POSITION_STATE, position_record(stock.position(location), now)),
-                        item.partition)
+            records.append((self.registry.positions.name, f"{sku}|{location}".encode(), self._encode(
+                Schema.POSITION_STATE, position_record(stock.position(location), now)), item.partition))
+        # Every record is built: from here on nothing fails.
+        result.outcomes += len(outcomes)
+        for outcome in outcomes:
+            metrics.MOVEMENTS.labels(outcome.status.value).inc()
+            for anomaly in outcome.anomalies:
+                metrics.ANOMALIES.labels(anomaly).inc()
+        for outcome, message, index in rejected:
+            self._dead_letter(outbox, message, outcome.movement.channel, outcome.reason, _rejection_detail(outcome),
+                              now, result, index)
+        for topic, record_key, value, partition in records:
+            outbox.send(topic, record_key, value, partition)
+        if state is not None:
+            store.put(sku, state, item.partition)
+            result.skus_written += 1
+            self.expiries.index(stock)
         network = self.network.network
         republish = affected_channels(network, again)
         for channel_id in sorted(affected_channels(network, touched)):
@@ -218,6 +252,26 @@ class Pipeline:
             ats = channel_ats(stock, channel)
             if channel_id in republish or ats != channel_ats(before, channel):
                 self.ats.publish(outbox, channel_id, sku, ats, stock.version, item.partition, now)
+
+    def _isolate(self, sku: str, item: _Work, exc: Exception, outbox: Outbox, now: int,
+                 result: BatchResult) -> None:
+        """Dead-letter every movement of a SKU whose records could not be built; the batch goes on without it."""
+        if isinstance(exc, RecordTooLarge):
+            reason, detail = "record_too_large", f"{sku}: {exc}"
+            log.error("%s: dead-lettering its %d movements in this batch: %s", sku, len(item.movements), exc)
+        else:
+            reason, detail = "internal_error", f"{sku}: {exc!r}"
+            log.error("%s: applying its %d movements failed; dead-lettering them", sku, len(item.movements),
+                      exc_info=exc)
+        for movement, (message, index) in zip(item.movements, item.sources, strict=True):
+            self._dead_letter(outbox, message, movement.channel, reason, detail, now, result, index)
+
+    def _encode(self, schema: Schema, record: Mapping[str, Any]) -> bytes:
+        """A record this worker writes; RecordTooLarge past the limit (the broker would refuse it for good)."""
+        data = self.codec.encode(schema, record)
+        if len(data) > self.max_record_bytes:
+            raise RecordTooLarge(schema, len(data), self.max_record_bytes)
+        return data
 
     def dead_letter_batch(self, batch: Sequence[Inbound], outbox: Outbox, reason: str, detail: str) -> None:
         """Send every message of a batch to the dead-letter topic (a batch whose handling failed unexpectedly)."""
@@ -227,13 +281,21 @@ class Pipeline:
 
     def _dead_letter(self, outbox: Outbox, message: Inbound, channel: str | None, reason: str, detail: str,
                      now: int, result: BatchResult, index: int | None = None) -> None:
+        """Send the message (or one movement of it: `index`) to the dead-letter topic with its reason. An input too
+        large to carry whole keeps its first bytes; the original stays at its topic, partition and offset."""
         metrics.DEAD_LETTERS.labels(reason).inc()
         result.dead_letters += 1
-        outbox.send(self.registry.deadletter.name, message.key or b"", self.codec.encode(Schema.DEAD_LETTER, {
-            "reason": reason, "detail": detail, "channel": channel, "source_topic": message.topic,
+        key, value = message.key, message.value
+        room = self.max_record_bytes - DEAD_LETTER_OVERHEAD
+        if len(key or b"") + len(value or b"") > room:
+            detail = (f"{detail} (input of {len(key or b'') + len(value or b'')} bytes cut to fit; the original is at "
+                      f"{message.topic}/{message.partition}/{message.offset})")
+            key = key[:MAX_DEAD_LETTER_KEY] if key is not None else None
+            value = value[:room - len(key or b"")] if value is not None else None
+        outbox.send(self.registry.deadletter.name, key or b"", self.codec.encode(Schema.DEAD_LETTER, {
+            "reason": reason, "detail": detail[:MAX_DETAIL], "channel": channel, "source_topic": message.topic,
             "source_partition": message.partition, "source_offset": message.offset, "movement_index": index,
-            "key": message.key, "value": message.value, "failed_at": now}), None)
-
+            "key": key, "value": value, "failed_at": now}), None)
 
 def _locations_of(outcome: Outcome, stock: SkuStock) -> set[str]:
     """Where a re-delivered movement acts, so its positions and ATS are published again."""

@@ -97,11 +97,13 @@ class Deployment:
                 "STOCKSYNC_DATA_DIR": str(self.tmp / f"data-{name}"), "STOCKSYNC_EXPIRY_INTERVAL_S": "0.5",
                 "STOCKSYNC_LOG_LEVEL": "info"}
 
-    def start_worker(self, name: str, wait: bool = True) -> WorkerProcess:
+    def start_worker(self, name: str, wait: bool = True, env: dict[str, str] | None = None) -> WorkerProcess:
+        """A worker process on this deployment's topics; `env` adds or overrides STOCKSYNC_ settings."""
         port = free_port()
         log = self.tmp / f"{name}.log"
         with open(log, "ab") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=self.env(port, name),
+            proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"],
+                                    env={**self.env(port, name), **(env or {})},
                                     cwd=repo_root(), stdout=out, stderr=subprocess.STDOUT)
         worker = WorkerProcess(name, port, proc, log)
         self.workers.append(worker)

@@ -11,7 +11,7 @@ import pytest
 from streams.domain import Kind, Movement
 from streams.wire.records import movement_to_record
 from streams.wire.schemas import Schema
-from tests.integration.conftest import wait_for
+from tests.integration.conftest import producer, wait_for
 from tests.integration.harness import Deployment
 from tests.integration.workload import NETWORK, retail_workload
 
@@ -175,6 +175,35 @@ def test_every_kind_of_bad_input_is_dead_lettered(deployment: Deployment) -> Non
     stocks, history = deployment.replay_ledger()
     assert {e["event_id"] for e in history} == {"good-1", "after"}
     assert stocks["SKU-1"].position("s1").on_hand == 5 - 1  # the worker went on after every bad input
+
+
+def test_a_poison_input_or_an_unwritable_record_never_stops_the_worker(deployment: Deployment) -> None:
+    deployment.apply_network(NETWORK)
+    worker = deployment.start_worker("w1", env={"STOCKSYNC_MAX_RECORD_BYTES": "32768"})
+    registry, at = deployment.registry, int(time.time() * 1000) - 60_000
+    sales = registry.sales("pos-1").name
+    # A message the broker takes (~1 MB, not Avro) whose whole dead letter could not be written.
+    garbage = b"\x00" + bytes(range(256)) * 4_062
+    big = producer(deployment.bootstrap, **{"message.max.bytes": 2_000_000})
+    big.produce(sales, key=b"SKU-1", value=garbage)
+    assert big.flush(30) == 0
+    # One SKU whose state in one batch would not fit the worker's 32 KiB records.
+    hot = [Movement(Kind.RECEIPT, f"hot-{i}", "wms", "HOT-1", "w1", 1, at + i) for i in range(300)]
+    deployment.send(hot, pack=300, record=False)
+    cold = Movement(Kind.RECEIPT, "cold-1", "wms", "COLD-1", "w1", 5, at)
+    deployment.send_applied([cold])  # the worker went on
+    settle(deployment)
+
+    letters = [value for _, value, _, _ in deployment.read(registry.deadletter.name)]
+    [poison] = [d for d in letters if d["reason"] == "not_avro"]
+    assert garbage.startswith(poison["value"]) and len(poison["value"]) < 32_768 < len(garbage)
+    assert f"the original is at {sales}/" in str(poison["detail"])
+    too_large = [d for d in letters if d["reason"] == "record_too_large"]
+    assert sorted(int(str(d["movement_index"])) for d in too_large) == list(range(300))
+    stocks, _ = deployment.replay_ledger()
+    assert "HOT-1" not in stocks and stocks["COLD-1"].position("w1").on_hand == 5
+    assert worker.ready()
+    assert "reading the inputs failed" not in worker.log.read_text()
 
 
 def test_network_changes_apply_live(deployment: Deployment) -> None:

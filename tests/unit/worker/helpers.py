@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from streams.domain import Movement, Network
 from streams.kafka.topics import TopicRegistry
-from streams.settings import load_settings
+from streams.settings import DEFAULT_MAX_RECORD_BYTES, load_settings
 from streams.wire.codec import default_codec
 from streams.wire.partitioner import sku_partition
 from streams.wire.records import movement_to_record
@@ -22,13 +22,14 @@ def registry() -> TopicRegistry:
     return TopicRegistry(load_settings(partitions=PARTITIONS, topic_prefix="u"))
 
 
-def pipeline(network: Network = NETWORK, version: int = 3) -> Pipeline:
+def pipeline(network: Network = NETWORK, version: int = 3, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+             ) -> Pipeline:
     topics = registry()
     codec = default_codec()
     in_force = NetworkInForce(topics)
     in_force.adopt(network, version)
     return Pipeline(topics, codec, in_force, AtsPublisher(topics, codec, in_force),
-                    ExpiryScheduler(topics, codec, in_force))
+                    ExpiryScheduler(topics, codec, in_force), max_record_bytes=max_record_bytes)
 
 
 def message(topics: TopicRegistry, movements: list[Movement], offset: int = 0, partition: int | None = None,

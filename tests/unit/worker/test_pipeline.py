@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from streams.domain import Kind, Movement, Network
 from streams.kafka.topics import TopicRegistry
 from streams.wire.codec import default_codec
 from streams.wire.partitioner import sku_partition
-from streams.worker.pipeline import Pipeline
+from streams.worker.pipeline import Inbound, Pipeline
 from tests.unit.domain.helpers import NETWORK, NOW
 from tests.unit.fakes import Outbox, Store
 from tests.unit.worker.helpers import PARTITIONS, message, pipeline
@@ -106,3 +107,50 @@ def test_a_coalescing_channel_gets_at_most_one_update_per_window_but_zero_at_onc
     built.handle([message(registry, [theft], offset=4)], store, outbox, now=NOW + 1_200)
     assert published() == [9, 19, 0]  # ... but a drop to zero goes out at once and replaces it
     assert built.ats.release_held(outbox, NOW + 5_000) == 0
+
+
+def letters(outbox: Outbox, registry: TopicRegistry) -> list[dict[str, Any]]:
+    return [default_codec().decode(value)[1] for _, _, value, _ in outbox.to(registry.deadletter.name) if value]
+
+
+def test_a_sku_whose_state_would_not_fit_in_a_record_is_dead_lettered_and_the_batch_goes_on() -> None:
+    built = pipeline(max_record_bytes=4_000)
+    registry = built.registry
+    hot = [Movement(Kind.RECEIPT, f"h{i}", "wms", "HOT-1", "wh-1", 1, 1_000 + i) for i in range(60)]
+    cold = Movement(Kind.RECEIPT, "c1", "wms", "COLD-1", "wh-1", 3, 1_000)
+    store, outbox = Store(PARTITIONS), Outbox()
+    result = built.handle([message(registry, hot), message(registry, [cold], offset=1)], store, outbox, NOW)
+    assert set(store.data) == {"COLD-1"} and result.skus_written == 1
+    dead = letters(outbox, registry)
+    assert [d["movement_index"] for d in dead] == list(range(60))
+    assert {d["reason"] for d in dead} == {"record_too_large"} and "HOT-1" in dead[0]["detail"]
+    ledger = [default_codec().decode(value)[1]["sku"] for _, _, value, _ in outbox.to(registry.ledger.name) if value]
+    assert ledger == ["COLD-1"]  # nothing of HOT-1 went out
+    assert {key for _, key, _, _ in outbox.to(registry.positions.name)} == {b"COLD-1|wh-1"}
+    assert all(len(value or b"") <= 4_000 for _, _, value, _ in outbox.records)
+
+
+def test_an_unexpected_failure_isolates_the_one_sku() -> None:
+    built, registry = setup()
+    overflow = [Movement(Kind.RECEIPT, f"o{i}", "wms", "BIG-1", "wh-1", 2**62, 1_000 + i) for i in range(2)]
+    cold = Movement(Kind.RECEIPT, "c1", "wms", "COLD-1", "wh-1", 3, 1_000)
+    store, outbox = Store(PARTITIONS), Outbox()
+    built.handle([message(registry, overflow), message(registry, [cold], offset=1)], store, outbox, NOW)
+    assert set(store.data) == {"COLD-1"}
+    assert [(d["reason"], d["movement_index"]) for d in letters(outbox, registry)] == [("internal_error", 0),
+                                                                                       ("internal_error", 1)]
+
+
+def test_an_input_too_large_for_a_dead_letter_keeps_its_first_bytes() -> None:
+    built = pipeline(max_record_bytes=64 * 1024)
+    registry = built.registry
+    garbage = bytes(range(256)) * 800  # 200 KiB, not Avro
+    huge = Inbound(registry.sales("web").name, 1, 41, b"K" * 5_000, garbage)
+    outbox = Outbox()
+    built.handle([huge], Store(PARTITIONS), outbox, NOW)
+    [(_, key, value, _)] = outbox.to(registry.deadletter.name)
+    assert value is not None and len(value) <= 64 * 1024 and len(key) <= 1_024
+    [letter] = letters(outbox, registry)
+    assert letter["reason"] == "not_avro" and garbage.startswith(letter["value"]) and len(letter["value"]) > 50_000
+    assert f"the original is at {registry.sales('web').name}/1/41" in letter["detail"]
+
