@@ -24,6 +24,7 @@ from streams.channel.feed import AtsSubscription, AtsUpdate
 from streams.channel.replies import Decision, ReplyListener
 from streams.channel.sender import MovementSender
 from streams.domain import InvalidMovement, Kind, Movement
+from streams.domain.movements import WORKER_EVENT_PREFIX, WORKER_MADE
 from streams.kafka.topics import TopicRegistry
 from streams.settings import Settings, load_settings
 from streams.wire.codec import SingleObjectCodec, default_codec
@@ -72,6 +73,10 @@ class ChannelClient:
         if movement.channel != self.channel:
             raise InvalidMovement(f"channel: the movement is {movement.channel!r}'s, this client is "
                                   f"{self.channel!r}'s")
+        if movement.kind in WORKER_MADE:
+            raise InvalidMovement(f"kind: a {movement.kind} is made by stocksync only, when a hold lapses")
+        if movement.event_id.startswith(WORKER_EVENT_PREFIX):
+            raise InvalidMovement(f"event_id: {WORKER_EVENT_PREFIX!r} starts stocksync's own event ids only")
         self._sender.send(movement)
 
     def sale(self, sku: str, location: str, quantity: int, *, event_id: str, occurred_at: int | None = None

@@ -33,8 +33,16 @@ DELTA_KINDS = frozenset({Kind.SALE, Kind.RETURN, Kind.RECEIPT, Kind.ADJUSTMENT, 
                          Kind.TRANSFER_IN})
 RESERVATION_KINDS = frozenset({Kind.RESERVATION_PLACED, Kind.RESERVATION_RELEASED, Kind.RESERVATION_FULFILLED,
                                Kind.RESERVATION_EXPIRED})
-# Which input topic of a channel carries a kind: sales-side or supply-side.
-SALES_SIDE = frozenset({Kind.SALE, Kind.RETURN} | RESERVATION_KINDS)
+# One movement carries at most this many units, so that no total (a position's figures, a channel's ATS) can
+# leave the 64-bit range the records hold, whatever the history.
+MAX_QUANTITY = 1_000_000_000
+
+# Movements only stocksync makes (a lapsed hold's expiry): they come on a worker-only topic, and their event ids
+# start with WORKER_EVENT_PREFIX, which no channel's event id may (so the two can never be taken for each other).
+WORKER_MADE = frozenset({Kind.RESERVATION_EXPIRED})
+WORKER_EVENT_PREFIX = "~"
+# Which input topic of a channel carries a kind it reports: sales-side or supply-side.
+SALES_SIDE = frozenset({Kind.SALE, Kind.RETURN} | RESERVATION_KINDS) - WORKER_MADE
 SUPPLY_SIDE = frozenset({Kind.RECEIPT, Kind.ADJUSTMENT, Kind.COUNT, Kind.TRANSFER_OUT, Kind.TRANSFER_IN,
                          Kind.SAFETY_STOCK})
 
@@ -70,6 +78,8 @@ class Movement:
         _check(bool(self.channel), "channel: missing")
         _check(bool(SKU_PATTERN.match(self.sku)), f"sku: {self.sku!r} is not a SKU (letters, digits, ._/-; max 64)")
         _check(isinstance(self.quantity, int) and not isinstance(self.quantity, bool), "quantity: not an integer")
+        _check(-MAX_QUANTITY <= self.quantity <= MAX_QUANTITY,
+               f"quantity: {self.quantity} is beyond the {MAX_QUANTITY:,} units one movement may carry")
         _check(isinstance(self.occurred_at, int) and self.occurred_at >= 0, "occurred_at: not an epoch-ms time")
         kind = self.kind
         if kind is Kind.ADJUSTMENT:
@@ -124,3 +134,9 @@ class Movement:
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise InvalidMovement(message)
+
+
+def expiry_of(channel: str, sku: str, reservation_id: str, expires_at: int) -> Movement:
+    """The movement that ends a lapsed hold (made by stocksync, never by a channel)."""
+    return Movement(Kind.RESERVATION_EXPIRED, f"{WORKER_EVENT_PREFIX}expired:{reservation_id}", channel, sku, None, 0,
+                    expires_at, reservation_id=reservation_id)

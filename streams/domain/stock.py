@@ -22,8 +22,12 @@ from enum import StrEnum
 from typing import ClassVar
 
 from streams.domain.errors import InvalidMovement
-from streams.domain.movements import DELTA_KINDS, Kind, Movement
+from streams.domain.movements import DELTA_KINDS, MAX_QUANTITY, Kind, Movement, expiry_of
 from streams.domain.network import Network
+
+# A position's on-hand stays within this (far inside the 64-bit range of the records, and exact in a JavaScript
+# number): a movement that would take it beyond is rejected as out_of_range.
+MAX_ON_HAND = 1_000_000 * MAX_QUANTITY
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,8 +154,7 @@ class SkuStock:
 
     def due_expiries(self, now: int) -> list[Movement]:
         """Expiry movements for every reservation whose hold has lapsed by `now`; apply them like any movement."""
-        return [Movement(Kind.RESERVATION_EXPIRED, f"expired:{r.reservation_id}", r.channel, self.sku, None, 0,
-                         r.expires_at, reservation_id=r.reservation_id)
+        return [expiry_of(r.channel, self.sku, r.reservation_id, r.expires_at)
                 for r in sorted(self.reservations.values(), key=lambda r: (r.expires_at, r.key))
                 if r.expires_at <= now]
 
@@ -185,17 +188,27 @@ class SkuStock:
                 return "unknown_location"
         if m.location is not None and not network.owns(m.channel, m.location):
             return "location_not_owned"
+        if m.kind in DELTA_KINDS and m.location is not None \
+                and abs(self.position(m.location).on_hand + m.delta) > MAX_ON_HAND:
+            return "out_of_range"
         return ""
 
     def _duplicate(self, m: Movement, remembered: str) -> Outcome:
+        """A movement seen before changes nothing; a re-sent reservation request gets the answer that is true now:
+        the original decision while its hold stands, and once the hold has ended, a refusal saying how."""
         decision = None
         if m.kind is Kind.RESERVATION_PLACED:
             held = self.reservations.get(m.reservation_key)
-            accepted = remembered == "accepted"
-            decision = ReservationDecision(m.channel, m.reservation_id or "", self.sku, accepted, m.quantity,
-                                           "" if accepted else remembered.removeprefix("refused:"),
-                                           held.parts if held and accepted else (),
-                                           m.expires_at if accepted else None)
+            if remembered != "accepted":
+                reason = remembered.removeprefix("refused:")
+            elif held is None:
+                ended = self.seen.get(_ended_key(m.reservation_key))
+                reason = ended[1] if ended is not None else "no_longer_held"
+            else:
+                reason = ""
+            decision = ReservationDecision(m.channel, m.reservation_id or "", self.sku, not reason, m.quantity,
+                                           reason, held.parts if held and not reason else (),
+                                           held.expires_at if held and not reason else None)
         return Outcome(m, Status.DUPLICATE, self.version, decision=decision)
 
     # --- state changes ---------------------------------------------------------------------------------------
@@ -351,6 +364,8 @@ class SkuStock:
                 return replace(outcome, movement=m, anomalies=("unknown_reservation",) + outcome.anomalies)
             return Outcome(m, Status.IGNORED, self.version, anomalies=("unknown_reservation",))
         del self.reservations[m.reservation_key]
+        # How the hold ended, for a re-sent request (forgotten with the other event ids at the horizon).
+        self.seen[_ended_key(m.reservation_key)] = (m.occurred_at, _ENDED_AS[m.kind])
         self._bump()
         changes: list[PositionChange] = []
         for location, units in held.parts:
@@ -400,6 +415,15 @@ class SkuStock:
         Kind.RESERVATION_FULFILLED: _close,
         Kind.RESERVATION_EXPIRED: _close,
     }
+
+
+_ENDED_AS = {Kind.RESERVATION_RELEASED: "released", Kind.RESERVATION_FULFILLED: "fulfilled",
+             Kind.RESERVATION_EXPIRED: "expired"}
+
+
+def _ended_key(reservation_key: str) -> str:
+    """The `seen` key that remembers how a hold ended ("~" starts no channel's event key: channel ids cannot)."""
+    return f"~ended:{reservation_key}"
 
 
 def _remembered(outcome: Outcome) -> str:

@@ -101,13 +101,19 @@ class TopicRegistry:
                           f"accepted/refused decisions on {channel}'s reservation requests",
                           {"cleanup.policy": "delete", "retention.ms": str(7 * 24 * 3600 * 1000)})
 
+    def expiries(self, channel: str) -> TopicSpec:
+        return self._spec(f"{self._channel(channel)}.expiries", "sku", Schema.MOVEMENT,
+                          f"expiries of {channel}'s lapsed holds, made by the workers (no channel writes here)",
+                          {"cleanup.policy": "delete", "retention.ms": str(7 * 24 * 3600 * 1000)})
+
     def ats(self, channel: str) -> TopicSpec:
         return self._spec(f"{self._channel(channel)}.ats", "sku", Schema.ATS_UPDATE,
                           f"available-to-sell per SKU for {channel}; read from the start for full state",
                           COMPACTED)
 
     def for_channel(self, channel: str) -> list[TopicSpec]:
-        return [self.sales(channel), self.restock(channel), self.replies(channel), self.ats(channel)]
+        return [self.sales(channel), self.restock(channel), self.expiries(channel), self.replies(channel),
+                self.ats(channel)]
 
     def all(self, channels: Iterable[str] = ()) -> list[TopicSpec]:
         specs = self.core()

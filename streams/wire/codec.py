@@ -79,11 +79,15 @@ class SingleObjectCodec:
         name = self.by_header.get(bytes(data[:10]))
         if name is None:
             raise DecodeError("unknown_schema", f"unknown schema fingerprint {bytes(data[2:10]).hex()}")
+        body = io.BytesIO(data[10:])
         try:
-            record = fastavro.schemaless_reader(io.BytesIO(data[10:]), self.schemas[name], None)
+            record = fastavro.schemaless_reader(body, self.schemas[name], None)
         except Exception as exc:  # noqa: BLE001 - fastavro raises many types for a broken body
             raise DecodeError("schema_violation",
                               f"{name}: body does not match the schema ({type(exc).__name__}: {exc})") from None
+        trailing = len(data) - 10 - body.tell()
+        if trailing:
+            raise DecodeError("schema_violation", f"{name}: {trailing} bytes after the end of the record")
         if not isinstance(record, dict):
             raise DecodeError("schema_violation", f"{name}: decoded to {type(record).__name__}, not a record")
         return name, record

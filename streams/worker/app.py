@@ -61,6 +61,7 @@ def create_app(settings: Settings, servers: str | None = None) -> StocksyncApp:
         producer_acks=-1,  # acks=all; aiokafka's default partitioner is murmur2, like Kafka's Java client
         web_port=settings.web_port,
         web_host=settings.web_host,
+        web_bind=settings.web_host,  # faust binds every interface unless told
         canonical_url=settings.advertised_url or f"http://{settings.web_host}:{settings.web_port}",
         consumer_auto_offset_reset="earliest",
     )

@@ -1,12 +1,14 @@
 """Reservation expiry: an index of the open holds of the SKUs this worker owns, and the expiry movements for the
-lapsed ones, sent through the channel's sales topic so that the SKU's owner applies them like any movement."""
+lapsed ones, sent through the channel's expiries topic (written by workers only) so that the SKU's owner applies
+them like any movement."""
 
 from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable
 
-from streams.domain import Kind, Movement, SkuStock
+from streams.domain import SkuStock
+from streams.domain.movements import expiry_of
 from streams.kafka.topics import TopicRegistry
 from streams.wire.codec import SingleObjectCodec
 from streams.wire.records import movement_to_record
@@ -59,9 +61,8 @@ class ExpiryScheduler:
                     continue
                 if channel not in self.network.network.channels:
                     continue
-                movement = Movement(Kind.RESERVATION_EXPIRED, f"expired:{reservation_id}", channel, sku, None, 0,
-                                    expires_at, reservation_id=reservation_id)
-                outbox.send(self.registry.sales(channel).name, sku.encode(),
+                movement = expiry_of(channel, sku, reservation_id, expires_at)
+                outbox.send(self.registry.expiries(channel).name, sku.encode(),
                             self.codec.encode(Schema.MOVEMENT, movement_to_record(movement)), None)
                 self._requested[(sku, channel, reservation_id)] = now
                 sent += 1

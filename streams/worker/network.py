@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import NamedTuple
 
 from aiokafka import TopicPartition
 
 from streams.domain import Kind, Network
-from streams.domain.movements import SALES_SIDE, SUPPLY_SIDE
+from streams.domain.movements import SALES_SIDE, SUPPLY_SIDE, WORKER_MADE
 from streams.kafka.clients import new_aio_consumer
 from streams.kafka.network import parse_network_record
 from streams.kafka.topics import TopicRegistry
@@ -18,15 +19,24 @@ from streams.worker import metrics
 log = logging.getLogger("stocksync.worker")
 
 
+class Route(NamedTuple):
+    """What an input topic carries: whose movements, of which kinds, and whether the workers made them."""
+
+    channel: str
+    kinds: frozenset[Kind]
+    made_by_worker: bool
+
+
 class NetworkInForce:
     """The network this worker applies, its version (the offset of its record), and the input topics it implies:
-    each channel's sales topic takes the sales-side movements, its restock topic the supply-side ones."""
+    each channel's sales topic takes the sales-side movements, its restock topic the supply-side ones, and its
+    expiries topic the expiries the workers make of its lapsed holds."""
 
     def __init__(self, registry: TopicRegistry) -> None:
         self.registry = registry
         self.network = Network()
         self.version = -1
-        self._routes: dict[str, tuple[str, frozenset[Kind]]] = {}
+        self._routes: dict[str, Route] = {}
 
     def adopt(self, network: Network, version: int) -> tuple[set[str], set[str]]:
         """Apply a network; returns (channels added, channels whose ATS rules changed)."""
@@ -36,13 +46,14 @@ class NetworkInForce:
         self.network, self.version = network, version
         self._routes = {}
         for channel in network.channels:
-            self._routes[self.registry.sales(channel).name] = (channel, SALES_SIDE)
-            self._routes[self.registry.restock(channel).name] = (channel, SUPPLY_SIDE)
+            self._routes[self.registry.sales(channel).name] = Route(channel, SALES_SIDE, False)
+            self._routes[self.registry.restock(channel).name] = Route(channel, SUPPLY_SIDE, False)
+            self._routes[self.registry.expiries(channel).name] = Route(channel, WORKER_MADE, True)
         metrics.NETWORK_VERSION.set(version)
         return added, changed
 
-    def route(self, topic: str) -> tuple[str, frozenset[Kind]] | None:
-        """The channel that reports on `topic` and the movement kinds that belong there; None if no channel."""
+    def route(self, topic: str) -> Route | None:
+        """What `topic` carries; None if no channel of the network reads it."""
         return self._routes.get(topic)
 
     def input_topics(self) -> list[str]:

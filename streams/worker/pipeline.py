@@ -23,7 +23,8 @@ from streams.domain import (
     affected_channels,
     channel_ats,
 )
-from streams.domain.movements import SALES_SIDE
+from streams.domain.movements import SALES_SIDE, WORKER_EVENT_PREFIX, WORKER_MADE, Kind
+from streams.domain.stock import MAX_ON_HAND
 from streams.errors import StocksyncError
 from streams.kafka.topics import TopicRegistry
 from streams.settings import DEFAULT_MAX_RECORD_BYTES
@@ -150,7 +151,7 @@ class Pipeline:
             self._dead_letter(outbox, message, None, "unknown_channel", f"no channel reads {message.topic}", now,
                               result)
             return
-        channel, kinds = route
+        channel = route.channel
         try:
             name, record = self.codec.decode_as(message.value or b"", Schema.MOVEMENT, Schema.MOVEMENT_BATCH)
         except DecodeError as exc:
@@ -164,10 +165,14 @@ class Pipeline:
             except InvalidMovement as exc:
                 self._dead_letter(outbox, message, channel, "invalid_movement", str(exc), now, result, position)
                 continue
-            if movement.kind not in kinds:
-                side = "sales" if movement.kind in SALES_SIDE else "restock"
-                self._dead_letter(outbox, message, channel, "wrong_topic",
-                                  f"a {movement.kind} belongs on the channel's {side} topic", now, result, position)
+            if movement.event_id.startswith(WORKER_EVENT_PREFIX) != route.made_by_worker:
+                self._dead_letter(outbox, message, channel, "invalid_movement",
+                                  f"event_id: {movement.event_id!r}: only the workers' own movements, and all of "
+                                  f"them, start with {WORKER_EVENT_PREFIX!r}", now, result, position)
+                continue
+            if movement.kind not in route.kinds:
+                self._dead_letter(outbox, message, channel, "wrong_topic", _wrong_topic(movement.kind), now, result,
+                                  position)
                 continue
             partition = sku_partition(movement.sku, self.partitions)
             if partition != message.partition:
@@ -308,6 +313,12 @@ def _locations_of(outcome: Outcome, stock: SkuStock) -> set[str]:
     return {loc for loc in found if loc in stock.positions}
 
 
+def _wrong_topic(kind: Kind) -> str:
+    if kind in WORKER_MADE:
+        return f"a {kind} is made by stocksync only, when a hold lapses"
+    return f"a {kind} belongs on the channel's {'sales' if kind in SALES_SIDE else 'restock'} topic"
+
+
 def _rejection_detail(outcome: Outcome) -> str:
     m = outcome.movement
     return {
@@ -316,6 +327,7 @@ def _rejection_detail(outcome: Outcome) -> str:
         "unknown_channel": f"channel {m.channel!r} is not in the network",
         "too_late": f"occurred_at {m.occurred_at} is at or before the SKU's horizon floor",
         "from_future": f"occurred_at {m.occurred_at} is ahead of the worker's clock beyond the tolerated skew",
+        "out_of_range": f"on_hand at {m.location!r} would leave the range of +-{MAX_ON_HAND:,} units",
     }.get(outcome.reason, outcome.reason)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 import urllib.error
@@ -15,6 +16,8 @@ from streams.channel import AtsUpdate, ChannelClient, ChannelTopicMissing, Clien
 from streams.domain import InvalidMovement, Kind, Movement, Network, SkuStock, channel_ats, plan_fulfilment
 from streams.errors import StocksyncError
 from streams.wire.partitioner import sku_partition
+from streams.wire.records import movement_to_record
+from streams.wire.schemas import Schema
 from tests.integration.conftest import wait_for
 from tests.integration.harness import Deployment
 from tests.integration.workload import NETWORK
@@ -113,6 +116,33 @@ def test_reservation_decisions_come_back_to_the_requesting_channel(deployment: D
         assert third.accepted
 
 
+def test_a_lapsed_hold_expires_and_its_re_sent_request_is_refused(deployment: Deployment) -> None:
+    deployment.apply_network(NETWORK)
+    deployment.start_worker("one")
+    codec, registry = deployment.codec, deployment.registry
+    positions = registry.positions.name
+    with client(deployment, "web", linger_ms=0) as web:
+        deployment.send_applied([Movement(Kind.RECEIPT, "rcpt-exp-1", "wms", "EXP-1", "w1", 6,
+                                          int(time.time() * 1000))])
+        # The request's own event id is what expiries used to be called: it must not stop the expiry.
+        request = {"reservation_id": "order-9", "event_id": "expired:order-9", "ttl_s": 1.0}
+        held = web.request_reservation("EXP-1", 3, **request).result(20)  # type: ignore[arg-type]
+        assert held.accepted and held.parts == (("w1", 3),)
+        # A channel cannot end its own hold: only the workers make expiries.
+        forged = Movement(Kind.RESERVATION_EXPIRED, "x-order-9", "web", "EXP-1", None, 0, int(time.time() * 1000),
+                          reservation_id="order-9")
+        deployment.send_raw(registry.sales("web").name, b"EXP-1",
+                            codec.encode(Schema.MOVEMENT, movement_to_record(forged)))
+        wait_for(lambda: deployment.latest(positions)[b"EXP-1|w1"]["figures"]["reserved"] == 0, 30,
+                 "the hold to expire")
+        again = web.request_reservation("EXP-1", 3, **request).result(20)  # type: ignore[arg-type]
+        assert (again.accepted, again.reason, again.parts) == (False, "expired", ())
+    letters = [value for _, value, _, _ in deployment.read(registry.deadletter.name)]
+    assert [(d["reason"], d["source_topic"]) for d in letters] == [("wrong_topic", registry.sales("web").name)]
+    ledger = [value for _, value, _, _ in deployment.read(registry.ledger.name) if value["sku"] == "EXP-1"]
+    assert [e["kind"] for e in ledger] == ["receipt", "reservation_placed", "reservation_expired"]
+
+
 def test_misuse_raises_before_anything_is_sent(deployment: Deployment) -> None:
     deployment.apply_network(NETWORK)
     with client(deployment, "wms", linger_ms=0) as wms:
@@ -152,10 +182,28 @@ def _get(port: int, path: str) -> tuple[int, Any]:
         return exc.code, json.loads(exc.read())
 
 
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses a TCP socket listens on at `port` (from /proc: no traffic is sent anywhere)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            for line in list(lines)[1:]:
+                local, state = line.split()[1], line.split()[3]
+                address, hex_port = local.split(":")
+                if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                    found.add(socket.inet_ntop(socket.AF_INET if len(address) == 8 else socket.AF_INET6,
+                                               bytes.fromhex(address)[::-1] if len(address) == 8 else
+                                               b"".join(bytes.fromhex(address[i:i + 8])[::-1]
+                                                        for i in range(0, 32, 8))))
+    return found
+
+
 def test_query_api_answers_the_same_on_every_worker(deployment: Deployment) -> None:
     deployment.apply_network(NETWORK)
     one = deployment.start_worker("one")
     two = deployment.start_worker("two")
+    # The API listens where STOCKSYNC_WEB_HOST says (127.0.0.1 by default), not on every interface.
+    assert listening_addresses(one.port) == {"127.0.0.1"}
     network = Network.from_dict(NETWORK)
     skus = [f"API-{i:02d}" for i in range(16)]
     stocks = {}

@@ -156,6 +156,7 @@ def test_reservations_match_a_sequential_model(steps: list[tuple[str, ...]]) -> 
     stock = SkuStock("SKU-1")
     on_hand = 0  # the model: units at store-a,
     held: dict[str, tuple[int, int]] = {}  # and open reservations (key -> (units, expires))
+    ended: dict[str, str] = {}  # how granted holds ended
     sent: list[Movement] = []
     clock = 1_000
     for op, i, qty_text, channel, earlier in steps:
@@ -181,15 +182,26 @@ def test_reservations_match_a_sequential_model(steps: list[tuple[str, ...]]) -> 
             outcome = stock.apply(Movement(kind, f"c{i}", target.channel, "SKU-1", None, 0, clock,
                                            reservation_id=target.reservation_id), NETWORK, clock)
             units = held.pop(target.reservation_key, None)
+            if units is not None:
+                ended[target.reservation_key] = "released" if op == "release" else "fulfilled"
             assert (outcome.anomalies == ("unknown_reservation",)) == (units is None)
             if units is not None and op == "fulfil":
                 on_hand -= units[0]
         elif op == "expire":
             stock.apply_all(stock.due_expiries(clock), NETWORK, clock)
+            ended.update({key: "expired" for key, (_, exp) in held.items() if exp <= clock})
             held = {key: (units, exp) for key, (units, exp) in held.items() if exp > clock}
         elif op == "resend" and sent:
             again = sent[int(earlier) % len(sent)]
-            assert stock.apply(again, NETWORK, clock).status is Status.DUPLICATE
+            outcome = stock.apply(again, NETWORK, clock)
+            assert outcome.status is Status.DUPLICATE and outcome.decision is not None
+            decision, key = outcome.decision, again.reservation_key
+            # The answer that is true now, and never an acceptance without a hold.
+            if key in held:
+                assert decision.accepted and sum(units for _, units in decision.parts) == held[key][0]
+            else:
+                assert not decision.accepted and not decision.parts
+                assert decision.reason == ended.get(key, decision.reason)
         position = stock.position("store-a")
         assert position.on_hand == on_hand
         assert position.reserved == sum(units for units, _ in held.values())

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from streams.domain import SkuStock, Status, StockRules
+from streams.domain import stock as stock_module
+from streams.domain.movements import WORKER_EVENT_PREFIX
 from tests.unit.domain.helpers import NETWORK, NOW, mv
 
 
@@ -192,3 +196,40 @@ def test_memory_stays_bounded_under_caps() -> None:
     stock.apply_all([mv("receipt", at=t) for t in range(1, 20_001)], NETWORK, NOW, rules)
     assert len(stock.seen) <= 500 and all(len(d) <= 200 for d in stock.deltas.values())
     assert stock.position("wh-1").on_hand == 20_000
+
+
+@pytest.mark.parametrize(("ending", "reason"), [("reservation_released", "released"),
+                                                ("reservation_fulfilled", "fulfilled"),
+                                                ("reservation_expired", "expired")])
+def test_a_request_re_sent_after_its_hold_ended_is_never_accepted(ending: str, reason: str) -> None:
+    stock = stock_with(mv("receipt", "store-a", 5))
+    request = mv("reservation_placed", "store-a", 2, channel="web", reservation_id="r1", expires_at=NOW + 100)
+    first = stock.apply(request, NETWORK, NOW)
+    assert first.decision is not None and first.decision.accepted
+    again = stock.apply(request, NETWORK, NOW)  # while the hold stands: the same answer
+    assert again.decision == first.decision and again.status is Status.DUPLICATE
+    end = mv(ending, None, 0, channel="web", reservation_id="r1", at=NOW + 100) if ending != "reservation_expired" \
+        else stock.due_expiries(NOW + 100)[0]
+    stock.apply(end, NETWORK, NOW + 100)
+    late = stock.apply(request, NETWORK, NOW + 200)
+    assert late.status is Status.DUPLICATE and late.decision is not None
+    assert (late.decision.accepted, late.decision.reason, late.decision.parts) == (False, reason, ())
+    assert stock.position("store-a").reserved == 0
+
+
+def test_a_movement_taking_on_hand_out_of_range_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stock_module, "MAX_ON_HAND", 10)
+    stock = stock_with(mv("receipt", "store-a", 8))
+    outcome = stock.apply(mv("receipt", "store-a", 5), NETWORK, NOW)
+    assert (outcome.status, outcome.reason) == (Status.REJECTED, "out_of_range")
+    assert stock.position("store-a").on_hand == 8
+
+
+def test_an_expiry_is_never_taken_for_a_channel_event_of_the_same_name() -> None:
+    stock = stock_with(mv("receipt", "store-a", 5))
+    stock.apply(mv("reservation_placed", "store-a", 2, channel="web", reservation_id="r1", event_id="expired:r1",
+                   expires_at=NOW + 100), NETWORK, NOW)
+    [expiry] = stock.due_expiries(NOW + 100)
+    assert expiry.event_id.startswith(WORKER_EVENT_PREFIX)
+    assert stock.apply(expiry, NETWORK, NOW + 100).status is Status.APPLIED
+    assert stock.position("store-a").reserved == 0

@@ -101,6 +101,14 @@ def test_truncated_body_is_a_schema_violation() -> None:
     assert caught.value.reason == "schema_violation"
 
 
+def test_bytes_after_the_record_are_a_schema_violation() -> None:
+    codec = default_codec()
+    data = codec.encode(Schema.MOVEMENT, movement_to_record(mv(Kind.SALE)))
+    with pytest.raises(DecodeError, match="3 bytes after the end of the record") as caught:
+        codec.decode(data + b"\x02\x04\x06")
+    assert caught.value.reason == "schema_violation"
+
+
 def test_schemas_parse_with_plain_fastavro() -> None:
     # Any Avro library can read them: each file parses on its own once the types it names are known.
     named: dict[str, Any] = {}

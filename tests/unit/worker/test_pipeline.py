@@ -5,10 +5,15 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from streams.domain import Kind, Movement, Network
+import pytest
+
+from streams.domain import Kind, Movement, Network, Position
 from streams.kafka.topics import TopicRegistry
 from streams.wire.codec import default_codec
 from streams.wire.partitioner import sku_partition
+from streams.wire.records import movement_to_record, position_record
+from streams.wire.schemas import Schema
+from streams.worker import pipeline as pipeline_module
 from streams.worker.pipeline import Inbound, Pipeline
 from tests.unit.domain.helpers import NETWORK, NOW
 from tests.unit.fakes import Outbox, Store
@@ -130,15 +135,37 @@ def test_a_sku_whose_state_would_not_fit_in_a_record_is_dead_lettered_and_the_ba
     assert all(len(value or b"") <= 4_000 for _, _, value, _ in outbox.records)
 
 
-def test_an_unexpected_failure_isolates_the_one_sku() -> None:
+def test_an_unexpected_failure_isolates_the_one_sku(monkeypatch: pytest.MonkeyPatch) -> None:
     built, registry = setup()
-    overflow = [Movement(Kind.RECEIPT, f"o{i}", "wms", "BIG-1", "wh-1", 2**62, 1_000 + i) for i in range(2)]
+    real = position_record
+
+    def failing(position: Position, now: int) -> dict[str, Any]:
+        if position.sku == "BAD-1":
+            raise RuntimeError("a bug that only BAD-1 meets")
+        return real(position, now)
+
+    monkeypatch.setattr(pipeline_module, "position_record", failing)
+    bad = [Movement(Kind.RECEIPT, f"b{i}", "wms", "BAD-1", "wh-1", 1, 1_000 + i) for i in range(2)]
     cold = Movement(Kind.RECEIPT, "c1", "wms", "COLD-1", "wh-1", 3, 1_000)
     store, outbox = Store(PARTITIONS), Outbox()
-    built.handle([message(registry, overflow), message(registry, [cold], offset=1)], store, outbox, NOW)
+    built.handle([message(registry, bad), message(registry, [cold], offset=1)], store, outbox, NOW)
     assert set(store.data) == {"COLD-1"}
-    assert [(d["reason"], d["movement_index"]) for d in letters(outbox, registry)] == [("internal_error", 0),
-                                                                                       ("internal_error", 1)]
+    dead = letters(outbox, registry)
+    assert [(d["reason"], d["movement_index"]) for d in dead] == [("internal_error", 0), ("internal_error", 1)]
+    assert "a bug that only BAD-1 meets" in dead[0]["detail"]
+
+
+def test_a_quantity_beyond_the_bounds_is_an_invalid_movement_alone() -> None:
+    built, registry = setup()
+    good = movement_to_record(Movement(Kind.RECEIPT, "g1", "wms", "SKU-1", "wh-1", 3, 1_000))
+    huge = {**good, "event_id": "h1", "quantity": 2**62}
+    value = default_codec().encode(Schema.MOVEMENT_BATCH, {"movements": [huge, good]})
+    inbound = Inbound(registry.restock("wms").name, sku_partition("SKU-1", PARTITIONS), 0, b"SKU-1", value)
+    store, outbox = Store(PARTITIONS), Outbox()
+    built.handle([inbound], store, outbox, NOW)
+    [letter] = letters(outbox, registry)
+    assert (letter["reason"], letter["movement_index"]) == ("invalid_movement", 0)
+    assert "quantity" in letter["detail"] and set(store.data) == {"SKU-1"}
 
 
 def test_an_input_too_large_for_a_dead_letter_keeps_its_first_bytes() -> None:
@@ -153,4 +180,31 @@ def test_an_input_too_large_for_a_dead_letter_keeps_its_first_bytes() -> None:
     [letter] = letters(outbox, registry)
     assert letter["reason"] == "not_avro" and garbage.startswith(letter["value"]) and len(letter["value"]) > 50_000
     assert f"the original is at {registry.sales('web').name}/1/41" in letter["detail"]
+
+
+def test_expiries_come_only_from_the_workers_topic_and_never_clash_with_a_channel_event() -> None:
+    built, registry = setup()
+    store, outbox = Store(PARTITIONS), Outbox()
+    partition = sku_partition("SKU-1", PARTITIONS)
+    built.handle([message(registry, [Movement(Kind.RECEIPT, "r1", "wms", "SKU-1", "wh-1", 5, 1_000)])],
+                 store, outbox, NOW)
+    # A request whose own event id looks like the old expiry ids.
+    request = Movement(Kind.RESERVATION_PLACED, "expired:o1", "web", "SKU-1", "wh-1", 2, NOW,
+                       reservation_id="o1", expires_at=NOW + 1_000)
+    built.handle([message(registry, [request], side="sales")], store, outbox, NOW)
+    forged = [Movement(Kind.RESERVATION_EXPIRED, "x1", "web", "SKU-1", None, 0, NOW + 1_000, reservation_id="o1"),
+              Movement(Kind.SALE, "~sale", "web", "SKU-1", "wh-1", 1, NOW)]
+    result = built.handle([message(registry, forged, side="sales", offset=1)], store, outbox, NOW + 1_000)
+    assert result.dead_letters == 2
+    assert [(d["reason"], d["movement_index"]) for d in letters(outbox, registry)] == [("wrong_topic", 0),
+                                                                                       ("invalid_movement", 1)]
+    held = default_codec().decode(store.data["SKU-1"][0])[1]["reservations"]
+    assert [r["reservation_id"] for r in held] == ["o1"]  # the channel could not end its own hold
+    # The worker's own expiry goes through the channel's expiries topic and ends the hold.
+    sent = Outbox()
+    assert built.expiries.request_due(sent, NOW + 1_000) == 1
+    [(topic, key, value, _)] = sent.records
+    assert topic == registry.expiries("web").name
+    built.handle([Inbound(topic, partition, 0, key, value)], store, outbox, NOW + 1_000)
+    assert default_codec().decode(store.data["SKU-1"][0])[1]["reservations"] == []
 
