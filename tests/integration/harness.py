@@ -17,7 +17,8 @@ from typing import Any
 
 from confluent_kafka import TopicPartition
 
-from streams.domain import Kind, Movement, Network, SkuStock, Status, channel_ats
+from streams.domain import Movement, Network, SkuStock, Status, channel_ats
+from streams.domain.movements import EXPIRY_EVENT_PREFIX, expiry_of
 from streams.kafka.admin import ensure_topics
 from streams.kafka.clients import new_admin, new_consumer, new_producer, watermarks
 from streams.kafka.network import publish_network
@@ -191,6 +192,15 @@ class Deployment:
     # --- output ----------------------------------------------------------------------------------------------
     def read(self, topic: str) -> list[tuple[bytes | None, dict[str, Any], int, int]]:
         """Every record of a topic, from the start to its current end: (key, value, partition, offset)."""
+        return [(key, self.codec.decode(value)[1], partition, offset)
+                for key, value, partition, offset in self.messages(topic)]
+
+    def read_raw(self, topic: str) -> list[bytes]:
+        """Every value of a topic as written, from the start to its current end."""
+        return [value for _, value, _, _ in self.messages(topic)]
+
+    def messages(self, topic: str) -> list[tuple[bytes | None, bytes, int, int]]:
+        """Every message of a topic, from the start to its current end: (key, value, partition, offset)."""
         consumer = new_consumer(self.bootstrap, f"reader-{time.monotonic_ns()}")
         try:
             parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
@@ -206,7 +216,7 @@ class Deployment:
                     continue
                 value, partition, offset = msg.value(), msg.partition(), msg.offset()
                 assert value is not None and partition is not None and offset is not None, f"{topic}: {msg}"
-                out.append((msg.key(), self.codec.decode(value)[1], partition, offset))
+                out.append((msg.key(), value, partition, offset))
                 if offset + 1 >= ends[partition][1]:
                     todo.discard(partition)
             return out
@@ -256,9 +266,8 @@ class Deployment:
             movement = self.sent.get(key)
             if movement is None:
                 assert entry["kind"] == "reservation_expired", f"ledger has an event nobody sent: {key}"
-                movement = Movement(Kind.RESERVATION_EXPIRED, entry["event_id"], entry["channel"], entry["sku"],
-                                    None, 0, entry["occurred_at"],
-                                    reservation_id=entry["event_id"].removeprefix("expired:"))
+                movement = expiry_of(entry["channel"], entry["sku"],
+                                     entry["event_id"].removeprefix(EXPIRY_EVENT_PREFIX), entry["occurred_at"])
             stock = stocks.setdefault(movement.sku, SkuStock(movement.sku))
             outcome = stock.apply(movement, self.network, entry["applied_at"])
             if outcome.status != Status(entry["status"]) or outcome.version != entry["version"]:

@@ -37,7 +37,7 @@ def test_broker_cli_lifecycle(tmp_path: Path) -> None:
         again = cli("broker", "start", env=env)  # idempotent: reports the running broker
         assert again.stdout.strip() == servers
         created = cli("topics", "create", "--channel", "web", env=env)
-        assert created.returncode == 0 and created.stdout.startswith("9 created"), created.stderr
+        assert created.returncode == 0 and created.stdout.startswith("10 created"), created.stderr
     finally:
         stopped = cli("broker", "stop", env=env)
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
