@@ -15,7 +15,7 @@ import fastavro
 from fastavro.schema import to_parsing_canonical_form
 
 from streams.errors import StocksyncError
-from streams.wire.schemas import load_schemas
+from streams.wire.schemas import legacy_fingerprint_forms, load_schemas
 
 MARKER = b"\xc3\x01"  # Avro single-object encoding, format version 1
 _EMPTY64 = 0xC15D213AA4D7A795
@@ -63,6 +63,9 @@ class SingleObjectCodec:
         self.schemas = dict(schemas or load_schemas())
         self.headers = {name: MARKER + self.fingerprint(name).to_bytes(8, "little") for name in self.schemas}
         self.by_header = {header: name for name, header in self.headers.items()}
+        if schemas is None:  # records written with the fingerprints of older versions are still read
+            for name, form in legacy_fingerprint_forms().items():
+                self.by_header.setdefault(MARKER + crc64_avro(form.encode()).to_bytes(8, "little"), name)
 
     def fingerprint(self, schema: str) -> int:
         return crc64_avro(to_parsing_canonical_form(self.schemas[schema]).encode())

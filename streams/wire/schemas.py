@@ -36,27 +36,111 @@ def schemas_dir() -> Path:
     return Path(override) if override else Path(__file__).resolve().parent.parent / "schemas"
 
 
-@lru_cache(maxsize=1)
-def load_schemas() -> Mapping[str, Any]:
-    """Every schema in schemas/, parsed, by full name; files may refer to types named in other files."""
-    raw = {path.stem: json.loads(path.read_text()) for path in sorted(schemas_dir().glob("*.avsc"))}
+_PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
+_NAMED = frozenset({"record", "error", "enum", "fixed"})
+
+
+def _full_name(name: str, namespace: str | None) -> str:
+    return name if "." in name or name in _PRIMITIVES or not namespace else f"{namespace}.{name}"
+
+
+def _named_types(schema: Any, namespace: str | None, found: dict[str, Any]) -> None:
+    """Every named type defined anywhere in `schema`, by full name."""
+    if isinstance(schema, list):
+        for branch in schema:
+            _named_types(branch, namespace, found)
+    elif isinstance(schema, dict):
+        kind = schema.get("type")
+        if kind in _NAMED:
+            namespace = schema.get("namespace", namespace)
+            found.setdefault(_full_name(schema["name"], namespace), schema)
+            for field in schema.get("fields", []):
+                _named_types(field["type"], namespace, found)
+        elif kind == "array":
+            _named_types(schema["items"], namespace, found)
+        elif kind == "map":
+            _named_types(schema["values"], namespace, found)
+        elif isinstance(kind, (dict, list)):
+            _named_types(kind, namespace, found)
+
+
+def _standalone(schema: Any, namespace: str | None, named: Mapping[str, Any], defined: set[str]) -> Any:
+    """`schema` with every type it names from another file written out in full where it is first used (and by
+    name after that), as the Avro specification's Parsing Canonical Form, and so every Avro library, sees it."""
+    if isinstance(schema, str):
+        full = _full_name(schema, namespace)
+        if full in named and full not in defined:
+            return _standalone(named[full], namespace, named, defined)
+        return schema
+    if isinstance(schema, list):
+        return [_standalone(branch, namespace, named, defined) for branch in schema]
+    kind = schema.get("type")
+    if kind in _NAMED:
+        namespace = schema.get("namespace", namespace)
+        defined.add(_full_name(schema["name"], namespace))
+        if "fields" in schema:
+            return {**schema, "fields": [{**field, "type": _standalone(field["type"], namespace, named, defined)}
+                                         for field in schema["fields"]]}
+        return schema
+    if kind == "array":
+        return {**schema, "items": _standalone(schema["items"], namespace, named, defined)}
+    if kind == "map":
+        return {**schema, "values": _standalone(schema["values"], namespace, named, defined)}
+    if isinstance(kind, (dict, list)):
+        return {**schema, "type": _standalone(kind, namespace, named, defined)}
+    return schema
+
+
+def _read_files() -> dict[str, Any]:
+    raw = {}
+    for path in sorted(schemas_dir().glob("*.avsc")):
+        schema = json.loads(path.read_text())
+        raw[_full_name(schema["name"], schema.get("namespace"))] = schema
     if not raw:
         raise StocksyncError(f"no Avro schemas found in {schemas_dir()}")
+    return raw
+
+
+@lru_cache(maxsize=1)
+def load_schemas() -> Mapping[str, Any]:
+    """Every schema in schemas/, parsed on its own, by full name: a file may refer to types defined in other files,
+    and each schema holds them in full (its fingerprint is then the one any Avro library computes)."""
+    raw = _read_files()
     named: dict[str, Any] = {}
-    parsed: dict[str, Any] = {}
+    for schema in raw.values():
+        _named_types(schema, schema.get("namespace"), named)
+    parsed = {}
+    for name, schema in raw.items():
+        try:
+            parsed[name] = fastavro.parse_schema(_standalone(schema, schema.get("namespace"), named, set()))
+        except fastavro.schema.UnknownType as exc:
+            raise StocksyncError(f"schema {name} refers to an unknown type: {exc}") from None
+    return parsed
+
+
+@lru_cache(maxsize=1)
+def legacy_fingerprint_forms() -> Mapping[str, str]:
+    """Per schema, the canonical form stocksync fingerprinted before 0.2, where a type from another file stayed a
+    bare name (four schemas differ). Records written then, in a changelog or by an older channel client, are still
+    read; nothing is written with these."""
+    from fastavro.schema import to_parsing_canonical_form
+
+    raw = _read_files()
+    named: dict[str, Any] = {}
+    forms: dict[str, str] = {}
     pending = dict(raw)
     while pending:
         progress = False
-        for stem, schema in list(pending.items()):
+        for name, schema in list(pending.items()):
             try:
                 trial = dict(named)
-                result = fastavro.parse_schema(schema, named_schemas=trial)
+                parsed = fastavro.parse_schema(schema, named_schemas=trial)
             except fastavro.schema.UnknownType:
                 continue
             named.update(trial)
-            parsed[f"{schema['namespace']}.{schema['name']}"] = result
-            del pending[stem]
+            forms[name] = to_parsing_canonical_form(parsed)
+            del pending[name]
             progress = True
         if not progress:
             raise StocksyncError(f"schemas refer to unknown types: {sorted(pending)}")
-    return parsed
+    return forms

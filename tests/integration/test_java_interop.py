@@ -1,0 +1,71 @@
+"""Standard Avro clients talk to stocksync: Apache Avro's Java BinaryMessageEncoder writes every input a worker
+applies, and its BinaryMessageDecoder reads every output the worker writes."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from streams.domain import Kind, Movement
+from streams.settings import load_settings
+from streams.wire.codec import default_codec
+from streams.wire.records import movement_to_record
+from streams.wire.schemas import Schema
+from tests.integration.avro_java import AvroJava, fetch_avro_java
+from tests.integration.conftest import wait_for
+from tests.integration.harness import Deployment
+from tests.integration.workload import NETWORK
+
+
+@pytest.fixture(scope="session")
+def avro_java() -> AvroJava:
+    return AvroJava(fetch_avro_java(Path(load_settings().cache_dir)))
+
+
+def test_every_fingerprint_is_the_one_apache_avro_computes(avro_java: AvroJava) -> None:
+    codec = default_codec()
+    assert avro_java.fingerprints() == {name: header[2:].hex() for name, header in codec.headers.items()}
+
+
+def test_java_writes_every_input_and_reads_every_output_of_a_worker(deployment: Deployment,
+                                                                    avro_java: AvroJava) -> None:
+    deployment.apply_network(NETWORK)
+    deployment.start_worker("one")
+    registry, codec = deployment.registry, default_codec()
+    at = int(time.time() * 1000) - 1_000
+    receipt = Movement(Kind.RECEIPT, "j-rcpt", "wms", "JAVA-1", "w1", 9, at)
+    sales = [Movement(Kind.SALE, "j-sale", "pos-1", "JAVA-1", "s1", 1, at),
+             Movement(Kind.RETURN, "j-return", "pos-1", "JAVA-1", "s1", 1, at + 1, resellable=False,
+                      reason="damaged")]
+    request = Movement(Kind.RESERVATION_PLACED, "j-reserve", "web", "JAVA-1", None, 2, at + 2,
+                       reservation_id="j-order", expires_at=at + 600_000)
+    nowhere = Movement(Kind.RECEIPT, "j-nowhere", "wms", "JAVA-1", "nowhere", 1, at + 3)
+    [single] = avro_java.encode(Schema.MOVEMENT, [movement_to_record(receipt)])
+    deployment.send_raw(registry.restock("wms").name, b"JAVA-1", single)
+    deployment.sent[receipt.key] = receipt
+    [packed] = avro_java.encode(Schema.MOVEMENT_BATCH, [{"movements": [movement_to_record(m) for m in sales]}])
+    deployment.send_raw(registry.sales("pos-1").name, b"JAVA-1", packed)
+    deployment.sent.update({m.key: m for m in sales})
+    [reserve, bad] = [avro_java.encode(Schema.MOVEMENT, [movement_to_record(m)])[0] for m in (request, nowhere)]
+    deployment.send_raw(registry.sales("web").name, b"JAVA-1", reserve)
+    deployment.sent[request.key] = request
+    deployment.send_raw(registry.restock("wms").name, b"JAVA-1", bad)
+    assert codec.decode(single)[1] == movement_to_record(receipt)  # the same bytes stocksync would write
+    wait_for(lambda: len(deployment.read(registry.replies("web").name)) == 1, 60, "the reservation's decision")
+    deployment.settle()
+
+    outputs = {topic: deployment.read_raw(topic) for topic in (
+        registry.positions.name, registry.ledger.name, registry.deadletter.name, registry.ats("web").name,
+        registry.replies("web").name)}
+    for topic, values in outputs.items():
+        assert values, f"nothing on {topic}"
+        read_by_java = avro_java.decode(values)
+        assert read_by_java == [codec.decode(value) for value in values], topic
+    ledger = [record["event_id"] for _, record in avro_java.decode(outputs[registry.ledger.name])]
+    assert sorted(ledger) == ["j-rcpt", "j-reserve", "j-return", "j-sale"]
+    [(_, letter)] = avro_java.decode(outputs[registry.deadletter.name])
+    assert (letter["reason"], letter["value"]) == ("unknown_location", bad)
+    [(_, decision)] = avro_java.decode(outputs[registry.replies("web").name])
+    assert decision["accepted"] and decision["reservation_id"] == "j-order"
