@@ -22,7 +22,7 @@ from streams.wire.records import (
     stock_from_record,
     stock_to_record,
 )
-from streams.wire.schemas import Schema
+from streams.wire.schemas import Schema, legacy_fingerprint_forms
 from tests.unit.domain.helpers import NETWORK, NOW, mv
 
 
@@ -115,3 +115,14 @@ def test_schemas_parse_with_plain_fastavro() -> None:
     for name in ("Movement", "MovementBatch", "PositionFigures", "PositionState", "ReservationDecision"):
         fastavro.parse_schema(fastavro.schema.load_schema(f"schemas/{name}.avsc", named_schemas=named),
                               named_schemas=named)
+
+
+def test_records_written_with_the_fingerprints_of_older_versions_are_still_read() -> None:
+    codec = default_codec()
+    batch = {"movements": [movement_to_record(mv(Kind.SALE))]}
+    data = codec.encode(Schema.MOVEMENT_BATCH, batch)
+    old_form = legacy_fingerprint_forms()[Schema.MOVEMENT_BATCH]
+    old = MARKER + crc64_avro(old_form.encode()).to_bytes(8, "little") + data[10:]
+    assert old[:10] != data[:10]  # MovementBatch refers to Movement: its fingerprint changed
+    assert codec.decode(old) == codec.decode(data) == (Schema.MOVEMENT_BATCH, batch)
+
