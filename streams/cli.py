@@ -41,8 +41,11 @@ def _broker(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     print(f"starting local Kafka {settings.kafka_version} (first run fetches its jars with Maven)...",
           file=sys.stderr)
+    # Started again, it keeps its ports and its data: running workers and clients reconnect.
     broker = LocalKafka(home=settings.broker_home, workdir=workdir, kafka_version=settings.kafka_version,
-                        heap=settings.kafka_heap, start_timeout_s=settings.broker_start_timeout_s).start()
+                        heap=settings.kafka_heap, start_timeout_s=settings.broker_start_timeout_s,
+                        port=current.port if current else 0,
+                        controller_port=current.controller_port if current else 0).start()
     print(broker.bootstrap_servers)
     return 0
 

@@ -21,6 +21,16 @@ from streams.errors import BrokerError
 STATE_FILE = "broker.json"
 
 
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -88,8 +98,10 @@ class LocalKafka:
         return str(fetch_jars(self.home, self.kafka_version) / "*")
 
     def _write_config(self) -> Path:
-        self.port = self.port or _free_port()
-        self.controller_port = self.controller_port or _free_port()
+        # A broker started again keeps its ports (clients and workers reconnect), unless another process took one.
+        self.port = self.port if self.port and _bindable(self.port) else _free_port()
+        self.controller_port = self.controller_port if self.controller_port and _bindable(self.controller_port) \
+            else _free_port()
         data = self.workdir / "data"
         config = self.workdir / "server.properties"
         config.write_text("\n".join([
@@ -194,7 +206,7 @@ class LocalKafka:
             if _alive(self.pid):
                 os.kill(self.pid, signal.SIGKILL)
         self.pid = None
-        (self.workdir / STATE_FILE).unlink(missing_ok=True)
+        self._save_state()  # its ports, for the next start
 
     def running(self) -> bool:
         return self.pid is not None and _alive(self.pid)
@@ -206,7 +218,7 @@ class LocalKafka:
 
     @classmethod
     def from_state(cls, home: Path, workdir: Path) -> LocalKafka | None:
-        """The broker a previous `start()` left running in workdir, if its state file is there."""
+        """The broker a previous `start()` left in workdir (running, or stopped with its ports), if any."""
         try:
             state = json.loads((workdir / STATE_FILE).read_text())
         except (FileNotFoundError, json.JSONDecodeError):

@@ -120,9 +120,9 @@ def load_schemas() -> Mapping[str, Any]:
 
 @lru_cache(maxsize=1)
 def legacy_fingerprint_forms() -> Mapping[str, str]:
-    """Per schema, the canonical form stocksync fingerprinted before 0.2, where a type from another file stayed a
-    bare name (four schemas differ). Records written then, in a changelog or by an older channel client, are still
-    read; nothing is written with these."""
+    """Per schema, the canonical form earlier stocksync versions fingerprinted, where a type from another file
+    stayed a bare name (four schemas differ). Records written then, in a changelog or by an older channel client,
+    are still read; nothing is written with these."""
     from fastavro.schema import to_parsing_canonical_form
 
     raw = _read_files()

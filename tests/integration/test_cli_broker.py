@@ -42,3 +42,10 @@ def test_broker_cli_lifecycle(tmp_path: Path) -> None:
         stopped = cli("broker", "stop", env=env)
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
     assert cli("broker", "status", env=env).returncode == 1
+    try:  # started again: the same address (clients reconnect) and the same data
+        restarted = cli("broker", "start", env=env)
+        assert restarted.returncode == 0 and restarted.stdout.strip() == servers, restarted.stderr
+        topics = AdminClient({"bootstrap.servers": servers}).list_topics(timeout=30).topics
+        assert load_settings().topic_prefix + ".channel.web.sales" in topics
+    finally:
+        assert cli("broker", "stop", env=env).returncode == 0

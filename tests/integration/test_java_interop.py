@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from streams.dev.local_kafka import fetch_jars
 from streams.domain import Kind, Movement
 from streams.settings import load_settings
 from streams.wire.codec import default_codec
@@ -69,3 +70,18 @@ def test_java_writes_every_input_and_reads_every_output_of_a_worker(deployment: 
     assert (letter["reason"], letter["value"]) == ("unknown_location", bad)
     [(_, decision)] = avro_java.decode(outputs[registry.replies("web").name])
     assert decision["accepted"] and decision["reservation_id"] == "j-order"
+
+
+def test_the_readme_java_channel_reports_a_receipt(deployment: Deployment, avro_java: AvroJava) -> None:
+    deployment.apply_network(NETWORK)
+    deployment.start_worker("one")
+    settings = load_settings()
+    kafka_libs = fetch_jars(settings.broker_home, settings.kafka_version)  # Kafka's Java client is among them
+    avro_java.run_channel_example(kafka_libs, deployment.bootstrap,
+                                  deployment.settings.topic_prefix, "JAVA-2", "asn-77/1")
+    wait_for(lambda: any(v["event_id"] == "asn-77/1" for _, v, _, _ in
+                         deployment.read(deployment.registry.ledger.name)), 60, "the receipt in the ledger")
+    [(_, entry, _, _)] = deployment.read(deployment.registry.ledger.name)
+    assert (entry["channel"], entry["sku"], entry["status"]) == ("wms", "JAVA-2", "applied")
+    assert [c["after"]["on_hand"] for c in entry["changes"]] == [12]
+
