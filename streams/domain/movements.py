@@ -41,7 +41,7 @@ MAX_QUANTITY = 1_000_000_000
 # start with WORKER_EVENT_PREFIX, which no channel's event id may (so the two can never be taken for each other).
 WORKER_MADE = frozenset({Kind.RESERVATION_EXPIRED})
 WORKER_EVENT_PREFIX = "~"
-EXPIRY_EVENT_PREFIX = f"{WORKER_EVENT_PREFIX}expired:"  # + the reservation id
+EXPIRY_EVENT_PREFIX = f"{WORKER_EVENT_PREFIX}expired:"  # + "<channel>:<reservation id>"
 # Which input topic of a channel carries a kind it reports: sales-side or supply-side.
 SALES_SIDE = frozenset({Kind.SALE, Kind.RETURN} | RESERVATION_KINDS) - WORKER_MADE
 SUPPLY_SIDE = frozenset({Kind.RECEIPT, Kind.ADJUSTMENT, Kind.COUNT, Kind.TRANSFER_OUT, Kind.TRANSFER_IN,
@@ -139,5 +139,11 @@ def _check(condition: bool, message: str) -> None:
 
 def expiry_of(channel: str, sku: str, reservation_id: str, expires_at: int) -> Movement:
     """The movement that ends a lapsed hold (made by stocksync, never by a channel)."""
-    return Movement(Kind.RESERVATION_EXPIRED, f"{EXPIRY_EVENT_PREFIX}{reservation_id}", channel, sku, None, 0,
-                    expires_at, reservation_id=reservation_id)
+    return Movement(Kind.RESERVATION_EXPIRED, f"{EXPIRY_EVENT_PREFIX}{channel}:{reservation_id}", channel, sku,
+                    None, 0, expires_at, reservation_id=reservation_id)
+
+
+def channel_of_expiry(event_id: str) -> str | None:
+    """The channel whose hold an expiry's event id ends (channel ids hold no ':'); None if it is not one."""
+    channel, sep, _ = event_id.removeprefix(EXPIRY_EVENT_PREFIX).partition(":")
+    return channel if event_id.startswith(EXPIRY_EVENT_PREFIX) and sep and channel else None

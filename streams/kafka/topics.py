@@ -73,6 +73,14 @@ class TopicRegistry:
                           "the locations and channels in force, applied with 'stocksync network apply'", COMPACTED, 1)
 
     @property
+    def expiries(self) -> TopicSpec:
+        # One topic for every channel (the channel is in the event id): each input partition costs a worker fetch
+        # work, and a topic per channel would add a partition set per channel.
+        return self._spec("expiries", "sku", Schema.MOVEMENT,
+                          "expiries of lapsed holds, made by the workers (no channel writes here)",
+                          {"cleanup.policy": "delete", "retention.ms": str(7 * 24 * 3600 * 1000)})
+
+    @property
     def stock_changelog(self) -> TopicSpec:
         # faust names a table's changelog <app id>-<table>-changelog; created here so its configs are ours.
         return TopicSpec(name=f"{self.settings.app_id}-stock-changelog", key="sku",
@@ -80,7 +88,7 @@ class TopicRegistry:
                          config=dict(COMPACTED), purpose="the stock table (one record per SKU), for recovery")
 
     def core(self) -> list[TopicSpec]:
-        return [self.positions, self.ledger, self.deadletter, self.network, self.stock_changelog]
+        return [self.positions, self.ledger, self.deadletter, self.network, self.expiries, self.stock_changelog]
 
     # --- per channel ---------------------------------------------------------------------------------------
     def _channel(self, channel: str) -> str:
@@ -101,19 +109,13 @@ class TopicRegistry:
                           f"accepted/refused decisions on {channel}'s reservation requests",
                           {"cleanup.policy": "delete", "retention.ms": str(7 * 24 * 3600 * 1000)})
 
-    def expiries(self, channel: str) -> TopicSpec:
-        return self._spec(f"{self._channel(channel)}.expiries", "sku", Schema.MOVEMENT,
-                          f"expiries of {channel}'s lapsed holds, made by the workers (no channel writes here)",
-                          {"cleanup.policy": "delete", "retention.ms": str(7 * 24 * 3600 * 1000)})
-
     def ats(self, channel: str) -> TopicSpec:
         return self._spec(f"{self._channel(channel)}.ats", "sku", Schema.ATS_UPDATE,
                           f"available-to-sell per SKU for {channel}; read from the start for full state",
                           COMPACTED)
 
     def for_channel(self, channel: str) -> list[TopicSpec]:
-        return [self.sales(channel), self.restock(channel), self.expiries(channel), self.replies(channel),
-                self.ats(channel)]
+        return [self.sales(channel), self.restock(channel), self.replies(channel), self.ats(channel)]
 
     def all(self, channels: Iterable[str] = ()) -> list[TopicSpec]:
         specs = self.core()

@@ -1,6 +1,6 @@
 """Reservation expiry: an index of the open holds of the SKUs this worker owns, and the expiry movements for the
-lapsed ones, sent through the channel's expiries topic (written by workers only) so that the SKU's owner applies
-them like any movement."""
+lapsed ones, sent through the expiries topic (written by workers only) so that the SKU's owner applies them like
+any movement."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ class ExpiryScheduler:
                 if channel not in self.network.network.channels:
                     continue
                 movement = expiry_of(channel, sku, reservation_id, expires_at)
-                outbox.send(self.registry.expiries(channel).name, sku.encode(),
+                outbox.send(self.registry.expiries.name, sku.encode(),
                             self.codec.encode(Schema.MOVEMENT, movement_to_record(movement)), None)
                 self._requested[(sku, channel, reservation_id)] = now
                 sent += 1

@@ -20,17 +20,18 @@ log = logging.getLogger("stocksync.worker")
 
 
 class Route(NamedTuple):
-    """What an input topic carries: whose movements, of which kinds, and whether the workers made them."""
+    """What an input topic carries: whose movements (None: the channel named in each worker-made movement), of
+    which kinds, and whether the workers made them."""
 
-    channel: str
+    channel: str | None
     kinds: frozenset[Kind]
     made_by_worker: bool
 
 
 class NetworkInForce:
     """The network this worker applies, its version (the offset of its record), and the input topics it implies:
-    each channel's sales topic takes the sales-side movements, its restock topic the supply-side ones, and its
-    expiries topic the expiries the workers make of its lapsed holds."""
+    each channel's sales topic takes the sales-side movements, its restock topic the supply-side ones; the
+    expiries topic takes the expiries the workers make of lapsed holds."""
 
     def __init__(self, registry: TopicRegistry) -> None:
         self.registry = registry
@@ -48,7 +49,8 @@ class NetworkInForce:
         for channel in network.channels:
             self._routes[self.registry.sales(channel).name] = Route(channel, SALES_SIDE, False)
             self._routes[self.registry.restock(channel).name] = Route(channel, SUPPLY_SIDE, False)
-            self._routes[self.registry.expiries(channel).name] = Route(channel, WORKER_MADE, True)
+
+        self._routes[self.registry.expiries.name] = Route(None, WORKER_MADE, True)
         metrics.NETWORK_VERSION.set(version)
         return added, changed
 

@@ -23,7 +23,7 @@ from streams.domain import (
     affected_channels,
     channel_ats,
 )
-from streams.domain.movements import SALES_SIDE, WORKER_EVENT_PREFIX, WORKER_MADE, Kind
+from streams.domain.movements import SALES_SIDE, WORKER_EVENT_PREFIX, WORKER_MADE, Kind, channel_of_expiry
 from streams.domain.stock import MAX_ON_HAND
 from streams.errors import StocksyncError
 from streams.kafka.topics import TopicRegistry
@@ -151,15 +151,19 @@ class Pipeline:
             self._dead_letter(outbox, message, None, "unknown_channel", f"no channel reads {message.topic}", now,
                               result)
             return
-        channel = route.channel
         try:
             name, record = self.codec.decode_as(message.value or b"", Schema.MOVEMENT, Schema.MOVEMENT_BATCH)
         except DecodeError as exc:
-            self._dead_letter(outbox, message, channel, exc.reason, str(exc), now, result)
+            self._dead_letter(outbox, message, route.channel, exc.reason, str(exc), now, result)
             return
         records = [record] if name == Schema.MOVEMENT else record["movements"]
         for index, raw in enumerate(records):
             position = None if name == Schema.MOVEMENT else index
+            channel = route.channel or channel_of_expiry(str(raw["event_id"]))
+            if channel is None:
+                self._dead_letter(outbox, message, None, "invalid_movement",
+                                  f"event_id: {raw['event_id']!r} names no channel's hold", now, result, position)
+                continue
             try:
                 movement = movement_from_record(raw, channel)
             except InvalidMovement as exc:

@@ -266,8 +266,8 @@ class Deployment:
             movement = self.sent.get(key)
             if movement is None:
                 assert entry["kind"] == "reservation_expired", f"ledger has an event nobody sent: {key}"
-                movement = expiry_of(entry["channel"], entry["sku"],
-                                     entry["event_id"].removeprefix(EXPIRY_EVENT_PREFIX), entry["occurred_at"])
+                reservation = entry["event_id"].removeprefix(f"{EXPIRY_EVENT_PREFIX}{entry['channel']}:")
+                movement = expiry_of(entry["channel"], entry["sku"], reservation, entry["occurred_at"])
             stock = stocks.setdefault(movement.sku, SkuStock(movement.sku))
             outcome = stock.apply(movement, self.network, entry["applied_at"])
             if outcome.status != Status(entry["status"]) or outcome.version != entry["version"]:

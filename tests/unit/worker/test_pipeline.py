@@ -200,11 +200,23 @@ def test_expiries_come_only_from_the_workers_topic_and_never_clash_with_a_channe
                                                                                        ("invalid_movement", 1)]
     held = default_codec().decode(store.data["SKU-1"][0])[1]["reservations"]
     assert [r["reservation_id"] for r in held] == ["o1"]  # the channel could not end its own hold
-    # The worker's own expiry goes through the channel's expiries topic and ends the hold.
+    # The worker's own expiry goes through the expiries topic and ends the hold.
     sent = Outbox()
     assert built.expiries.request_due(sent, NOW + 1_000) == 1
     [(topic, key, value, _)] = sent.records
-    assert topic == registry.expiries("web").name
+    assert topic == registry.expiries.name
     built.handle([Inbound(topic, partition, 0, key, value)], store, outbox, NOW + 1_000)
     assert default_codec().decode(store.data["SKU-1"][0])[1]["reservations"] == []
+
+
+def test_a_worker_made_movement_must_name_a_channel_in_its_event_id() -> None:
+    built, registry = setup()
+    orphan = movement_to_record(Movement(Kind.RESERVATION_EXPIRED, "~expired", "web", "SKU-1", None, 0, NOW,
+                                         reservation_id="o1"))
+    inbound = Inbound(registry.expiries.name, sku_partition("SKU-1", PARTITIONS), 0, b"SKU-1",
+                      default_codec().encode(Schema.MOVEMENT, orphan))
+    outbox = Outbox()
+    assert built.handle([inbound], Store(PARTITIONS), outbox, NOW).dead_letters == 1
+    [letter] = letters(outbox, registry)
+    assert letter["reason"] == "invalid_movement" and "names no channel" in letter["detail"]
 
