@@ -49,29 +49,33 @@ def _require(tool: str, what: str) -> str:
     return path
 
 
-def fetch_jars(home: Path, kafka_version: str) -> Path:
-    """Copy Apache Kafka's jars and their dependencies into home/libs once; later calls reuse them."""
-    libs = home / "libs"
+def maven_dependencies(pom: Path, libs: Path, properties: dict[str, str], what: str) -> Path:
+    """Copy the runtime dependencies `pom` declares into `libs` once with Maven; later calls reuse them."""
     marker = libs / ".complete"
     if marker.exists():
         return libs
     _require("java", "Java 17 or newer (e.g. openjdk-17-jre-headless)")
     mvn = _require("mvn", "Apache Maven (e.g. the 'maven' package)")
-    home.mkdir(parents=True, exist_ok=True)
-    pom = home / "pom.xml"
-    pom.write_text(resources.files("streams.dev").joinpath("kafka-pom.xml").read_text())
-    partial = home / "libs.partial"
+    partial = libs.with_name(f"{libs.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
-    cmd = [mvn, "-B", "-q", "-f", str(pom), f"-Dkafka.version={kafka_version}",
+    cmd = [mvn, "-B", "-q", "-f", str(pom), *(f"-D{name}={value}" for name, value in properties.items()),
            "dependency:copy-dependencies", f"-DoutputDirectory={partial}", "-DincludeScope=runtime"]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         tail = (result.stdout + result.stderr).strip().splitlines()[-3:]
-        raise BrokerError(f"Maven could not fetch Kafka {kafka_version}: {' | '.join(tail)}")
+        raise BrokerError(f"Maven could not fetch {what}: {' | '.join(tail)}")
     shutil.rmtree(libs, ignore_errors=True)
     partial.rename(libs)
     marker.touch()
     return libs
+
+
+def fetch_jars(home: Path, kafka_version: str) -> Path:
+    """Apache Kafka's jars and their dependencies in home/libs, fetched once."""
+    home.mkdir(parents=True, exist_ok=True)
+    pom = home / "pom.xml"
+    pom.write_text(resources.files("streams.dev").joinpath("kafka-pom.xml").read_text())
+    return maven_dependencies(pom, home / "libs", {"kafka.version": kafka_version}, f"Kafka {kafka_version}")
 
 
 @dataclass

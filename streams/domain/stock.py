@@ -22,7 +22,7 @@ from enum import StrEnum
 from typing import ClassVar
 
 from streams.domain.errors import InvalidMovement
-from streams.domain.movements import DELTA_KINDS, MAX_QUANTITY, Kind, Movement, expiry_of
+from streams.domain.movements import DELTA_KINDS, MAX_QUANTITY, WORKER_EVENT_PREFIX, Kind, Movement, expiry_of
 from streams.domain.network import Network
 
 # A position's on-hand stays within this (far inside the 64-bit range of the records, and exact in a JavaScript
@@ -422,8 +422,9 @@ _ENDED_AS = {Kind.RESERVATION_RELEASED: "released", Kind.RESERVATION_FULFILLED: 
 
 
 def _ended_key(reservation_key: str) -> str:
-    """The `seen` key that remembers how a hold ended ("~" starts no channel's event key: channel ids cannot)."""
-    return f"~ended:{reservation_key}"
+    """The `seen` key that remembers how a hold ended (no channel's event key starts with the workers' prefix:
+    channel ids cannot)."""
+    return f"{WORKER_EVENT_PREFIX}ended:{reservation_key}"
 
 
 def _remembered(outcome: Outcome) -> str:

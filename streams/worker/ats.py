@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 
 from streams.domain import SkuStock, channel_ats
@@ -10,12 +9,9 @@ from streams.kafka.topics import TopicRegistry
 from streams.wire.codec import SingleObjectCodec
 from streams.wire.partitioner import sku_partition
 from streams.wire.schemas import Schema
+from streams.worker.clock import now_ms
 from streams.worker.network import NetworkInForce
 from streams.worker.outputs import Outbox
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class AtsPublisher:

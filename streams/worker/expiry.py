@@ -13,7 +13,7 @@ from streams.kafka.topics import TopicRegistry
 from streams.wire.codec import SingleObjectCodec
 from streams.wire.records import movement_to_record
 from streams.wire.schemas import Schema
-from streams.worker.ats import now_ms
+from streams.worker.clock import now_ms
 from streams.worker.network import NetworkInForce
 from streams.worker.outputs import Outbox
 

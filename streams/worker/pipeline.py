@@ -8,7 +8,6 @@ broker. The channels' ATS goes through the AtsPublisher (coalescing) and open ho
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -41,6 +40,7 @@ from streams.wire.records import (
 from streams.wire.schemas import Schema
 from streams.worker import metrics
 from streams.worker.ats import AtsPublisher
+from streams.worker.clock import now_ms
 from streams.worker.expiry import ExpiryScheduler
 from streams.worker.network import NetworkInForce
 from streams.worker.outputs import Outbox, OutputRecord
@@ -130,7 +130,7 @@ class Pipeline:
     # --- the hot path ----------------------------------------------------------------------------------------
     def handle(self, batch: Sequence[Inbound], store: StockStore, outbox: Outbox, now: int | None = None
                ) -> BatchResult:
-        now = now if now is not None else int(time.time() * 1000)
+        now = now if now is not None else now_ms()
         result = BatchResult()
         work: dict[str, _Work] = {}
         for message in batch:
@@ -284,7 +284,7 @@ class Pipeline:
 
     def dead_letter_batch(self, batch: Sequence[Inbound], outbox: Outbox, reason: str, detail: str) -> None:
         """Send every message of a batch to the dead-letter topic (a batch whose handling failed unexpectedly)."""
-        now = int(time.time() * 1000)
+        now = now_ms()
         for message in batch:
             self._dead_letter(outbox, message, None, reason, detail, now, BatchResult())
 
@@ -305,6 +305,7 @@ class Pipeline:
             "reason": reason, "detail": detail[:MAX_DETAIL], "channel": channel, "source_topic": message.topic,
             "source_partition": message.partition, "source_offset": message.offset, "movement_index": index,
             "key": key, "value": value, "failed_at": now}), None)
+
 
 def _locations_of(outcome: Outcome, stock: SkuStock) -> set[str]:
     """Where a re-delivered movement acts, so its positions and ATS are published again."""

@@ -25,12 +25,9 @@ def add_routes(app: StocksyncApp, table: StockTable, network: NetworkInForce, pa
     query = QueryService(lookup=table.stock, network=lambda: (network.network, network.version))
     changelog = table.changelog
 
-    def ready_now() -> bool:
-        return app.worker_state.ready and not app.rebalancing
-
     @app.page("/ready")
     async def ready(web: Any, request: Any) -> Any:
-        ok = ready_now()
+        ok = app.worker_state.ready and not app.rebalancing
         return web.json({"ready": ok, "network_version": network.version, "assigned_inputs": assigned_topics()},
                         status=200 if ok else 503)
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import io
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 from fastavro import json_reader, json_writer
 
+from streams.dev.local_kafka import maven_dependencies
 from streams.wire.codec import default_codec
 from streams.wire.schemas import legacy_fingerprint_forms, schemas_dir
 
@@ -20,18 +20,8 @@ AVRO_VERSION = "1.12.2"
 def fetch_avro_java(cache_dir: Path) -> Path:
     """Apache Avro's jars (and their dependencies) in cache_dir, fetched once with Maven."""
     libs = cache_dir / f"avro-java-{AVRO_VERSION}" / "libs"
-    if (libs / ".complete").exists():
-        return libs
-    partial = libs.with_name("libs.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    result = subprocess.run(["mvn", "-B", "-q", "-f", str(HERE / "pom.xml"), f"-Davro.version={AVRO_VERSION}",
-                             "dependency:copy-dependencies", f"-DoutputDirectory={partial}",
-                             "-DincludeScope=runtime"], capture_output=True, text=True)
-    assert result.returncode == 0, f"Maven could not fetch Avro {AVRO_VERSION}: {result.stdout[-2000:]}"
-    shutil.rmtree(libs, ignore_errors=True)
-    partial.rename(libs)
-    (libs / ".complete").touch()
-    return libs
+    libs.parent.mkdir(parents=True, exist_ok=True)
+    return maven_dependencies(HERE / "pom.xml", libs, {"avro.version": AVRO_VERSION}, f"Avro {AVRO_VERSION}")
 
 
 class AvroJava:
