@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     max_record_bytes: int = Field(default=DEFAULT_MAX_RECORD_BYTES, ge=16 * 1024, le=64 * 1024 * 1024)
     # How far back late events are still reconciled exactly (older ones are dead-lettered as too_late).
     horizon_ms: int = Field(default=7 * 24 * 3600 * 1000, ge=60_000)
+    # Fault injection for tests, 0 (off) in production: the worker exits abruptly once it has written this many
+    # transactions, before committing the last one.
+    crash_before_commit: int = Field(default=0, ge=0)
     rocksdb_write_buffer_mb: int = Field(default=16, ge=1, le=1024)
     rocksdb_block_cache_mb: int = Field(default=64, ge=1, le=16384)
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import KafkaException
 
-from streams.kafka.clients import assign_all, unassigned_consumer
+from streams.kafka.clients import assign_all, reached, unassigned_consumer
 from streams.wire.codec import SingleObjectCodec
 from streams.wire.schemas import Schema
 
@@ -36,9 +37,9 @@ class AtsSubscription:
         self.skipped_stale = 0
         self.errors: list[str] = []
         self.consumer = unassigned_consumer(servers)
+        self.topic = topic
         self._ends = assign_all(self.consumer, topic, from_beginning)
         self._caught_up = threading.Event()
-        self._positions: dict[int, int] = {}
         if not from_beginning or all(end == 0 for end in self._ends.values()):
             self._caught_up.set()
         self._stopped = threading.Event()
@@ -57,40 +58,38 @@ class AtsSubscription:
         try:
             while not self._stopped.is_set():
                 message = self.consumer.poll(0.2)
-                if message is None:
-                    continue
-                if message.error() is not None:
-                    self.errors.append(str(message.error()))
-                    continue
-                partition, offset, value = message.partition(), message.offset(), message.value()
-                if partition is not None and offset is not None:
-                    self._positions[partition] = offset + 1
-                if not self._caught_up.is_set() and all(
-                        self._positions.get(p, 0) >= end for p, end in self._ends.items() if end > 0):
+                if message is not None:
+                    self._take(message)
+                if not self._caught_up.is_set() and reached(self.consumer, self.topic, self._ends):
                     self._caught_up.set()
-                if value is None:
-                    continue
-                try:
-                    _, r = self.codec.decode_as(value, Schema.ATS_UPDATE)
-                except Exception as exc:  # noqa: BLE001 - keep following; note what was unreadable
-                    self.errors.append(f"offset {message.offset()}: {exc}")
-                    continue
-                update = AtsUpdate(r["channel"], r["sku"], r["ats"], r["version"], r["network_version"],
-                                   r["updated_at"])
-                current = self.latest.get(update.sku)
-                if current is not None and (update.version, update.network_version) <= (
-                        current.version, current.network_version):
-                    self.skipped_stale += 1
-                    continue
-                self.latest[update.sku] = update
-                try:
-                    self.callback(update)
-                except Exception as exc:  # noqa: BLE001 - the caller's bug must not stop the feed
-                    self.errors.append(f"callback failed on {update.sku}: {exc!r}")
         except KafkaException as exc:
             self.errors.append(str(exc))
         finally:
             self.consumer.close()
+
+    def _take(self, message: Any) -> None:
+        if message.error() is not None:
+            self.errors.append(str(message.error()))
+            return
+        value = message.value()
+        if value is None:
+            return
+        try:
+            _, r = self.codec.decode_as(value, Schema.ATS_UPDATE)
+        except Exception as exc:  # noqa: BLE001 - keep following; note what was unreadable
+            self.errors.append(f"offset {message.offset()}: {exc}")
+            return
+        update = AtsUpdate(r["channel"], r["sku"], r["ats"], r["version"], r["network_version"], r["updated_at"])
+        current = self.latest.get(update.sku)
+        if current is not None and (update.version, update.network_version) <= (
+                current.version, current.network_version):
+            self.skipped_stale += 1
+            return
+        self.latest[update.sku] = update
+        try:
+            self.callback(update)
+        except Exception as exc:  # noqa: BLE001 - the caller's bug must not stop the feed
+            self.errors.append(f"callback failed on {update.sku}: {exc!r}")
 
     def stop(self) -> None:
         self._stopped.set()

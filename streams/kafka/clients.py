@@ -30,8 +30,21 @@ def new_producer(servers: str, **overrides: Any) -> Producer:
     return Producer({"bootstrap.servers": servers, **PRODUCER_SETTINGS, **overrides})
 
 
+# Kafka Streams' value for exactly-once: a worker that dies mid-transaction holds back read_committed readers of
+# the partitions it wrote for at most this long (less when its successor fences it first, which it does at once).
+TRANSACTION_TIMEOUT_MS = 10_000
+
+
+def new_transactional_producer(servers: str, transactional_id: str, **overrides: Any) -> Producer:
+    """A producer whose records are written in transactions; a newer producer with the same `transactional_id`
+    fences it (its next commit fails) and aborts its open transaction."""
+    return new_producer(servers, **{"transactional.id": transactional_id,
+                                    "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS, **overrides})
+
+
 def new_consumer(servers: str, group_id: str, **overrides: Any) -> Consumer:
-    """A confluent-kafka consumer that commits nothing unless asked (`overrides` in librdkafka's names)."""
+    """A confluent-kafka consumer that commits nothing unless asked (`overrides` in librdkafka's names). It reads
+    committed records only (librdkafka's default isolation.level): aborted transactions are never seen."""
     return Consumer({"bootstrap.servers": servers, "group.id": group_id, "enable.auto.commit": False,
                      **overrides})
 
@@ -113,6 +126,62 @@ def start_positions(consumer: Consumer, topic: str, from_beginning: bool
         ends[partition] = high
         positions.append(TopicPartition(topic, partition, OFFSET_BEGINNING if from_beginning else high))
     return positions, ends
+
+
+def reached(consumer: Consumer, topic: str, ends: dict[int, int]) -> bool:
+    """True once the consumer's position in each partition of `topic` is at or past its end offset in `ends`.
+    Positions, not the offsets of messages seen: a partition written in transactions ends with a commit marker,
+    which no consumer is given, so its last message is never at end - 1."""
+    wanted = [TopicPartition(topic, p) for p, end in ends.items() if end > 0]
+    return all(tp.offset >= ends[tp.partition] for tp in consumer.position(wanted)) if wanted else True
+
+
+def last_committed_offsets(servers: str, partitions: list[tuple[str, int]], timeout_s: float = 60.0
+                           ) -> dict[tuple[str, int], int]:
+    """For each (topic, partition), the offset of its last committed record (-1 if it has none): what a
+    read_committed reader has seen once it is up to date. The partition's end offset is past that by the commit
+    markers and any aborted records, so it cannot tell a recovering reader when it is done. Read from the end
+    backwards in growing windows, so only the tail is fetched."""
+    # An end is known from the fetch that reaches it: the broker must not hold that fetch open waiting for more.
+    consumer = new_consumer(servers, f"stocksync-tail-{uuid.uuid4()}", **{"enable.partition.eof": True,
+                                                                          "fetch.wait.max.ms": 10})
+    try:
+        found: dict[tuple[str, int], int] = {}
+        bounds = {}
+        for topic, partition in partitions:
+            low, high = watermarks(consumer, TopicPartition(topic, partition))
+            bounds[(topic, partition)] = (low, high)
+            if high <= low:
+                found[(topic, partition)] = -1
+        window = 64
+        deadline = time.monotonic() + timeout_s
+        while len(found) < len(partitions):
+            todo = {tp: bounds[tp] for tp in partitions if tp not in found}
+            starts = {tp: max(low, high - window) for tp, (low, high) in todo.items()}
+            consumer.assign([TopicPartition(t, p, starts[(t, p)]) for t, p in todo])
+            last: dict[tuple[str, int], int] = {}
+            at_end: set[tuple[str, int]] = set()
+            while len(at_end) < len(todo):
+                if time.monotonic() > deadline:
+                    raise StocksyncError(f"could not read the end of {sorted(set(todo) - at_end)} in {timeout_s} s")
+                message = consumer.poll(0.5)
+                if message is None:
+                    continue
+                tp = (str(message.topic()), int(message.partition() or 0))
+                error = message.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:  # noqa: SLF001 - librdkafka's local error names
+                        raise KafkaException(error)
+                    at_end.add(tp)
+                elif tp in todo:
+                    last[tp] = max(last.get(tp, -1), int(message.offset() or 0))
+            for tp in todo:
+                if tp in last or starts[tp] <= todo[tp][0]:
+                    found[tp] = last.get(tp, -1)  # nothing committed in the whole partition: -1
+            window *= 16
+        return found
+    finally:
+        consumer.close()
 
 
 def assign_all(consumer: Consumer, topic: str, from_beginning: bool) -> dict[int, int]:

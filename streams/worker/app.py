@@ -9,7 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
+from faust.tables import TableManager
+from faust.tables.recovery import Recovery
+from faust.types import TP
 
+from streams.kafka.clients import last_committed_offsets
 from streams.kafka.cluster import bootstrap_servers
 from streams.settings import Settings
 
@@ -23,14 +27,32 @@ class WorkerState:
 
 
 class StocksyncApp(faust.App):
-    """faust's App, plus the worker's state (`worker_state`: faust's Service has a `state` of its own) and
+    """faust's App, plus the worker's state (`worker_state`: faust's Service has a `state` of its own),
     `before_stop`: coroutines run when the app stops, before faust stops its consumer and tables (the input
-    reader finishes its batch there)."""
+    reader finishes its batch there), and `before_recovery`: run with the table partitions this worker is about to
+    recover (it fences their earlier writers there).
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    `committed_only`: the tables' changelogs are written in transactions (streams.worker.transactions) by the app's
+    own code, not through faust's agents. faust's consumer then reads committed records only, and its recovery
+    knows where a partition's committed records end."""
+
+    def __init__(self, *args: Any, committed_only: bool = False, **kwargs: Any) -> None:
+        if committed_only:
+            kwargs["TableManager"] = CommittedTableManager
         super().__init__(*args, **kwargs)
+        self.committed_only = committed_only
         self.worker_state = WorkerState()
         self.before_stop: list[Callable[[], Awaitable[None]]] = []
+        self.before_recovery: Callable[[set[int]], Awaitable[None]] | None = None
+
+    def _new_consumer(self) -> Any:
+        consumer = super()._new_consumer()
+        if self.committed_only:
+            # faust's flag for its own exactly-once mode: its aiokafka consumer then reads with read_committed.
+            # Set on the consumer alone (the app's flag would make faust open transactions of its own); faust
+            # would commit an agent's offsets in transactions with it, so such an app has no agents.
+            consumer.in_transaction = True
+        return consumer
 
     async def on_stop(self) -> None:
         for hook in self.before_stop:
@@ -44,8 +66,36 @@ class StocksyncApp(faust.App):
         return event
 
 
-def create_app(settings: Settings, servers: str | None = None) -> StocksyncApp:
-    """A faust App wired to the configured cluster, with the settings the streaming rules ask for."""
+class CommittedRecovery(Recovery):
+    """faust's table recovery for a changelog written in transactions.
+
+    faust waits until it has applied the record at "highwater - 1"; in a transactional partition that offset is a
+    commit marker, which no consumer is given, so recovery would never end (faust's own fallback, for its own
+    exactly-once mode, gives up waiting after 10 s). Here the highwater is the offset of the last committed record
+    itself, and the partitions' earlier writers are fenced first, so nothing can be committed behind it."""
+
+    async def _build_highwaters(self, consumer: Any, tps: set[TP], destination: Any, title: str) -> None:
+        app = self.app
+        if title == "active" and isinstance(app, StocksyncApp) and app.before_recovery is not None:
+            await app.before_recovery({tp.partition for tp in tps})
+        servers = ",".join(f"{url.host}:{url.port}" for url in app.conf.broker)
+        found = await asyncio.get_running_loop().run_in_executor(
+            None, last_committed_offsets, servers, [(tp.topic, tp.partition) for tp in tps])
+        destination.clear()
+        destination.update({tp: found[(tp.topic, tp.partition)] for tp in tps})
+
+
+class CommittedTableManager(TableManager):
+    @property
+    def recovery(self) -> Recovery:
+        if self._recovery is None:
+            self._recovery = CommittedRecovery(self.app, self, beacon=self.beacon, loop=self.loop)
+        return self._recovery
+
+
+def create_app(settings: Settings, servers: str | None = None, committed_only: bool = False) -> StocksyncApp:
+    """A faust App wired to the configured cluster, with the settings the streaming rules ask for (see
+    StocksyncApp for `committed_only`)."""
     servers = servers or bootstrap_servers(settings)
     return StocksyncApp(
         settings.app_id,
@@ -64,4 +114,5 @@ def create_app(settings: Settings, servers: str | None = None) -> StocksyncApp:
         web_bind=settings.web_host,  # faust binds every interface unless told
         canonical_url=settings.advertised_url or f"http://{settings.web_host}:{settings.web_port}",
         consumer_auto_offset_reset="earliest",
+        committed_only=committed_only,
     )

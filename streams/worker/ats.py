@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import partial
 
 from streams.domain import SkuStock, channel_ats
 from streams.kafka.topics import TopicRegistry
@@ -25,32 +26,37 @@ class AtsPublisher:
         self._held: dict[tuple[str, str], tuple[int, int, int, int]] = {}  # -> (ats, version, partition, due)
 
     def publish(self, outbox: Outbox, channel: str, sku: str, ats: int, version: int, partition: int,
-                now: int) -> None:
+                now: int, held_back: bool = False) -> None:
         """Publish a channel's ATS for a SKU, or hold it back while the channel's window since the last update
-        of the SKU has not passed."""
+        of the SKU has not passed (`held_back`: it was held back and is due now). What is held and when each
+        update went out is remembered only once the outbox's records are committed."""
         window = self.network.coalesce_ms(channel)
         key = (channel, sku)
-        if window and ats > 0:
+        if window and ats > 0 and not held_back:
             last = self._sent_at.get(key)
             if last is not None and now - last < window:
-                self._held[key] = (ats, version, partition, last + window)
+                outbox.on_commit(partial(self._hold, key, (ats, version, partition, last + window)))
                 return
-        self._held.pop(key, None)
-        if window:
-            self._sent_at[key] = now
+        outbox.on_commit(partial(self._sent, key, now if window else None))
         outbox.send(self.registry.ats(channel).name, sku.encode(),
                     self.codec.encode(Schema.ATS_UPDATE, {
                         "channel": channel, "sku": sku, "ats": ats, "version": version,
                         "network_version": self.network.version, "updated_at": now}), partition)
+
+    def _hold(self, key: tuple[str, str], held: tuple[int, int, int, int]) -> None:
+        self._held[key] = held
+
+    def _sent(self, key: tuple[str, str], at: int | None) -> None:
+        self._held.pop(key, None)
+        if at is not None:
+            self._sent_at[key] = at
 
     def release_held(self, outbox: Outbox, now: int | None = None, everything: bool = False) -> int:
         """Publish the held-back updates that are due (all of them with `everything`); returns how many."""
         now = now if now is not None else now_ms()
         due = [(key, held) for key, held in self._held.items() if everything or held[3] <= now]
         for (channel, sku), (ats, version, partition, _) in due:
-            del self._held[(channel, sku)]
-            self._sent_at.pop((channel, sku), None)
-            self.publish(outbox, channel, sku, ats, version, partition, now)
+            self.publish(outbox, channel, sku, ats, version, partition, now, held_back=True)
         for key, sent_at in list(self._sent_at.items()):  # forget what no longer holds anything back
             if now - sent_at >= self.network.coalesce_ms(key[0]) and key not in self._held:
                 del self._sent_at[key]

@@ -1,4 +1,4 @@
-"""The batch unit of work: a batch's state, outputs and input offsets, written in that order."""
+"""The batch unit of work: per table partition, a batch's state, outputs and input offsets in one transaction."""
 
 from __future__ import annotations
 
@@ -8,27 +8,32 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
+from streams.wire.partitioner import partition_for
 from streams.worker import metrics
-from streams.worker.outputs import OutputProducer, ProducerOutbox
+from streams.worker.outputs import OutputRecord, ProducerOutbox
 from streams.worker.pipeline import Inbound, Pipeline
 from streams.worker.table import StockTable, TableStore, offsets_key
+from streams.worker.transactions import CommitFailed, Fenced, PartitionTransactions
 
 log = logging.getLogger("stocksync.worker")
 
+RETRY_AFTER_S = 1.0  # after a transaction the broker could not take (it is away): the same part again
+
 
 class Batcher:
-    """Collects a batch of input records and handles it: pipeline, state committed, outputs delivered, and only
-    then the partitions' InputOffsets advanced past the batch. A crash before that last step brings the batch
-    again; its movements are duplicates by then, which re-send their outputs instead of re-applying."""
+    """Collects a batch of input records and handles it, each table partition's part in one transaction: the
+    SKUs' new states, every output (ledger, positions, feeds, replies, dead letters) and the partition's advanced
+    InputOffsets. Readers see all of it or none; the local store and the recorded offsets follow only a commit.
+    A crash before the commit brings the part again, to be applied afresh to the state as it was."""
 
-    def __init__(self, producer: OutputProducer, table: StockTable, pipeline: Pipeline, max_batch: int,
+    def __init__(self, transactions: PartitionTransactions, table: StockTable, pipeline: Pipeline, max_batch: int,
                  wait_s: float) -> None:
-        self.producer, self.table, self.pipeline = producer, table, pipeline
+        self.transactions, self.table, self.pipeline = transactions, table, pipeline
         self.max_batch, self.wait_s = max_batch, wait_s
         self.records: list[Inbound] = []
         self.first_added = 0.0
         self.lock = asyncio.Lock()
-        self.recorded: dict[int, dict[str, int]] = {}  # per partition number, its InputOffsets as last written
+        self.recorded: dict[int, dict[str, int]] = {}  # per partition number, its InputOffsets as last committed
 
     def add(self, record: Inbound) -> None:
         if not self.records:
@@ -50,16 +55,39 @@ class Batcher:
 
     @asynccontextmanager
     async def outside_batch(self) -> AsyncIterator[ProducerOutbox]:
-        """An outbox for outputs made outside a batch (timers, network changes), delivered on exit. Held under
-        the batch lock: a batch in flight has computed states the table does not hold yet, and outputs that must
-        not be overtaken."""
+        """An outbox for outputs made outside a batch (timers, network changes), committed on exit in the
+        transactions of the partitions their keys belong to. Held under the batch lock: a batch in flight has
+        computed states the table does not hold yet, and outputs that must not be overtaken."""
         async with self.lock:
-            outbox = ProducerOutbox(self.producer)
+            outbox = ProducerOutbox()
             yield outbox
-            await outbox.deliver()
+            await self._commit_outside(outbox)
+
+    async def _commit_outside(self, outbox: ProducerOutbox) -> None:
+        by_partition: dict[int, list[OutputRecord]] = {}
+        for record in outbox.records:
+            _, key, _, partition = record
+            owner = partition if partition is not None else partition_for(key, self.pipeline.partitions)
+            by_partition.setdefault(owner, []).append(record)
+        written = self.transactions.writable()
+        for partition, records in sorted(by_partition.items()):
+            if partition not in written:
+                continue  # its new owner publishes them
+            try:
+                await self.transactions.commit(partition, records)
+            except Fenced:
+                continue
+            except CommitFailed as exc:
+                if not exc.permanent:
+                    log.warning("outputs made outside a batch were not written; the next round makes them again: "
+                                "%s", exc)
+                    return
+                # Derived outputs (feeds, expiry requests): the next change of the SKU publishes them again.
+                log.error("outputs made outside a batch can never be written; dropping them: %s", exc)
+        outbox.committed()
 
     def recorded_offsets(self, partition: int) -> dict[str, int]:
-        """Per input topic, the offset after the last movement of `partition` whose outputs were delivered."""
+        """Per input topic, the offset after the last movement of `partition` whose batch was committed."""
         if partition not in self.recorded:
             self.recorded[partition] = self.table.input_offsets(partition)
         return self.recorded[partition]
@@ -69,37 +97,79 @@ class Batcher:
         self.recorded.clear()
 
     async def flush(self) -> None:
-        """Handle the collected records as one batch: state, outputs, offsets, each awaited before the next."""
+        """Handle the collected records: each partition's part in its own transaction, committed concurrently."""
         async with self.lock:
             batch, self.records = self.records, []
             if not batch:
                 return
-            outbox = ProducerOutbox(self.producer)
-            store = TableStore(self.producer, self.table)
-            try:
-                self.pipeline.handle(batch, store, outbox)
-            except Exception as exc:  # noqa: BLE001 - nothing may stop the worker: dead-letter the batch
-                log.exception("batch of %d messages failed; dead-lettering it", len(batch))
-                outbox.records.clear()
-                store.writes.clear()
-                self.pipeline.dead_letter_batch(batch, outbox, "internal_error", repr(exc)[:500])
-            # State first (with this batch's ledger entries in it), then the outputs, then the offsets.
-            await store.commit()
-            await outbox.deliver()
-            self._record_offsets(batch, store)
-            await store.commit()
+            parts: dict[int, list[Inbound]] = {}
+            for record in batch:
+                parts.setdefault(record.partition, []).append(record)
+            results = await asyncio.gather(*(self._write(partition, part) for partition, part in parts.items()),
+                                           return_exceptions=True)
+            failures = [result for result in results if isinstance(result, BaseException)]
+            if failures:
+                raise failures[0]
             done = time.time()
             for record in batch:
                 metrics.INGEST_LATENCY.observe(max(0.0, done - record.timestamp_ms / 1000))
 
-    def _record_offsets(self, batch: Sequence[Inbound], store: TableStore) -> None:
-        ends: dict[int, dict[str, int]] = {}  # partition -> topic -> next offset
-        for record in batch:
-            topics = ends.setdefault(record.partition, {})
-            topics[record.topic] = max(topics.get(record.topic, 0), record.offset + 1)
-        for partition, topics in ends.items():
-            recorded = self.recorded_offsets(partition)
-            advanced = {t: n for t, n in topics.items() if n > recorded.get(t, 0)}
-            if advanced:
-                recorded.update(advanced)
-                store.put_raw(offsets_key(partition), self.table.encode_offsets(partition, recorded), partition)
+    async def _write(self, partition: int, messages: list[Inbound]) -> None:
+        """One partition's part of a batch. A part with a record the broker will never take is split in halves
+        until the message that causes it is alone; that message is dead-lettered and the rest is written."""
+        todo = [messages]
+        while todo:
+            part = todo.pop()
+            try:
+                await self._transaction(partition, part)
+            except CommitFailed as exc:
+                if not exc.permanent:
+                    log.warning("%s; writing it again in %.0f s", exc, RETRY_AFTER_S)
+                    todo.append(part)
+                    await asyncio.sleep(RETRY_AFTER_S)
+                elif len(part) > 1:
+                    half = len(part) // 2
+                    todo += [part[half:], part[:half]]  # the first half first: offsets stay in order
+                else:
+                    await self._isolate(partition, part[0], exc)
+
+    async def _isolate(self, partition: int, message: Inbound, failure: CommitFailed) -> None:
+        """Dead-letter a message whose outputs cannot be written; if even that cannot be, step over it (it stays
+        at its topic and offset, which the error names)."""
+        detail = "; ".join(failure.errors)[:1000]
+        log.error("%s/%d/%d: its outputs cannot be written; dead-lettering it: %s", message.topic, message.partition,
+                  message.offset, detail)
+        try:
+            await self._transaction(partition, [message], unwritable=detail)
+        except CommitFailed as again:
+            log.error("%s/%d/%d: not even its dead letter can be written (%s); stepping over it", message.topic,
+                      message.partition, message.offset, again)
+            await self._transaction(partition, [message], unwritable=detail, step_over=True)
+
+    async def _transaction(self, partition: int, messages: Sequence[Inbound], unwritable: str | None = None,
+                           step_over: bool = False) -> None:
+        store = TableStore(self.table)
+        outbox = ProducerOutbox()
+        if step_over:
+            pass
+        elif unwritable is not None:
+            self.pipeline.dead_letter_batch(messages, outbox, "unwritable", unwritable)
+        else:
+            try:
+                self.pipeline.handle(messages, store, outbox)
+            except Exception as exc:  # noqa: BLE001 - nothing may stop the worker: dead-letter the part
+                log.exception("a batch of %d messages failed; dead-lettering it", len(messages))
+                store, outbox = TableStore(self.table), ProducerOutbox()
+                self.pipeline.dead_letter_batch(messages, outbox, "internal_error", repr(exc)[:500])
+        offsets = self._offsets_after(partition, messages)
+        store.put_raw(offsets_key(partition), self.table.encode_offsets(partition, offsets), partition)
+        await self.transactions.commit(partition, store.changelog_records() + outbox.records, with_state=True)
+        store.committed()
+        outbox.committed()
+        self.recorded[partition] = offsets
+
+    def _offsets_after(self, partition: int, messages: Sequence[Inbound]) -> dict[str, int]:
+        offsets = dict(self.recorded_offsets(partition))
+        for message in messages:
+            offsets[message.topic] = max(offsets.get(message.topic, 0), message.offset + 1)
+        return offsets

@@ -18,11 +18,11 @@ from streams.worker.ats import AtsPublisher
 from streams.worker.batch import Batcher
 from streams.worker.expiry import ExpiryScheduler
 from streams.worker.network import NetworkFollower, NetworkInForce
-from streams.worker.outputs import OutputProducer
 from streams.worker.pipeline import Pipeline
 from streams.worker.reader import InputReader
 from streams.worker.routes import add_routes
 from streams.worker.table import StockTable
+from streams.worker.transactions import PartitionTransactions
 
 log = logging.getLogger("stocksync.worker")
 
@@ -45,10 +45,10 @@ class Worker:
         self.pipeline = Pipeline(registry, codec, self.network, self.ats, self.expiries,
                                  StockRules(horizon_ms=settings.horizon_ms),
                                  max_record_bytes=settings.max_record_bytes)
-        self.batcher = Batcher(OutputProducer(servers), self.table, self.pipeline, settings.max_batch,
+        self.transactions = PartitionTransactions(servers, settings.app_id, settings.crash_before_commit)
+        app.before_recovery = self.transactions.fence
+        self.batcher = Batcher(self.transactions, self.table, self.pipeline, settings.max_batch,
                                settings.batch_wait_s)
-        # The ledger outbox in a SKU's state is kept until its movements' offsets are recorded.
-        self.pipeline.committed = lambda topic, partition: self.batcher.recorded_offsets(partition).get(topic)
         self.reader = InputReader(app, servers, settings.input_group, self.batcher, self.network.input_topics,
                                   registry.stock_changelog.name)
         self.follower = NetworkFollower(servers, registry, self.network, self.republish)
@@ -105,7 +105,7 @@ class Worker:
 
 def build_worker(settings: Settings, servers: str, network: Network, network_version: int) -> StocksyncApp:
     """The faust app of one worker, for the network in force when it starts (it follows later changes)."""
-    app = create_app(settings, servers)
+    app = create_app(settings, servers, committed_only=True)
     worker = Worker(app, settings, servers, network, network_version)
     app.task(worker.read_inputs)
     app.task(worker.follow_network)
@@ -122,7 +122,8 @@ def build_worker(settings: Settings, servers: str, network: Network, network_ver
     # mode's SignalHandlerT (written with mypy_extensions' VarArg/NamedArg) matches no function in mypy's eyes.
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
     app.on_partitions_assigned.connect(on_assigned)  # type: ignore[arg-type]
-    add_routes(app, worker.table, worker.network, settings.partitions, worker.reader.assigned_topics)
+    add_routes(app, worker.table, worker.network, settings.partitions, worker.reader.assigned_topics,
+               worker.reader.assigned_partitions)
     return app
 
 

@@ -14,6 +14,9 @@ INGEST_LATENCY = Histogram("stocksync_ingest_to_publish_seconds",
                            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 NETWORK_VERSION = Gauge("stocksync_network_version", "Offset of the network config in force")
 INPUT_LAG = Gauge("stocksync_input_lag_messages", "Input messages of this worker's partitions not yet applied")
-OUTPUT_ERRORS = Counter("stocksync_output_errors_total", "Output records refused by the client or the broker")
 INPUT_OFFSETS_LOST = Counter("stocksync_input_offsets_lost_total",
                              "Input offsets deleted by the topic's retention before this worker read them")
+TRANSACTIONS = Counter("stocksync_transactions_total", "Batch transactions by how they ended (committed, aborted, "
+                       "fenced)", ["result"])
+COMMIT_SECONDS = Histogram("stocksync_transaction_seconds", "Writing and committing one partition's transaction",
+                           buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10))

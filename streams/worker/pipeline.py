@@ -8,8 +8,9 @@ broker. The channels' ATS goes through the AtsPublisher (coalescing) and open ho
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 from streams.domain import (
@@ -91,10 +92,6 @@ class _Work:
     sources: list[tuple[Inbound, int | None]] = field(default_factory=list)
 
 
-def never_committed(topic: str, partition: int) -> int | None:
-    return None
-
-
 class RecordTooLarge(StocksyncError):
     """A record this worker would write is over its limit (STOCKSYNC_MAX_RECORD_BYTES)."""
 
@@ -108,24 +105,15 @@ class Pipeline:
 
     def __init__(self, registry: TopicRegistry, codec: SingleObjectCodec, network: NetworkInForce,
                  ats: AtsPublisher, expiries: ExpiryScheduler, rules: StockRules | None = None,
-                 committed: Callable[[str, int], int | None] = never_committed,
                  max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> None:
-        """`committed(topic, partition)`: the offset below which that partition's movements will not be read again
-        (the worker's recorded input offsets; None if unknown)."""
         self.registry = registry
         self.codec = codec
         self.network = network
         self.ats = ats
         self.expiries = expiries
         self.rules = rules or StockRules()
-        self.committed = committed
         self.partitions = registry.partitions
         self.max_record_bytes = max_record_bytes
-
-    def _committed_past(self, pending: dict[str, Any]) -> bool:
-        """True once the movement's source offset is below the committed one: it will not come again."""
-        committed = self.committed(str(pending["source_topic"]), int(pending["source_partition"]))
-        return committed is not None and int(pending["source_offset"]) < committed
 
     # --- the hot path ----------------------------------------------------------------------------------------
     def handle(self, batch: Sequence[Inbound], store: StockStore, outbox: Outbox, now: int | None = None
@@ -199,7 +187,6 @@ class Pipeline:
         raw = store.get(sku, item.partition)
         record = self.codec.decode_as(raw, Schema.SKU_STOCK_STATE)[1] if raw else None
         stock = stock_from_record(record) if record else SkuStock(sku)
-        unconfirmed: dict[str, dict[str, Any]] = record["unconfirmed_ledger"] if record else {}
         before = SkuStock(sku, positions=dict(stock.positions))
         outcomes = stock.apply_all(item.movements, self.network.network, now, self.rules)
         changed: set[str] = set()  # positions this batch changed
@@ -220,21 +207,13 @@ class Pipeline:
                     Schema.RESERVATION_DECISION, decision_record(d, outcome.version, outcome.movement.event_id, now)),
                     item.partition))
             if outcome.status is Status.DUPLICATE:
-                # Its ledger entry may not have reached the broker before a crash: send it again.
-                pending = unconfirmed.get(outcome.movement.key)
-                if pending is not None:
-                    records.append((self.registry.ledger.name, key, pending["entry"], item.partition))
-                continue
+                continue  # its ledger entry was committed with the state that remembers it
             wrote = True
-            entry = self._encode(Schema.LEDGER_ENTRY, _ledger(outcome, message, now))
-            unconfirmed[outcome.movement.key] = {"entry": entry, "source_topic": message.topic,
-                                                 "source_partition": message.partition,
-                                                 "source_offset": message.offset}
-            records.append((self.registry.ledger.name, key, entry, item.partition))
+            records.append((self.registry.ledger.name, key,
+                            self._encode(Schema.LEDGER_ENTRY, _ledger(outcome, message, now)), item.partition))
         state = None
         if wrote:
-            unconfirmed = {k: p for k, p in unconfirmed.items() if not self._committed_past(p)}
-            state = self._encode(Schema.SKU_STOCK_STATE, {**stock_to_record(stock), "unconfirmed_ledger": unconfirmed})
+            state = self._encode(Schema.SKU_STOCK_STATE, {**stock_to_record(stock), "unconfirmed_ledger": {}})
         touched = changed | again
         for location in sorted(touched):
             records.append((self.registry.positions.name, f"{sku}|{location}".encode(), self._encode(
@@ -253,7 +232,7 @@ class Pipeline:
         if state is not None:
             store.put(sku, state, item.partition)
             result.skus_written += 1
-            self.expiries.index(stock)
+            outbox.on_commit(partial(self.expiries.index, stock))
         network = self.network.network
         republish = affected_channels(network, again)
         for channel_id in sorted(affected_channels(network, touched)):

@@ -22,6 +22,7 @@ from streams.kafka.clients import new_aio_consumer
 from streams.worker import metrics
 from streams.worker.batch import Batcher
 from streams.worker.pipeline import Inbound
+from streams.worker.transactions import Fenced
 
 log = logging.getLogger("stocksync.worker")
 
@@ -74,16 +75,24 @@ class InputReader:
         self.revoking = False
 
     def owned_partitions(self) -> set[int]:
+        """The table partitions assigned to this worker that it can write (a fenced one waits for the rebalance
+        that gives it to its new owner)."""
         if self.revoking or self.app.rebalancing:
             return set()
-        return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == self.changelog}
+        return {tp.partition for tp in self.app.assignor.assigned_actives()
+                if tp.topic == self.changelog} & self.batcher.transactions.writable()
 
     def assigned_topics(self) -> list[str]:
         return sorted({tp.topic for tp in self.assigned})
 
+    def assigned_partitions(self) -> list[int]:
+        """The table partitions whose inputs this worker reads now."""
+        return sorted({tp.partition for tp in self.assigned})
+
     async def _run(self) -> None:
+        # read_committed: workers write into input topics too (expiries, re-routed movements), in transactions.
         consumer = new_aio_consumer(self.servers, group_id=self.group_id, auto_offset_reset="earliest",
-                                    max_poll_records=self.batcher.max_batch)
+                                    max_poll_records=self.batcher.max_batch, isolation_level="read_committed")
         await consumer.start()
         last_commit = time.monotonic()
         try:
@@ -100,6 +109,11 @@ class InputReader:
                     if time.monotonic() - last_commit >= self.COMMIT_EVERY_S:
                         last_commit = time.monotonic()
                         await self._commit(consumer)
+                except Fenced as exc:
+                    log.warning("%s: another worker has taken it over; reading the others again from their "
+                                "recorded offsets", exc)
+                    self.batcher.records.clear()
+                    self.assigned = frozenset()
                 except Exception:  # noqa: BLE001 - the reader must outlive any one failure; it starts over
                     log.exception("reading the inputs failed; reading again from the recorded offsets")
                     self.batcher.records.clear()  # they come again: the offsets were not advanced past them
@@ -128,6 +142,7 @@ class InputReader:
             # One offset lookup for them all: awaited one by one, a round trip per partition kept the worker from
             # reading anything for seconds after each assignment (~3 s at 108 input partitions).
             await consumer.seek_to_beginning(*from_start)
+        await self._check_retention(consumer)
         if wanted:
             recorded = sum(1 for tp in wanted if self.next_offset[tp] is not None)
             log.info("reading %d input partitions of table partitions %s: %d from their recorded offsets, %d from "
@@ -149,26 +164,42 @@ class InputReader:
             await self.batcher.flush()
 
     def _in_sequence(self, tp: TopicPartition, offset: int) -> bool:
-        """Input topics have no compaction and no transaction markers, so their offsets have no gaps; one
-        here means the topic's retention deleted movements that were never read."""
+        """False for a record at or before one already handed over (a fetch after a seek back). Offsets may jump:
+        transaction markers take offsets no record has."""
         expected = self.next_offset.get(tp)
         if expected is not None and offset < expected:
             return False
-        if expected is not None and offset > expected:
-            log.error("input %s: offsets %d to %d were deleted before this worker read them", tp, expected,
-                      offset - 1)
-            metrics.INPUT_OFFSETS_LOST.inc(offset - expected)
         self.next_offset[tp] = offset + 1
         return True
 
+    async def _check_retention(self, consumer: AIOKafkaConsumer) -> None:
+        """Movements the topic's retention deleted before this worker read them are lost: say so, loudly."""
+        recorded = {tp: resume for tp, resume in self.next_offset.items() if resume is not None}
+        if not recorded:
+            return
+        starts = await consumer.beginning_offsets(list(recorded))
+        for tp, resume in recorded.items():
+            if starts.get(tp, 0) > resume:
+                log.error("input %s: offsets %d to %d were deleted before this worker read them", tp, resume,
+                          starts[tp] - 1)
+                metrics.INPUT_OFFSETS_LOST.inc(starts[tp] - resume)
+
     async def _commit(self, consumer: AIOKafkaConsumer) -> None:
-        offsets = {tp: n for tp in self.assigned
-                   if (n := self.batcher.recorded_offsets(tp.partition).get(tp.topic)) is not None}
+        """Commit how far the inputs are applied, and set the lag gauge. With no batch in hand, the reader's
+        position is exact (and past any transaction marker, which the recorded offsets cannot be)."""
+        settled = not self.batcher.records
+        offsets = {}
+        for tp in self.assigned:
+            recorded = self.batcher.recorded_offsets(tp.partition).get(tp.topic)
+            if settled:
+                recorded = max(recorded or 0, await consumer.position(tp))
+            if recorded is not None:
+                offsets[tp] = recorded
         lag = 0
         for tp in self.assigned:
-            high = consumer.highwater(tp)
-            if high is not None:
-                lag += max(0, high - offsets.get(tp, 0))
+            end = consumer.last_stable_offset(tp) or consumer.highwater(tp)
+            if end is not None:
+                lag += max(0, end - offsets.get(tp, 0))
         metrics.INPUT_LAG.set(lag)
         if not offsets:
             return

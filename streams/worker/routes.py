@@ -20,7 +20,7 @@ ROUTED_HEADER = "X-Stocksync-Routed"
 
 
 def add_routes(app: StocksyncApp, table: StockTable, network: NetworkInForce, partitions: int,
-               assigned_topics: Callable[[], list[str]]) -> None:
+               assigned_topics: Callable[[], list[str]], assigned_partitions: Callable[[], list[int]]) -> None:
     """Register the worker's pages on its faust app (handlers get faust's view and the aiohttp request)."""
     query = QueryService(lookup=table.stock, network=lambda: (network.network, network.version))
     changelog = table.changelog
@@ -28,7 +28,8 @@ def add_routes(app: StocksyncApp, table: StockTable, network: NetworkInForce, pa
     @app.page("/ready")
     async def ready(web: Any, request: Any) -> Any:
         ok = app.worker_state.ready and not app.rebalancing
-        return web.json({"ready": ok, "network_version": network.version, "assigned_inputs": assigned_topics()},
+        return web.json({"ready": ok, "network_version": network.version, "assigned_inputs": assigned_topics(),
+                         "assigned_partitions": assigned_partitions()},
                         status=200 if ok else 503)
 
     async def answer(web: Any, request: Any, sku: str, compute: Callable[[], dict[str, Any]]) -> Any:

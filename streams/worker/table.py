@@ -15,7 +15,7 @@ from streams.domain import SkuStock
 from streams.wire.codec import SingleObjectCodec
 from streams.wire.records import stock_from_record
 from streams.wire.schemas import Schema
-from streams.worker.outputs import OutputProducer
+from streams.worker.outputs import OutputRecord
 
 OFFSETS_PREFIX = b"\x00"  # no SKU starts with NUL
 
@@ -88,13 +88,10 @@ class StockTable:
 
 
 class TableStore:
-    """The stock table for one batch (a StockStore). Reads are immediate; writes are held until `commit`.
+    """The stock table for one transaction (a StockStore). Reads are immediate; writes are held: their changelog
+    records go into the transaction, and the local store takes them once it is committed."""
 
-    faust's own table write would send its changelog record through a buffer that `producer.flush()` can
-    overtake, so the record is sent here, awaited, and the store is updated without a second changelog record."""
-
-    def __init__(self, producer: OutputProducer, table: StockTable) -> None:
-        self.producer = producer
+    def __init__(self, table: StockTable) -> None:
         self.table = table
         self.writes: dict[bytes, tuple[bytes, int]] = {}
 
@@ -107,12 +104,12 @@ class TableStore:
     def put_raw(self, key: bytes, value: bytes, partition: int) -> None:
         self.writes[key] = (value, partition)
 
-    async def commit(self) -> None:
-        """Write the held records to the changelog, await the broker, then to the local store."""
-        if not self.writes:
-            return
+    def changelog_records(self) -> list[OutputRecord]:
         changelog = self.table.changelog
-        await self.producer.send_all([(changelog, key, value, partition)
-                                      for key, (value, partition) in self.writes.items()])
+        return [(changelog, key, value, partition) for key, (value, partition) in self.writes.items()]
+
+    def committed(self) -> None:
+        """The changelog records are committed: the local store takes them (faust's own table write would send
+        a second changelog record)."""
         self.table.apply(self.writes)
-        self.writes.clear()
+        self.writes = {}

@@ -20,7 +20,7 @@ from confluent_kafka import TopicPartition
 from streams.domain import Movement, Network, SkuStock, Status, channel_ats
 from streams.domain.movements import EXPIRY_EVENT_PREFIX, expiry_of
 from streams.kafka.admin import ensure_topics
-from streams.kafka.clients import new_admin, new_consumer, new_producer, watermarks
+from streams.kafka.clients import new_admin, new_consumer, new_producer, reached, watermarks
 from streams.kafka.network import publish_network
 from streams.kafka.topics import TopicRegistry
 from streams.settings import load_settings
@@ -204,12 +204,12 @@ class Deployment:
         consumer = new_consumer(self.bootstrap, f"reader-{time.monotonic_ns()}")
         try:
             parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-            ends = {p: watermarks(consumer, TopicPartition(topic, p)) for p in parts}
-            todo = {p for p, (low, high) in ends.items() if high > low}
-            consumer.assign([TopicPartition(topic, p, ends[p][0]) for p in parts])
+            bounds = {p: watermarks(consumer, TopicPartition(topic, p)) for p in parts}
+            consumer.assign([TopicPartition(topic, p, bounds[p][0]) for p in parts])
+            ends = {p: high for p, (_, high) in bounds.items()}
             out = []
             deadline = time.monotonic() + 120
-            while todo:
+            while not reached(consumer, topic, ends):
                 assert time.monotonic() < deadline, f"could not read {topic} to its end"
                 msg = consumer.poll(0.5)
                 if msg is None or msg.error():
@@ -217,8 +217,6 @@ class Deployment:
                 value, partition, offset = msg.value(), msg.partition(), msg.offset()
                 assert value is not None and partition is not None and offset is not None, f"{topic}: {msg}"
                 out.append((msg.key(), value, partition, offset))
-                if offset + 1 >= ends[partition][1]:
-                    todo.discard(partition)
             return out
         finally:
             consumer.close()
@@ -252,12 +250,18 @@ class Deployment:
     def replay_ledger(self) -> tuple[dict[str, SkuStock], list[dict[str, Any]]]:
         """Replay each SKU's ledger through the domain; every replayed outcome must match the ledgered one.
 
-        The ledger is at-least-once (an entry is sent again when its movement comes again after a crash), so
-        entries are deduplicated by event and ordered per SKU by version, the change that made a version first."""
+        The ledger is exactly-once (each batch's entries are committed with the state that applied them): an
+        event with two entries fails here. Entries are ordered per SKU by version, the change that made a version
+        first."""
         entries = [value for _, value, _, _ in self.read(self.registry.ledger.name)]
         first: dict[str, int] = {}
+        doubled = []
         for index, entry in enumerate(entries):
-            first.setdefault(f"{entry['channel']}:{entry['event_id']}", index)
+            key = f"{entry['channel']}:{entry['event_id']}"
+            if key in first:
+                doubled.append(key)
+            first.setdefault(key, index)
+        assert doubled == [], f"{len(doubled)} ledger entries written twice, e.g. {doubled[:5]}"
         history = sorted((entries[i] for i in first.values()),
                          key=lambda e: (e["version"], not e["changes"], first[f"{e['channel']}:{e['event_id']}"]))
         stocks: dict[str, SkuStock] = {}

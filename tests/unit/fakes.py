@@ -1,13 +1,15 @@
-"""Fakes shared by the unit tests: the stock store, outbox, output producer and faust table a worker uses, each
-recording what it was given. None of them stands in for a broker's decision: they only record and replay."""
+"""Fakes shared by the unit tests: the stock store, outbox, transactions and faust table a worker uses, each
+recording what it was given. They decide nothing a broker decides: what FakeTransactions refuses is the test's
+choice (integration tests show what the real broker refuses)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import SimpleNamespace
 
 from streams.wire.partitioner import sku_partition
 from streams.worker.outputs import OutputRecord
+from streams.worker.transactions import CommitFailed, Fenced
 
 
 class Store:
@@ -30,13 +32,17 @@ class Store:
 
 
 class Outbox:
-    """An Outbox that keeps every record sent to it."""
+    """An Outbox that keeps every record sent to it, committed as soon as sent (what waits for the commit runs
+    at once)."""
 
     def __init__(self) -> None:
         self.records: list[OutputRecord] = []
 
     def send(self, topic: str, key: bytes, value: bytes | None, partition: int | None = None) -> None:
         self.records.append((topic, key, value, partition))
+
+    def on_commit(self, action: Callable[[], None]) -> None:
+        action()
 
     def to(self, topic: str) -> list[OutputRecord]:
         return [r for r in self.records if r[0] == topic]
@@ -60,19 +66,30 @@ class Broker:
         return {key: (value, partition) for t, key, value, partition in self.records if t == topic}
 
 
-class FakeProducer:
-    """Stands in for OutputProducer: `send_all` calls are numbered from 1, and the call `crash_at` raises Crash
-    before anything of it reaches the broker."""
+class FakeTransactions:
+    """Stands in for PartitionTransactions: a transaction's records reach the broker together, when it commits.
+    Commits are numbered from 1; the commit `crash_at` raises Crash before anything of it reaches the broker.
+    `refused(record)` names the records a broker would refuse for good (the transaction then fails)."""
 
-    def __init__(self, broker: Broker, crash_at: int | None = None) -> None:
-        self.broker = broker
-        self.crash_at = crash_at
-        self.calls: list[list[OutputRecord]] = []
+    def __init__(self, broker: Broker, partitions: Iterable[int], crash_at: int | None = None,
+                 refused: Callable[[OutputRecord], bool] = lambda record: False) -> None:
+        self.broker, self.crash_at, self.refused = broker, crash_at, refused
+        self.producers: dict[int, object] = dict.fromkeys(partitions)
+        self.calls: list[tuple[int, list[OutputRecord]]] = []
 
-    async def send_all(self, records: Sequence[OutputRecord]) -> None:
-        self.calls.append(list(records))
+    def writable(self) -> set[int]:
+        return set(self.producers)
+
+    async def commit(self, partition: int, records: Sequence[OutputRecord], with_state: bool = False) -> None:
+        self.calls.append((partition, list(records)))
         if len(self.calls) == self.crash_at:
-            raise Crash(f"send_all call {self.crash_at}")
+            raise Crash(f"commit {self.crash_at}")
+        if partition not in self.producers:
+            raise Fenced(partition, "another worker has it")
+        refused = [f"{topic}: refused" for topic, key, value, part in records
+                   if self.refused((topic, key, value, part))]
+        if refused:
+            raise CommitFailed(partition, refused, permanent=True)
         self.broker.records.extend(records)
 
 

@@ -1,5 +1,5 @@
-"""The batch unit of work: state, then outputs, then input offsets, each awaited; a crash at any step loses no
-output and counts no movement twice when the batch comes again."""
+"""The batch unit of work: per table partition, state, outputs and offsets in one transaction; a crash before the
+commit applies the batch afresh; a part that cannot be written is isolated; a fenced partition changes nothing."""
 
 from __future__ import annotations
 
@@ -11,30 +11,41 @@ from streams.domain import Kind, Movement
 from streams.wire.codec import default_codec
 from streams.wire.schemas import Schema
 from streams.worker.batch import Batcher
+from streams.worker.outputs import OutputRecord
 from streams.worker.pipeline import Inbound, Pipeline
 from streams.worker.table import StockTable, offsets_key
-from tests.unit.fakes import Broker, Crash, FakeFaustTable, FakeProducer
-from tests.unit.worker.helpers import message, pipeline
+from streams.worker.transactions import Fenced
+from tests.unit.fakes import Broker, Crash, FakeFaustTable, FakeTransactions
+from tests.unit.worker.helpers import PARTITIONS, message, pipeline
 
 CHANGELOG = "u-stock-changelog"
+
+
+def receipt(event: str, sku: str, units: int, at: int) -> Movement:
+    return Movement(Kind.RECEIPT, event, "wms", sku, "wh-1", units, at)
 
 
 def batch_of(built: Pipeline) -> list[Inbound]:
     """Two receipts of one SKU in two messages of one input partition (offsets 0 and 1)."""
     topics = built.registry
-    return [message(topics, [Movement(Kind.RECEIPT, "e1", "wms", "SKU-1", "wh-1", 5, 1_000)], offset=0),
-            message(topics, [Movement(Kind.RECEIPT, "e2", "wms", "SKU-1", "wh-1", 2, 1_001)], offset=1)]
+    return [message(topics, [receipt("e1", "SKU-1", 5, 1_000)], offset=0),
+            message(topics, [receipt("e2", "SKU-1", 2, 1_001)], offset=1)]
 
 
-def worker(broker: Broker, crash_at: int | None = None) -> tuple[Batcher, FakeProducer, FakeFaustTable]:
-    """A worker as it starts: its table recovered from the changelog on the broker."""
+def worker(broker: Broker, crash_at: int | None = None, refused: str | None = None
+           ) -> tuple[Batcher, FakeTransactions, FakeFaustTable]:
+    """A worker as it starts: its table recovered from the changelog on the broker. `refused`: the broker refuses
+    every record of that topic whose key starts with b"SKU-2"."""
+
+    def refuse(record: OutputRecord) -> bool:
+        return refused is not None and record[0] == refused and record[1].startswith(b"SKU-2")
+
     built = pipeline()
     table = FakeFaustTable.recovered_from(broker, CHANGELOG)
-    producer = FakeProducer(broker, crash_at)
-    batcher = Batcher(producer, StockTable(table, default_codec()), built, max_batch=100,  # type: ignore[arg-type]
+    transactions = FakeTransactions(broker, range(PARTITIONS), crash_at, refuse)
+    batcher = Batcher(transactions, StockTable(table, default_codec()), built, max_batch=100,  # type: ignore[arg-type]
                       wait_s=0.02)
-    built.committed = lambda topic, partition: batcher.recorded_offsets(partition).get(topic)
-    return batcher, producer, table
+    return batcher, transactions, table
 
 
 def run(batcher: Batcher, inbound: list[Inbound]) -> None:
@@ -45,47 +56,82 @@ def run(batcher: Batcher, inbound: list[Inbound]) -> None:
     asyncio.run(batcher.flush())
 
 
-def on_hand(broker: Broker) -> int:
-    value, _ = broker.latest(CHANGELOG)[b"SKU-1"]
+def state(broker: Broker, sku: str) -> dict[str, int]:
+    """A SKU's on-hand per location, as the changelog on the broker holds it."""
+    value, _ = broker.latest(CHANGELOG)[sku.encode()]
     record = default_codec().decode_as(value or b"", Schema.SKU_STOCK_STATE)[1]
-    return sum(p["on_hand"] for p in record["positions"])
+    return {p["location"]: p["on_hand"] for p in record["positions"]}
 
 
-def test_state_then_outputs_then_offsets() -> None:
+def ledgered(broker: Broker) -> list[str]:
+    return sorted(default_codec().decode(value or b"")[1]["event_id"] for _, _, value, _ in broker.topic("u.ledger"))
+
+
+def test_state_outputs_and_offsets_are_one_transaction() -> None:
     broker = Broker()
-    batcher, producer, table = worker(broker)
+    batcher, transactions, table = worker(broker)
     inbound = batch_of(batcher.pipeline)
     run(batcher, inbound)
-    state, outputs, offsets = producer.calls
-    assert [(topic, key) for topic, key, _, _ in state] == [(CHANGELOG, b"SKU-1")]
-    assert {topic for topic, *_ in outputs} >= {"u.ledger", "u.positions", "u.channel.web.ats"}
-    assert CHANGELOG not in {topic for topic, *_ in outputs}
-    partition = inbound[0].partition
-    assert [(topic, key) for topic, key, _, _ in offsets] == [(CHANGELOG, offsets_key(partition))]
+    [(partition, records)] = transactions.calls
+    assert partition == inbound[0].partition
+    topics = [topic for topic, *_ in records]
+    assert {"u.ledger", "u.positions", "u.channel.web.ats"} <= set(topics)
+    assert [key for topic, key, _, _ in records if topic == CHANGELOG] == [b"SKU-1", offsets_key(partition)]
     # The local store holds what the changelog holds, and the next batch starts after offset 1.
-    assert table.data[b"SKU-1"] == state[0][2]
+    assert table.data[b"SKU-1"] == broker.latest(CHANGELOG)[b"SKU-1"][0]
     assert batcher.recorded_offsets(partition) == {inbound[0].topic: 2}
 
 
-@pytest.mark.parametrize(("crash_at", "ledger_copies", "state_rewritten"), [
-    (1, 1, True),  # writing the state: nothing reached the broker, the batch is applied afresh
-    (2, 1, False),  # delivering the outputs: the state holds the ledger entries, which are sent again
-    (3, 2, False),  # recording the offsets: everything is sent again, nothing applied again
-], ids=["writing the state", "delivering the outputs", "recording the offsets"])
-def test_a_crash_at_any_step_loses_no_output_and_applies_nothing_twice(crash_at: int, ledger_copies: int,
-                                                                       state_rewritten: bool) -> None:
+def test_a_crash_before_the_commit_applies_the_batch_afresh_and_once() -> None:
     broker = Broker()
-    batcher, _, _ = worker(broker, crash_at)
+    batcher, _, table = worker(broker, crash_at=1)
     inbound = batch_of(batcher.pipeline)
     with pytest.raises(Crash):
         run(batcher, inbound)
-    restarted, producer, _ = worker(broker)
+    assert broker.records == [] and table.data == {}  # nothing visible, nothing kept locally
+    restarted, _, _ = worker(broker)
     run(restarted, inbound)
-    assert on_hand(broker) == 7  # 5 + 2, once
-    ledger = [default_codec().decode(value or b"")[1]["event_id"] for _, _, value, _ in broker.topic("u.ledger")]
-    assert sorted(ledger) == sorted(["e1", "e2"] * ledger_copies)
-    assert {key for _, key, _, _ in broker.topic("u.positions")} == {b"SKU-1|wh-1"}
-    partition = inbound[0].partition
-    changelog_writes = [key for call in producer.calls for topic, key, _, _ in call if topic == CHANGELOG]
-    assert changelog_writes == ([b"SKU-1"] if state_rewritten else []) + [offsets_key(partition)]
-    assert restarted.recorded_offsets(partition) == {inbound[0].topic: 2}
+    assert state(broker, "SKU-1") == {"wh-1": 7}  # 5 + 2, once
+    assert ledgered(broker) == ["e1", "e2"]  # exactly once: no entry is sent again
+
+
+def test_a_message_whose_outputs_the_broker_refuses_is_dead_lettered_alone() -> None:
+    broker = Broker()
+    batcher, _, table = worker(broker, refused="u.ledger")
+    topics = batcher.pipeline.registry
+    # Four messages of one partition; the third carries a SKU whose ledger entries the broker refuses.
+    skus = [sku for sku in (f"SKU-{n}" for n in range(1, 400))
+            if message(topics, [receipt("x", sku, 1, 1)]).partition == 0]
+    good = [sku for sku in skus if not sku.startswith("SKU-2")][:3]
+    bad = next(sku for sku in skus if sku.startswith("SKU-2"))
+    inbound = [message(topics, [receipt(f"e{i}", sku, 1 + i, 1_000 + i)], offset=i)
+               for i, sku in enumerate([good[0], good[1], bad, good[2]])]
+    run(batcher, inbound)
+    assert ledgered(broker) == ["e0", "e1", "e3"]
+    assert [state(broker, sku) for sku in good] == [{"wh-1": 1}, {"wh-1": 2}, {"wh-1": 4}]
+    assert bad.encode() not in table.data
+    [dead] = [default_codec().decode(value or b"")[1] for _, _, value, _ in broker.topic("u.deadletter")]
+    assert (dead["reason"], dead["source_offset"]) == ("unwritable", 2)
+    assert "u.ledger: refused" in dead["detail"]
+    assert batcher.recorded_offsets(0) == {inbound[0].topic: 4}
+
+
+def test_a_message_whose_dead_letter_is_refused_too_is_stepped_over() -> None:
+    broker = Broker()
+    batcher, _, _ = worker(broker, refused="u.ledger")
+    batcher.transactions.refused = lambda record: record[0] in ("u.ledger", "u.deadletter")  # type: ignore[attr-defined]
+    inbound = batch_of(batcher.pipeline)
+    run(batcher, inbound)  # every ledger entry is refused: both messages are stepped over
+    assert broker.topic("u.ledger") == [] and broker.topic("u.deadletter") == []
+    assert batcher.recorded_offsets(inbound[0].partition) == {inbound[0].topic: 2}
+
+
+def test_a_fenced_partition_changes_nothing_here() -> None:
+    broker = Broker()
+    batcher, transactions, table = worker(broker)
+    inbound = batch_of(batcher.pipeline)
+    del transactions.producers[inbound[0].partition]  # another worker took the partition over
+    with pytest.raises(Fenced):
+        run(batcher, inbound)
+    assert broker.records == [] and table.data == {}
+    assert batcher.recorded_offsets(inbound[0].partition) == {}

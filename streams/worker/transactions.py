@@ -1,0 +1,198 @@
+"""Kafka transactions, one producer per table partition: a batch's state, outputs and input offsets become
+visible together or not at all, and only the partition's current owner can write.
+
+This is Kafka Streams' first exactly-once design (a producer per task): each table partition has its own
+transactional id, `<app id>-stock-<partition>`. The worker that takes a partition over initialises a producer with
+that id before it recovers the partition's state; the broker then aborts whatever the previous owner had left
+open and fences it, so a worker that was paused and wakes up cannot commit a stale batch (its commit fails).
+Kafka Streams' later design (one producer per thread, fenced through the consumer group's generation, KIP-447)
+needs the group's metadata from the consumer that reads the inputs; ours are read by an aiokafka consumer in
+assign mode, so the partition ids do the fencing here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from streams.errors import StocksyncError
+from streams.kafka.clients import new_transactional_producer, produce
+from streams.worker import metrics
+from streams.worker.outputs import OutputRecord
+
+log = logging.getLogger("stocksync.worker")
+
+COMMIT_TIMEOUT_S = 30.0
+ABORT_TIMEOUT_S = 5.0
+
+# A record refused with one of these will be refused again however often it is sent: its batch has to be split
+# until the record's source message is found and dead-lettered.
+PERMANENT_RECORD_ERRORS = frozenset({
+    KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE, KafkaError.INVALID_MSG_SIZE,
+    KafkaError.INVALID_RECORD, KafkaError.INVALID_MSG, KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError.POLICY_VIOLATION, KafkaError.TOPIC_EXCEPTION, KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION,  # noqa: SLF001 - librdkafka's local errors
+    KafkaError._INVALID_ARG,  # noqa: SLF001
+})
+
+
+class Fenced(StocksyncError):
+    """This worker may no longer write the partition: another worker took it over (or its producer broke for
+    good). Nothing of the transaction was committed; the partition is written again once it is assigned again."""
+
+    def __init__(self, partition: int, why: str) -> None:
+        super().__init__(f"table partition {partition}: {why}")
+        self.partition = partition
+
+
+class CommitFailed(StocksyncError):
+    """The transaction was aborted: nothing of it is visible. `permanent`: a record in it can never be written
+    (its part of the batch must be isolated); otherwise trying again later may succeed (the broker is away)."""
+
+    def __init__(self, partition: int, errors: Sequence[str], permanent: bool) -> None:
+        super().__init__(f"table partition {partition}: {len(errors)} records refused, e.g. {errors[0]}"
+                         if errors else f"table partition {partition}: the transaction was aborted")
+        self.partition, self.errors, self.permanent = partition, list(errors), permanent
+
+
+class PartitionTransactions:
+    """The transactional producers of the table partitions this worker owns."""
+
+    def __init__(self, servers: str, app_id: str, crash_before_commit: int = 0) -> None:
+        self.servers, self.app_id = servers, app_id
+        self.producers: dict[int, Producer] = {}
+        # Fault injection for tests (0: off): the process exits after writing this many batch transactions'
+        # records, before committing the last one.
+        self.crash_before_commit = crash_before_commit
+        self.written = 0
+
+    def transactional_id(self, partition: int) -> str:
+        return f"{self.app_id}-stock-{partition}"
+
+    def writable(self) -> set[int]:
+        return set(self.producers)
+
+    async def fence(self, partitions: Iterable[int]) -> None:
+        """Become the only writer of `partitions` (and stop writing any other): a new producer per partition,
+        whose initialisation aborts what an earlier owner left open and fences it. Call before reading the
+        partitions' state, so that no transaction of theirs can commit after it was read."""
+        wanted = set(partitions)
+        self.producers.clear()  # kept ones too: another worker may have owned them in between
+        loop = asyncio.get_running_loop()
+        made = await asyncio.gather(*(loop.run_in_executor(None, self._initialised, p) for p in sorted(wanted)))
+        self.producers = dict(zip(sorted(wanted), made, strict=True))
+        if wanted:
+            log.info("fenced earlier writers of table partitions %s", sorted(wanted))
+
+    def _initialised(self, partition: int) -> Producer:
+        producer = new_transactional_producer(self.servers, self.transactional_id(partition), **{
+            "linger.ms": 0, "queue.buffering.max.messages": 1_000_000})
+        while True:
+            try:
+                producer.init_transactions(COMMIT_TIMEOUT_S)
+                return producer
+            except KafkaException as exc:
+                if not exc.args[0].retriable():
+                    raise
+                log.warning("table partition %d: initialising its transactions: %s; trying again", partition,
+                            exc.args[0])
+
+    async def commit(self, partition: int, records: Sequence[OutputRecord], with_state: bool = False) -> None:
+        """Write `records` in one transaction of `partition`'s producer and commit it; raises Fenced or
+        CommitFailed, after which nothing of it is visible to read_committed readers. `with_state`: a batch's
+        transaction (state records among them), where the fault injection point is."""
+        producer = self.producers.get(partition)
+        if producer is None:
+            raise Fenced(partition, "this worker does not own it")
+        started = asyncio.get_running_loop().time()
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self._transaction, partition, producer, records,
+                                                               with_state)
+        except Fenced:
+            self.producers.pop(partition, None)
+            metrics.TRANSACTIONS.labels("fenced").inc()
+            raise
+        except CommitFailed:
+            metrics.TRANSACTIONS.labels("aborted").inc()
+            await self._renew(partition)
+            raise
+        metrics.TRANSACTIONS.labels("committed").inc()
+        metrics.COMMIT_SECONDS.observe(asyncio.get_running_loop().time() - started)
+
+    async def _renew(self, partition: int) -> None:
+        """A new producer for a partition whose transaction failed: librdkafka's producer can stay unable to send
+        after some aborted transactions (records time out waiting for an epoch bump). The new one's
+        initialisation completes the abort; if it fails, the partition waits for its next assignment."""
+        self.producers.pop(partition, None)
+        try:
+            self.producers[partition] = await asyncio.get_running_loop().run_in_executor(None, self._initialised,
+                                                                                         partition)
+        except KafkaException as exc:
+            log.error("table partition %d: no new producer (%s); it is written again once it is reassigned",
+                      partition, exc.args[0])
+
+    def _transaction(self, partition: int, producer: Producer, records: Sequence[OutputRecord],
+                     with_state: bool) -> None:
+        refused: list[tuple[str, KafkaError]] = []
+
+        def delivered(err: Any, msg: Any) -> None:
+            if err is not None:
+                refused.append((str(msg.topic()), err))
+
+        failure: KafkaError | None = None
+        try:
+            producer.begin_transaction()
+            for topic, key, value, part in records:
+                try:
+                    produce(producer, topic, value, key, part, delivered)
+                except KafkaException as exc:  # refused before it was sent (e.g. over message.max.bytes)
+                    refused.append((topic, exc.args[0]))
+            producer.flush(COMMIT_TIMEOUT_S)
+            if with_state:
+                self._maybe_crash()
+            if not refused:
+                self._commit(producer)
+                return
+        except KafkaException as exc:
+            failure = exc.args[0]
+            if failure.fatal():  # fenced by a newer owner, or the producer is broken for good
+                raise Fenced(partition, failure.str()) from None
+        raise self._abort_after(partition, producer, refused, failure)
+
+    def _commit(self, producer: Producer) -> None:
+        while True:
+            try:
+                producer.commit_transaction(COMMIT_TIMEOUT_S)
+                return
+            except KafkaException as exc:
+                if not exc.args[0].retriable():
+                    raise
+                log.warning("committing a transaction: %s; trying again", exc.args[0])
+
+    def _abort_after(self, partition: int, producer: Producer, refused: Sequence[tuple[str, KafkaError]],
+                     error: KafkaError | None) -> CommitFailed:
+        """Abort the open transaction; the CommitFailed that says why."""
+        try:
+            producer.abort_transaction(ABORT_TIMEOUT_S)
+        except KafkaException as exc:
+            if exc.args[0].fatal():
+                raise Fenced(partition, str(exc.args[0])) from None
+            # The producer is replaced next, whose initialisation aborts the transaction on the broker.
+            log.info("table partition %d: aborting a transaction: %s", partition, exc.args[0])
+        errors = [f"{topic}: {err.str()}" for topic, err in refused]
+        if error is not None:
+            errors.append(error.str())
+        permanent = any(err.code() in PERMANENT_RECORD_ERRORS for _, err in refused)
+        return CommitFailed(partition, errors, permanent)
+
+    def _maybe_crash(self) -> None:
+        self.written += 1
+        if self.crash_before_commit and self.written >= self.crash_before_commit:
+            log.error("fault injection: exiting with a transaction written but not committed")
+            logging.shutdown()
+            os._exit(86)
