@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from streams.errors import ConfigError
 
 DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "stocksync"
-DEFAULT_MAX_RECORD_BYTES = 900 * 1024
+DEFAULT_MAX_RECORD_BYTES = 256 * 1024
 
 
 class Settings(BaseSettings):
@@ -44,9 +44,9 @@ class Settings(BaseSettings):
     max_batch: int = Field(default=500, ge=1, le=100_000)
     batch_wait_s: float = Field(default=0.02, gt=0, le=5)
     expiry_interval_s: float = Field(default=1.0, gt=0, le=3600)
-    # The largest record a worker writes: below librdkafka's message.max.bytes (1,000,000) and the broker's
-    # default max.message.bytes (1 MiB), with room for the key. A SKU whose state or a dead letter whose input
-    # would not fit is isolated (dead-lettered) instead of stalling the worker on a write the broker refuses.
+    # The largest record a worker writes (256 KiB: far below librdkafka's message.max.bytes and the broker's
+    # default max.message.bytes, 1 MiB). A SKU's state records stay below it whatever its history; an output that
+    # would not fit is isolated (dead-lettered), and a dead letter of a larger input keeps its first bytes.
     max_record_bytes: int = Field(default=DEFAULT_MAX_RECORD_BYTES, ge=16 * 1024, le=64 * 1024 * 1024)
     # How far back late events are still reconciled exactly (older ones are dead-lettered as too_late).
     horizon_ms: int = Field(default=7 * 24 * 3600 * 1000, ge=60_000)

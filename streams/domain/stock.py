@@ -1,16 +1,17 @@
 """Positions of one SKU at every location, and the rules that apply movements to them.
 
-`SkuStock` is the aggregate: everything about one SKU (its positions, the events it has seen, its open
-reservations and transfers) lives together, so the one worker that owns the SKU decides alone and one table
-write stores state and dedupe together. `apply` mutates the aggregate and returns an `Outcome` that says what
+`SkuStock` is the aggregate: one SKU at every location, owned by one worker that decides alone. Its head (the
+positions, version and times) is small; what grows with the SKU's history (the events it has seen, the deltas a
+count reconciles, open holds and transfers) is kept in records of its own (streams.domain.history), read and
+written one by one as movements need them. `apply` mutates the aggregate and returns an `Outcome` that says what
 changed (positions before/after), what was decided (reservations) and what looked wrong (anomalies).
 
 Time rules (all times are event times in epoch ms):
 - A count "as of T" sets on_hand to the counted units plus every delta that happened after T; deltas at or
   before T that arrive later are absorbed (the count already saw them).
-- The aggregate remembers events and deltas back to its `floor` = newest event time seen - `horizon_ms`
-  (or later, when a size cap forced it up). An event at or before the floor is rejected as `too_late`: it can no
-  longer be told apart from a duplicate, nor placed against counts. Such events go to the dead-letter topic for
+- The aggregate remembers events and deltas back to its `floor` = newest event time seen - `horizon_ms`, with no
+  cap on how many. An event at or before the floor is rejected as `too_late`: it can no longer be told apart
+  from a duplicate, nor placed against counts. Such events go to the dead-letter topic for
   a person to reconcile (usually with an adjustment or a new count).
 """
 
@@ -22,6 +23,15 @@ from enum import StrEnum
 from typing import ClassVar
 
 from streams.domain.errors import InvalidMovement
+from streams.domain.history import (
+    History,
+    HistoryIndex,
+    MemoryRecords,
+    RecordStore,
+    TransferInTransit,
+    reservation_key,
+    transfer_key,
+)
 from streams.domain.movements import DELTA_KINDS, MAX_QUANTITY, WORKER_EVENT_PREFIX, Kind, Movement, expiry_of
 from streams.domain.network import Network
 
@@ -33,8 +43,6 @@ MAX_ON_HAND = 1_000_000 * MAX_QUANTITY
 @dataclass(frozen=True, slots=True)
 class StockRules:
     horizon_ms: int = 7 * 24 * 3600 * 1000  # how far back late events are still reconciled exactly
-    max_seen: int = 50_000  # event ids remembered per SKU (beyond: the floor moves up)
-    max_deltas: int = 5_000  # deltas remembered per position for counts (beyond: the floor moves up)
     max_future_ms: int = 5 * 60 * 1000  # tolerated clock skew of a reporting channel
 
 
@@ -114,20 +122,17 @@ class Outcome:
 
 @dataclass
 class SkuStock:
-    """All positions of one SKU and the bookkeeping that makes applying movements exact and idempotent."""
+    """All positions of one SKU, and (in `records`) the history that makes applying movements exact and
+    idempotent."""
 
     sku: str
     positions: dict[str, Position] = field(default_factory=dict)
     version: int = 0
     watermark: int = 0  # newest event time applied
     floor: int = -1  # events at or before this time are too late
-    # event key -> (event time, result): dedupe, and the decision to repeat for a re-sent reservation request
-    seen: dict[str, tuple[int, str]] = field(default_factory=dict)
-    # location -> [(event time, event key, delta)] after the count in force and after the floor
-    deltas: dict[str, list[tuple[int, str, int]]] = field(default_factory=dict)
-    reservations: dict[str, Reservation] = field(default_factory=dict)
-    # transfer id -> (destination, units shipped minus units received)
-    transfers: dict[str, tuple[str, int]] = field(default_factory=dict)
+    index: HistoryIndex = field(default_factory=HistoryIndex)  # how to find the history records
+    records: RecordStore = field(default_factory=MemoryRecords, repr=False, compare=False)
+    _history: History | None = field(default=None, init=False, repr=False, compare=False)
 
     # --- reading ---------------------------------------------------------------------------------------------
     def position(self, location: str) -> Position:
@@ -141,37 +146,55 @@ class SkuStock:
     # --- applying --------------------------------------------------------------------------------------------
     def apply(self, movement: Movement, network: Network, now: int, rules: StockRules = StockRules()) -> Outcome:
         """Apply one movement; `now` (epoch ms) bounds clock skew and expiry of new reservations."""
-        outcome = self._apply(movement, network, now, rules)
-        self._forget_before_floor(rules)
-        return outcome
+        return self.apply_all([movement], network, now, rules)[0]
 
     def apply_all(self, movements: Iterable[Movement], network: Network, now: int,
                   rules: StockRules = StockRules()) -> list[Outcome]:
-        """Apply movements in order (a batch); the bookkeeping is trimmed once at the end."""
-        outcomes = [self._apply(m, network, now, rules) for m in movements]
-        self._forget_before_floor(rules)
-        return outcomes
+        """Apply movements in order (a batch); the history records are written, and those the horizon has
+        passed forgotten, once at the end."""
+        self._history = History(self.records, self.index, rules.horizon_ms // 64)
+        try:
+            return [self._apply(m, network, now, rules) for m in movements]
+        finally:
+            history, self._history = self._history, None
+            history.flush()
+            history.forget_until(self.floor)
+
+    def open_reservations(self) -> list[Reservation]:
+        """Every hold this SKU has open (reads every hold record: for replays and tests, not the hot path)."""
+        return sorted((r for _, r in self.records.scan(reservation_key("")) if isinstance(r, Reservation)),
+                      key=lambda r: (r.expires_at, r.key))
 
     def due_expiries(self, now: int) -> list[Movement]:
         """Expiry movements for every reservation whose hold has lapsed by `now`; apply them like any movement."""
         return [expiry_of(r.channel, self.sku, r.reservation_id, r.expires_at)
-                for r in sorted(self.reservations.values(), key=lambda r: (r.expires_at, r.key))
-                if r.expires_at <= now]
+                for r in self.open_reservations() if r.expires_at <= now]
+
+    @property
+    def history(self) -> History:
+        assert self._history is not None, "only while applying"
+        return self._history
+
+    def _held(self, key: str) -> Reservation | None:
+        found = self.records.get(reservation_key(key))
+        return found if isinstance(found, Reservation) else None
 
     def _apply(self, m: Movement, network: Network, now: int, rules: StockRules) -> Outcome:
         if m.sku != self.sku:
             raise InvalidMovement(f"sku: {m.sku!r} applied to the stock of {self.sku!r}")
-        previous = self.seen.get(m.key)
-        if previous is not None:
-            return self._duplicate(m, previous[1])
+        if m.occurred_at > self.floor:  # older ones are too late, seen before or not
+            previous = self.history.seen(m.key, self.floor)
+            if previous is not None:
+                return self._duplicate(m, previous.result)
         problem = self._input_problem(m, network, now, rules)
         if problem:
             return Outcome(m, Status.REJECTED, self.version, problem)
         handler = self._HANDLERS[m.kind]
         outcome: Outcome = handler(self, m, network, now)
-        self.seen[m.key] = (m.occurred_at, _remembered(outcome))
+        self.history.remember(m.key, m.occurred_at, _remembered(outcome))
         if m.occurred_at > self.watermark:
             self.watermark = m.occurred_at
+            self.floor = max(self.floor, self.watermark - rules.horizon_ms)
         return outcome
 
     def _input_problem(self, m: Movement, network: Network, now: int, rules: StockRules) -> str:
@@ -198,12 +221,12 @@ class SkuStock:
         the original decision while its hold stands, and once the hold has ended, a refusal saying how."""
         decision = None
         if m.kind is Kind.RESERVATION_PLACED:
-            held = self.reservations.get(m.reservation_key)
+            held = self._held(m.reservation_key)
             if remembered != "accepted":
                 reason = remembered.removeprefix("refused:")
             elif held is None:
-                ended = self.seen.get(_ended_key(m.reservation_key))
-                reason = ended[1] if ended is not None else "no_longer_held"
+                ended = self.history.seen(_ended_key(m.reservation_key), self.floor)
+                reason = ended.result if ended is not None else "no_longer_held"
             else:
                 reason = ""
             decision = ReservationDecision(m.channel, m.reservation_id or "", self.sku, not reason, m.quantity,
@@ -237,8 +260,7 @@ class SkuStock:
         before = self.position(location)
         if before.counted_at is not None and m.occurred_at <= before.counted_at:
             return None, True
-        if m.occurred_at > self.floor:
-            self.deltas.setdefault(location, []).append((m.occurred_at, m.key, delta))
+        self.history.record_delta(location, m.occurred_at, m.key, delta)
         if delta == 0:
             return None, False
         self._bump()
@@ -263,13 +285,14 @@ class SkuStock:
         destination = m.other_location if m.kind is Kind.TRANSFER_OUT else m.location
         assert destination is not None and m.transfer_id is not None
         sign = 1 if m.kind is Kind.TRANSFER_OUT else -1
-        _, outstanding = self.transfers.get(m.transfer_id, (destination, 0))
+        found = self.records.get(transfer_key(m.transfer_id))
+        outstanding = found.outstanding if isinstance(found, TransferInTransit) else 0
         before_total = max(0, outstanding)
         outstanding += sign * m.quantity
         if outstanding == 0:
-            self.transfers.pop(m.transfer_id, None)
+            self.records.delete(transfer_key(m.transfer_id))
         else:
-            self.transfers[m.transfer_id] = (destination, outstanding)
+            self.records.put(transfer_key(m.transfer_id), TransferInTransit(destination, outstanding))
         change_in_transit = max(0, outstanding) - before_total
         if change_in_transit == 0:
             return None
@@ -282,10 +305,7 @@ class SkuStock:
         before = self.position(m.location)
         if before.counted_at is not None and (m.occurred_at, m.key) <= (before.counted_at, before.count_key):
             return Outcome(m, Status.SUPERSEDED, self.version, "an equal or newer count is in force")
-        later = [d for d in self.deltas.pop(m.location, ()) if d[0] > m.occurred_at]
-        if later:
-            self.deltas[m.location] = later
-        on_hand = m.quantity + sum(delta for _, _, delta in later)
+        on_hand = m.quantity + self.history.deltas_after(m.location, m.occurred_at)
         self._bump()
         change = self._set(before, on_hand=on_hand, counted_at=m.occurred_at, count_key=m.key)
         anomalies = ("negative_on_hand",) if on_hand < 0 else ()
@@ -302,7 +322,7 @@ class SkuStock:
 
     def _place(self, m: Movement, network: Network, now: int) -> Outcome:
         assert m.expires_at is not None and m.reservation_id is not None
-        held = self.reservations.get(m.reservation_key)
+        held = self._held(m.reservation_key)
         if held is not None:  # the same reservation re-sent under a new event id: same answer
             decision = ReservationDecision(m.channel, m.reservation_id, self.sku, True, held.quantity, "",
                                            held.parts, held.expires_at)
@@ -316,8 +336,8 @@ class SkuStock:
         for location, units in parts:
             before = self.position(location)
             changes.append(self._set(before, reserved=before.reserved + units))
-        self.reservations[m.reservation_key] = Reservation(m.channel, m.reservation_id, parts, m.expires_at,
-                                                           m.occurred_at)
+        self.records.put(reservation_key(m.reservation_key),
+                         Reservation(m.channel, m.reservation_id, parts, m.expires_at, m.occurred_at))
         decision = ReservationDecision(m.channel, m.reservation_id, self.sku, True, m.quantity, "", parts,
                                        m.expires_at)
         return Outcome(m, Status.APPLIED, self.version, changes=tuple(changes), decision=decision)
@@ -353,7 +373,7 @@ class SkuStock:
 
     def _close(self, m: Movement, network: Network, now: int) -> Outcome:
         """Release, fulfilment or expiry of a reservation."""
-        held = self.reservations.get(m.reservation_key)
+        held = self._held(m.reservation_key)
         if m.kind is Kind.RESERVATION_EXPIRED and (held is None or held.expires_at > m.occurred_at):
             return Outcome(m, Status.IGNORED, self.version, "not held or not yet due")
         if held is None:
@@ -363,9 +383,9 @@ class SkuStock:
                 outcome = self._delta(sale, network, now)
                 return replace(outcome, movement=m, anomalies=("unknown_reservation",) + outcome.anomalies)
             return Outcome(m, Status.IGNORED, self.version, anomalies=("unknown_reservation",))
-        del self.reservations[m.reservation_key]
+        self.records.delete(reservation_key(m.reservation_key))
         # How the hold ended, for a re-sent request (forgotten with the other event ids at the horizon).
-        self.seen[_ended_key(m.reservation_key)] = (m.occurred_at, _ENDED_AS[m.kind])
+        self.history.remember(_ended_key(m.reservation_key), m.occurred_at, _ENDED_AS[m.kind])
         self._bump()
         changes: list[PositionChange] = []
         for location, units in held.parts:
@@ -382,28 +402,6 @@ class SkuStock:
                         anomalies = ("negative_on_hand",)
                 status = Status.ABSORBED if absorbed else status
         return Outcome(m, status, self.version, changes=_merge(changes), anomalies=anomalies)
-
-    # --- bounded memory --------------------------------------------------------------------------------------
-    def _forget_before_floor(self, rules: StockRules) -> None:
-        """Raise the floor to watermark - horizon (and further if a cap is exceeded); forget what lies below."""
-        target = self.watermark - rules.horizon_ms
-        capped = False
-        if len(self.seen) > rules.max_seen:
-            capped = True
-            target = max(target, _nth_oldest((t for t, _ in self.seen.values()), len(self.seen) - rules.max_seen))
-        for entries in self.deltas.values():
-            if len(entries) > rules.max_deltas:
-                capped = True
-                target = max(target, _nth_oldest((t for t, _, _ in entries), len(entries) - rules.max_deltas))
-        # Trimming costs O(remembered events): do it when the floor has moved by 1/64 of the horizon, or for a cap.
-        # Until then the floor lags a little, which is safe: what lies above it is still remembered.
-        if target <= self.floor or (not capped and target - self.floor < rules.horizon_ms // 64):
-            return
-        self.floor = target
-        self.seen = {key: entry for key, entry in self.seen.items() if entry[0] > target}
-        kept = {loc: [d for d in entries if d[0] > target] for loc, entries in self.deltas.items()}
-        self.deltas = {loc: entries for loc, entries in kept.items() if entries}
-
 
     # Which method applies a movement kind (all of them take the movement, the network and the time).
     _HANDLERS: ClassVar[Mapping[Kind, Callable[[SkuStock, Movement, Network, int], Outcome]]] = {
@@ -442,9 +440,3 @@ def _merge(changes: list[PositionChange]) -> tuple[PositionChange, ...]:
         first = merged.get(location)
         merged[location] = change if first is None else PositionChange(first.before, change.after)
     return tuple(merged.values())
-
-
-def _nth_oldest(times: Iterable[int], n: int) -> int:
-    """The n-th smallest time (1-based): raising the floor to it forgets exactly the n oldest entries (or more on
-    ties)."""
-    return sorted(times)[n - 1]

@@ -84,8 +84,8 @@ class TopicRegistry:
     def stock_changelog(self) -> TopicSpec:
         # faust names a table's changelog <app id>-<table>-changelog; created here so its configs are ours.
         return TopicSpec(name=f"{self.settings.app_id}-stock-changelog", key="sku",
-                         value_schema=Schema.SKU_STOCK_STATE, partitions=self.partitions,
-                         config=dict(COMPACTED), purpose="the stock table (one record per SKU), for recovery")
+                         value_schema=Schema.SKU_HEAD, partitions=self.partitions, config=dict(COMPACTED),
+                         purpose="the stock table (per SKU its head and history records; input offsets), for recovery")
 
     def core(self) -> list[TopicSpec]:
         return [self.positions, self.ledger, self.deadletter, self.network, self.expiries, self.stock_changelog]

@@ -5,7 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from streams.domain import Kind, Movement, Network, Position, ReservationDecision, SkuStock
+from streams.domain.history import (
+    DeltaChunk,
+    DeltaSummary,
+    EventChunk,
+    History,
+    HistoryIndex,
+    RecordStore,
+    SeenEvent,
+    TransferInTransit,
+    reservation_key,
+    transfer_key,
+)
 from streams.domain.stock import Reservation
+from streams.wire.schemas import Schema
 
 
 def movement_to_record(m: Movement) -> dict[str, Any]:
@@ -46,46 +59,109 @@ def network_from_record(record: dict[str, Any]) -> Network:
     return Network.from_dict(record)
 
 
-# --- the stock table value ----------------------------------------------------------------------------------
-def stock_to_record(stock: SkuStock) -> dict[str, Any]:
-    return {
-        "sku": stock.sku, "version": stock.version, "watermark": stock.watermark, "floor": stock.floor,
-        "positions": [{"location": p.location, "on_hand": p.on_hand, "reserved": p.reserved,
-                       "safety_stock": p.safety_stock, "in_transit": p.in_transit, "version": p.version,
-                       "counted_at": p.counted_at, "count_key": p.count_key, "safety_at": p.safety_at}
-                      for p in stock.positions.values()],
-        "seen": "\n".join(f"{key}\t{t}\t{result}" for key, (t, result) in stock.seen.items()),
-        "deltas": {loc: "\n".join(f"{t}\t{key}\t{d}" for t, key, d in entries)
-                   for loc, entries in stock.deltas.items() if entries},
-        "reservations": [{"channel": r.channel, "reservation_id": r.reservation_id,
-                          "parts": [{"location": loc, "quantity": units} for loc, units in r.parts],
-                          "expires_at": r.expires_at, "placed_at": r.placed_at}
-                         for r in stock.reservations.values()],
-        "transfers": [{"transfer_id": tid, "destination": dest, "outstanding": units}
-                      for tid, (dest, units) in stock.transfers.items()],
-    }
+# --- the stock table: a SKU's head and its history records ------------------------------------------------
+def _position_to_record(p: Position) -> dict[str, Any]:
+    return {"location": p.location, "on_hand": p.on_hand, "reserved": p.reserved, "safety_stock": p.safety_stock,
+            "in_transit": p.in_transit, "version": p.version, "counted_at": p.counted_at, "count_key": p.count_key,
+            "safety_at": p.safety_at}
 
 
-def stock_from_record(record: dict[str, Any]) -> SkuStock:
+def _positions_from_record(sku: str, positions: list[dict[str, Any]]) -> dict[str, Position]:
+    return {p["location"]: Position(sku, p["location"], p["on_hand"], p["reserved"], p["safety_stock"],
+                                    p["in_transit"], p["version"], p["counted_at"], p["count_key"], p["safety_at"])
+            for p in positions}
+
+
+def head_to_record(stock: SkuStock) -> dict[str, Any]:
+    index = stock.index
+    return {"sku": stock.sku, "version": stock.version, "watermark": stock.watermark, "floor": stock.floor,
+            "positions": [_position_to_record(p) for p in stock.positions.values()], "bucket_ms": index.bucket_ms,
+            "event_chunks": {str(bucket): n for bucket, n in index.event_chunks.items()},
+            "delta_locations": dict(index.delta_locations)}
+
+
+def stock_from_head(record: dict[str, Any], records: RecordStore) -> SkuStock:
     sku = record["sku"]
-    stock = SkuStock(sku, version=record["version"], watermark=record["watermark"], floor=record["floor"])
-    stock.positions = {
-        p["location"]: Position(sku, p["location"], p["on_hand"], p["reserved"], p["safety_stock"],
-                                p["in_transit"], p["version"], p["counted_at"], p["count_key"], p["safety_at"])
-        for p in record["positions"]}
-    if record["seen"]:
-        for line in record["seen"].split("\n"):
-            key, t, result = line.split("\t")
-            stock.seen[key] = (int(t), result)
-    for loc, text in record["deltas"].items():
+    index = HistoryIndex(record["bucket_ms"], {int(b): n for b, n in record["event_chunks"].items()},
+                         dict(record["delta_locations"]))
+    return SkuStock(sku, _positions_from_record(sku, record["positions"]), record["version"], record["watermark"],
+                    record["floor"], index, records)
+
+
+def _reservation_from_record(r: dict[str, Any]) -> Reservation:
+    return Reservation(r["channel"], r["reservation_id"], tuple((p["location"], p["quantity"]) for p in r["parts"]),
+                       r["expires_at"], r["placed_at"])
+
+
+def history_to_record(value: object) -> tuple[Schema, dict[str, Any]]:
+    """A history record (streams.domain.history) as the schema and record it is written with."""
+    if isinstance(value, SeenEvent):
+        return Schema.SEEN_EVENT, {"at": value.at, "result": value.result}
+    if isinstance(value, EventChunk):
+        return Schema.EVENT_CHUNK, {"keys": "\n".join(value.keys)}
+    if isinstance(value, DeltaChunk):
+        return Schema.DELTA_CHUNK, {"entries": "\n".join(f"{t}\t{key}\t{d}" for t, key, d in value.entries)}
+    if isinstance(value, DeltaSummary):
+        return Schema.DELTA_SUMMARY, {"buckets": [{"bucket": b, "sum": total, "records": n}
+                                                  for b, (total, n) in sorted(value.buckets.items())]}
+    if isinstance(value, Reservation):
+        return Schema.HELD_RESERVATION, {
+            "channel": value.channel, "reservation_id": value.reservation_id, "expires_at": value.expires_at,
+            "parts": [{"location": loc, "quantity": units} for loc, units in value.parts], "placed_at": value.placed_at}
+    if isinstance(value, TransferInTransit):
+        return Schema.TRANSFER_IN_TRANSIT, {"destination": value.destination, "outstanding": value.outstanding}
+    raise TypeError(f"not a history record: {type(value).__name__}")
+
+
+def history_from_record(name: str, record: dict[str, Any]) -> object:
+    if name == Schema.SEEN_EVENT:
+        return SeenEvent(record["at"], record["result"])
+    if name == Schema.EVENT_CHUNK:
+        return EventChunk(tuple(record["keys"].split("\n")) if record["keys"] else ())
+    if name == Schema.DELTA_CHUNK:
         entries = []
-        for line in text.split("\n"):
+        for line in record["entries"].split("\n") if record["entries"] else ():
             t, key, d = line.split("\t")
             entries.append((int(t), key, int(d)))
-        stock.deltas[loc] = entries
+        return DeltaChunk(tuple(entries))
+    if name == Schema.DELTA_SUMMARY:
+        return DeltaSummary({b["bucket"]: (b["sum"], b["records"]) for b in record["buckets"]})
+    if name == Schema.HELD_RESERVATION:
+        return _reservation_from_record(record)
+    if name == Schema.TRANSFER_IN_TRANSIT:
+        return TransferInTransit(record["destination"], record["outstanding"])
+    raise ValueError(f"not a history record: {name}")
+
+
+HISTORY_SCHEMAS = (Schema.SEEN_EVENT, Schema.EVENT_CHUNK, Schema.DELTA_CHUNK, Schema.DELTA_SUMMARY,
+                   Schema.HELD_RESERVATION, Schema.TRANSFER_IN_TRANSIT)
+
+
+def head_of_old_state(record: dict[str, Any]) -> SkuStock:
+    """The positions of a SKU as earlier versions stored it, without its history."""
+    sku = record["sku"]
+    return SkuStock(sku, _positions_from_record(sku, record["positions"]), record["version"], record["watermark"],
+                    record["floor"])
+
+
+def stock_from_old_state(record: dict[str, Any], records: RecordStore, bucket_ms: int) -> SkuStock:
+    """A SKU as earlier versions stored it (one SkuStockState holding everything), converted: its head, and its
+    history written to `records` as history records."""
+    sku = record["sku"]
+    stock = SkuStock(sku, _positions_from_record(sku, record["positions"]), record["version"], record["watermark"],
+                     record["floor"], HistoryIndex(), records)
+    history = History(records, stock.index, bucket_ms)
+    for line in record["seen"].split("\n") if record["seen"] else ():
+        key, t, result = line.split("\t")
+        history.remember(key, int(t), result)
+    for location, text in record["deltas"].items():
+        for line in text.split("\n") if text else ():
+            t, key, d = line.split("\t")
+            history.record_delta(location, int(t), key, int(d))
+    history.flush()
     for r in record["reservations"]:
-        res = Reservation(r["channel"], r["reservation_id"],
-                          tuple((p["location"], p["quantity"]) for p in r["parts"]), r["expires_at"], r["placed_at"])
-        stock.reservations[res.key] = res
-    stock.transfers = {t["transfer_id"]: (t["destination"], t["outstanding"]) for t in record["transfers"]}
+        held = _reservation_from_record(r)
+        records.put(reservation_key(held.key), held)
+    for t in record["transfers"]:
+        records.put(transfer_key(t["transfer_id"]), TransferInTransit(t["destination"], t["outstanding"]))
     return stock

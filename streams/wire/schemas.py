@@ -20,7 +20,14 @@ class Schema(StrEnum):
 
     MOVEMENT = "stocksync.Movement"
     MOVEMENT_BATCH = "stocksync.MovementBatch"
-    SKU_STOCK_STATE = "stocksync.SkuStockState"
+    SKU_STOCK_STATE = "stocksync.SkuStockState"  # the stock table value of earlier versions: read and converted
+    SKU_HEAD = "stocksync.SkuHead"
+    SEEN_EVENT = "stocksync.SeenEvent"
+    EVENT_CHUNK = "stocksync.EventChunk"
+    DELTA_CHUNK = "stocksync.DeltaChunk"
+    DELTA_SUMMARY = "stocksync.DeltaSummary"
+    HELD_RESERVATION = "stocksync.HeldReservation"
+    TRANSFER_IN_TRANSIT = "stocksync.TransferInTransit"
     INPUT_OFFSETS = "stocksync.InputOffsets"
     POSITION_STATE = "stocksync.PositionState"
     LEDGER_ENTRY = "stocksync.LedgerEntry"

@@ -68,7 +68,7 @@ class Worker:
         async with self.batcher.outside_batch() as outbox:
             if state.rebuild_expiries:
                 state.rebuild_expiries = False
-                self.expiries.rebuild(self.table.stocks())
+                self.expiries.rebuild(self.table.holds())
                 # A held-back ATS update of a coalescing channel dies with its worker: publish those channels'
                 # ATS for every SKU this worker now owns.
                 self.ats.republish(self.table.stocks(), self.network.coalesced_channels(), outbox)

@@ -4,11 +4,12 @@ any movement."""
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections.abc import Iterable
 
-from streams.domain import SkuStock
 from streams.domain.movements import expiry_of
+from streams.domain.stock import Reservation
 from streams.kafka.topics import TopicRegistry
 from streams.wire.codec import SingleObjectCodec
 from streams.wire.records import movement_to_record
@@ -31,20 +32,25 @@ class ExpiryScheduler:
         self._expiries: dict[str, list[tuple[int, str, str]]] = {}  # sku -> [(expires_at, channel, reservation)]
         self._requested: dict[tuple[str, str, str], int] = {}  # (sku, channel, reservation) -> sent at
 
-    def index(self, stock: SkuStock) -> None:
-        """Record the open holds of a SKU after its state changed."""
-        if stock.reservations:
-            self._expiries[stock.sku] = sorted((r.expires_at, r.channel, r.reservation_id)
-                                               for r in stock.reservations.values())
-        else:
-            self._expiries.pop(stock.sku, None)
+    def held(self, sku: str, hold: Reservation) -> None:
+        """A hold was placed (its batch is committed)."""
+        bisect.insort(self._expiries.setdefault(sku, []), (hold.expires_at, hold.channel, hold.reservation_id))
 
-    def rebuild(self, stocks: Iterable[SkuStock]) -> None:
+    def ended(self, sku: str, channel: str, reservation_id: str) -> None:
+        """A hold was released, fulfilled or expired (its batch is committed)."""
+        entries = [e for e in self._expiries.get(sku, ()) if (e[1], e[2]) != (channel, reservation_id)]
+        if entries:
+            self._expiries[sku] = entries
+        else:
+            self._expiries.pop(sku, None)
+        self._requested.pop((sku, channel, reservation_id), None)
+
+    def rebuild(self, holds: Iterable[tuple[str, Reservation]]) -> None:
         """After a rebalance: index the open holds of the SKUs this worker now owns."""
         self._expiries.clear()
         self._requested.clear()
-        for stock in stocks:
-            self.index(stock)
+        for sku, hold in holds:
+            self.held(sku, hold)
 
     def request_due(self, outbox: Outbox, now: int | None = None) -> int:
         """Send an expiry movement for every lapsed hold; returns how many were sent."""

@@ -20,3 +20,5 @@ TRANSACTIONS = Counter("stocksync_transactions_total", "Batch transactions by ho
                        "fenced)", ["result"])
 COMMIT_SECONDS = Histogram("stocksync_transaction_seconds", "Writing and committing one partition's transaction",
                            buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10))
+STATE_RECORDS = Histogram("stocksync_state_records_per_sku", "Stock table records a SKU's batch writes (its head, "
+                          "history records written or deleted)", buckets=(1, 2, 4, 8, 16, 64, 256, 1024, 4096))

@@ -8,10 +8,10 @@ broker. The channels' ATS goes through the AtsPublisher (coalescing) and open ho
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
 from streams.domain import (
     InvalidMovement,
@@ -24,20 +24,12 @@ from streams.domain import (
     channel_ats,
 )
 from streams.domain.movements import SALES_SIDE, WORKER_EVENT_PREFIX, WORKER_MADE, Kind, channel_of_expiry
-from streams.domain.stock import MAX_ON_HAND
-from streams.errors import StocksyncError
+from streams.domain.stock import MAX_ON_HAND, Reservation
 from streams.kafka.topics import TopicRegistry
 from streams.settings import DEFAULT_MAX_RECORD_BYTES
 from streams.wire.codec import DecodeError, SingleObjectCodec
 from streams.wire.partitioner import sku_partition
-from streams.wire.records import (
-    decision_record,
-    figures,
-    movement_from_record,
-    position_record,
-    stock_from_record,
-    stock_to_record,
-)
+from streams.wire.records import decision_record, figures, movement_from_record, position_record
 from streams.wire.schemas import Schema
 from streams.worker import metrics
 from streams.worker.ats import AtsPublisher
@@ -45,8 +37,11 @@ from streams.worker.clock import now_ms
 from streams.worker.expiry import ExpiryScheduler
 from streams.worker.network import NetworkInForce
 from streams.worker.outputs import Outbox, OutputRecord
+from streams.worker.state import RecordTooLarge, StockStore, TableRecords
 
 log = logging.getLogger("stocksync.worker")
+
+CLOSING_KINDS = frozenset({Kind.RESERVATION_RELEASED, Kind.RESERVATION_FULFILLED, Kind.RESERVATION_EXPIRED})
 
 
 # A dead letter's fields other than the input's key and value take at most this much (detail, topic, ...).
@@ -67,14 +62,6 @@ class Inbound:
     timestamp_ms: int = 0
 
 
-class StockStore(Protocol):
-    """The stock table as a batch sees it: reads are immediate, writes are held until the batch commits."""
-
-    def get(self, sku: str, partition: int) -> bytes | None: ...
-
-    def put(self, sku: str, value: bytes, partition: int) -> None: ...
-
-
 @dataclass
 class BatchResult:
     outcomes: int = 0
@@ -90,14 +77,6 @@ class _Work:
     partition: int
     movements: list[Movement] = field(default_factory=list)
     sources: list[tuple[Inbound, int | None]] = field(default_factory=list)
-
-
-class RecordTooLarge(StocksyncError):
-    """A record this worker would write is over its limit (STOCKSYNC_MAX_RECORD_BYTES)."""
-
-    def __init__(self, schema: Schema, size: int, limit: int) -> None:
-        super().__init__(f"a {schema.value} record of {size} bytes is over the {limit}-byte limit "
-                         "(STOCKSYNC_MAX_RECORD_BYTES)")
 
 
 class Pipeline:
@@ -184,15 +163,15 @@ class Pipeline:
                result: BatchResult) -> None:
         """Apply one SKU's movements. Every record is built (and may fail) before anything is counted, sent or
         written, so a SKU that fails leaves no trace but its dead letters."""
-        raw = store.get(sku, item.partition)
-        record = self.codec.decode_as(raw, Schema.SKU_STOCK_STATE)[1] if raw else None
-        stock = stock_from_record(record) if record else SkuStock(sku)
+        records = TableRecords(store, sku, item.partition, self.codec, self.max_record_bytes)
+        stock, converted = records.load(self.rules.horizon_ms // 64)
         before = SkuStock(sku, positions=dict(stock.positions))
         outcomes = stock.apply_all(item.movements, self.network.network, now, self.rules)
         changed: set[str] = set()  # positions this batch changed
         again: set[str] = set()  # positions a re-delivered movement acts on: published again, unchanged
         rejected: list[tuple[Outcome, Inbound, int | None]] = []
-        records: list[OutputRecord] = []
+        records_out: list[OutputRecord] = []
+        holds: list[Callable[[], None]] = []  # the expiry index follows the committed holds
         wrote = False
         key = sku.encode()
         for outcome, (message, index) in zip(outcomes, item.sources, strict=True):
@@ -203,20 +182,20 @@ class Pipeline:
             again |= _locations_of(outcome, stock)
             if outcome.decision is not None:
                 d = outcome.decision
-                records.append((self.registry.replies(d.channel).name, key, self._encode(
+                records_out.append((self.registry.replies(d.channel).name, key, self._encode(
                     Schema.RESERVATION_DECISION, decision_record(d, outcome.version, outcome.movement.event_id, now)),
                     item.partition))
             if outcome.status is Status.DUPLICATE:
                 continue  # its ledger entry was committed with the state that remembers it
             wrote = True
-            records.append((self.registry.ledger.name, key,
-                            self._encode(Schema.LEDGER_ENTRY, _ledger(outcome, message, now)), item.partition))
-        state = None
-        if wrote:
-            state = self._encode(Schema.SKU_STOCK_STATE, {**stock_to_record(stock), "unconfirmed_ledger": {}})
+            holds += self._hold_changes(sku, outcome)
+            records_out.append((self.registry.ledger.name, key,
+                                self._encode(Schema.LEDGER_ENTRY, _ledger(outcome, message, now)), item.partition))
+        if wrote or converted or records.changed:
+            records.save(stock)
         touched = changed | again
         for location in sorted(touched):
-            records.append((self.registry.positions.name, f"{sku}|{location}".encode(), self._encode(
+            records_out.append((self.registry.positions.name, f"{sku}|{location}".encode(), self._encode(
                 Schema.POSITION_STATE, position_record(stock.position(location), now)), item.partition))
         # Every record is built: from here on nothing fails.
         result.outcomes += len(outcomes)
@@ -227,12 +206,13 @@ class Pipeline:
         for outcome, message, index in rejected:
             self._dead_letter(outbox, message, outcome.movement.channel, outcome.reason, _rejection_detail(outcome),
                               now, result, index)
-        for topic, record_key, value, partition in records:
+        for topic, record_key, value, partition in records_out:
             outbox.send(topic, record_key, value, partition)
-        if state is not None:
-            store.put(sku, state, item.partition)
+        if records.write_to(store):
             result.skus_written += 1
-            outbox.on_commit(partial(self.expiries.index, stock))
+            metrics.STATE_RECORDS.observe(len(records.changed) + 1)
+        for change in holds:
+            outbox.on_commit(change)
         network = self.network.network
         republish = affected_channels(network, again)
         for channel_id in sorted(affected_channels(network, touched)):
@@ -240,6 +220,18 @@ class Pipeline:
             ats = channel_ats(stock, channel)
             if channel_id in republish or ats != channel_ats(before, channel):
                 self.ats.publish(outbox, channel_id, sku, ats, stock.version, item.partition, now)
+
+    def _hold_changes(self, sku: str, outcome: Outcome) -> list[Callable[[], None]]:
+        """How the expiry index must follow an applied movement: a hold placed or ended."""
+        m = outcome.movement
+        if m.kind is Kind.RESERVATION_PLACED and outcome.status is Status.APPLIED and outcome.decision is not None:
+            d = outcome.decision
+            assert d.expires_at is not None
+            return [partial(self.expiries.held, sku, Reservation(d.channel, d.reservation_id, d.parts,
+                                                                 d.expires_at, m.occurred_at))]
+        if m.kind in CLOSING_KINDS and m.reservation_id is not None:
+            return [partial(self.expiries.ended, sku, m.channel, m.reservation_id)]
+        return []
 
     def _isolate(self, sku: str, item: _Work, exc: Exception, outbox: Outbox, now: int,
                  result: BatchResult) -> None:
@@ -258,7 +250,7 @@ class Pipeline:
         """A record this worker writes; RecordTooLarge past the limit (the broker would refuse it for good)."""
         data = self.codec.encode(schema, record)
         if len(data) > self.max_record_bytes:
-            raise RecordTooLarge(schema, len(data), self.max_record_bytes)
+            raise RecordTooLarge(schema.value, len(data), self.max_record_bytes)
         return data
 
     def dead_letter_batch(self, batch: Sequence[Inbound], outbox: Outbox, reason: str, detail: str) -> None:

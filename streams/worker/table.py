@@ -1,5 +1,6 @@
-"""The stock table adapter: faust's table holds one record per SKU (its SkuStockState) and, per partition, the
-InputOffsets record that says where that partition's movements with delivered outputs end."""
+"""The stock table adapter. faust's table holds, per SKU, its head (key: the SKU) and its history records (key: the
+SKU, byte 0x01, then what they are: streams.domain.history), and per partition the InputOffsets record that says
+where that partition's committed movements end (key: byte 0x00, "offsets:", the partition)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ from typing import Any
 from faust.streams import _current_event
 
 from streams.domain import SkuStock
+from streams.domain.history import reservation_key
+from streams.domain.stock import Reservation
 from streams.wire.codec import SingleObjectCodec
-from streams.wire.records import stock_from_record
+from streams.wire.records import history_from_record
 from streams.wire.schemas import Schema
 from streams.worker.outputs import OutputRecord
+from streams.worker.state import HISTORY_MARK, head_of
 
 OFFSETS_PREFIX = b"\x00"  # no SKU starts with NUL
 
@@ -62,21 +66,33 @@ class StockTable:
             value: bytes | None = self.table.data.get(key)
         return value
 
-    def apply(self, writes: dict[bytes, tuple[bytes, int]]) -> None:
-        """Put records whose changelog records the broker already has into the local store."""
+    def apply(self, writes: dict[bytes, tuple[bytes | None, int]]) -> None:
+        """Put records whose changelog records are committed into the local store (None: delete)."""
         for key, (value, partition) in writes.items():
             with _in_partition(partition):
-                self.table.data[key] = value
+                if value is not None:
+                    self.table.data[key] = value
+                elif key in self.table.data:
+                    del self.table.data[key]
 
     def stocks(self) -> Iterator[SkuStock]:
-        """Every SKU in this worker's table partitions."""
+        """The head of every SKU in this worker's table partitions (positions; not their history)."""
         for key, value in self.table.items():
-            if not key.startswith(OFFSETS_PREFIX):
-                yield stock_from_record(self.codec.decode_as(value, Schema.SKU_STOCK_STATE)[1])
+            if not key.startswith(OFFSETS_PREFIX) and HISTORY_MARK not in key:
+                yield head_of(self.codec, value)
 
     def stock(self, sku: str) -> SkuStock | None:
         raw = self.table.data.get(sku.encode())
-        return stock_from_record(self.codec.decode_as(raw, Schema.SKU_STOCK_STATE)[1]) if raw else None
+        return head_of(self.codec, raw) if raw else None
+
+    def holds(self) -> Iterator[tuple[str, Reservation]]:
+        """Every open hold in this worker's table partitions, with its SKU (a scan of the table)."""
+        mark = HISTORY_MARK + reservation_key("").encode()
+        for key, value in self.table.items():
+            if mark in key:
+                held = history_from_record(*self.codec.decode_as(value, Schema.HELD_RESERVATION))
+                assert isinstance(held, Reservation)
+                yield key.split(HISTORY_MARK, 1)[0].decode(), held
 
     def input_offsets(self, partition: int) -> dict[str, int]:
         """Per input topic, the offset after the last movement of `partition` whose outputs were delivered."""
@@ -88,20 +104,29 @@ class StockTable:
 
 
 class TableStore:
-    """The stock table for one transaction (a StockStore). Reads are immediate; writes are held: their changelog
-    records go into the transaction, and the local store takes them once it is committed."""
+    """The stock table for one transaction (a StockStore). Reads see the table as committed; writes are held:
+    their changelog records go into the transaction, and the local store takes them once it is committed."""
 
     def __init__(self, table: StockTable) -> None:
         self.table = table
-        self.writes: dict[bytes, tuple[bytes, int]] = {}
+        self.writes: dict[bytes, tuple[bytes | None, int]] = {}
 
     def get(self, sku: str, partition: int) -> bytes | None:
-        return self.table.get(sku.encode(), partition)
+        return self.get_raw(sku.encode(), partition)
+
+    def get_raw(self, key: bytes, partition: int) -> bytes | None:
+        held = self.writes.get(key)
+        return held[0] if held is not None else self.table.get(key, partition)
+
+    def scan_raw(self, prefix: bytes) -> Iterator[bytes]:
+        """Every key that starts with `prefix` (a scan of the whole table: not for the hot path)."""
+        return iter([key for key, _ in self.table.table.items() if key.startswith(prefix)]
+                    + [key for key, (value, _) in self.writes.items() if key.startswith(prefix) and value is not None])
 
     def put(self, sku: str, value: bytes, partition: int) -> None:
         self.put_raw(sku.encode(), value, partition)
 
-    def put_raw(self, key: bytes, value: bytes, partition: int) -> None:
+    def put_raw(self, key: bytes, value: bytes | None, partition: int) -> None:
         self.writes[key] = (value, partition)
 
     def changelog_records(self) -> list[OutputRecord]:

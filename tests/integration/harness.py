@@ -179,7 +179,7 @@ class Deployment:
                 return False
             stocks, _ = self.replay_ledger()
             now = int(time.time() * 1000)
-            due = [(s.sku, r.key, r.expires_at) for s in stocks.values() for r in s.reservations.values()
+            due = [(s.sku, r.key, r.expires_at) for s in stocks.values() for r in s.open_reservations()
                    if all_reservations_closed or r.expires_at <= now + self.EXPIRY_MARGIN_MS]
             last["why"] = f"{len(due)} reservations held that expire soon, e.g. {due[:3]} (now {now})"
             return not due
@@ -200,7 +200,8 @@ class Deployment:
         return [value for _, value, _, _ in self.messages(topic)]
 
     def messages(self, topic: str) -> list[tuple[bytes | None, bytes, int, int]]:
-        """Every message of a topic, from the start to its current end: (key, value, partition, offset)."""
+        """Every message of a topic, from the start to its current end: (key, value, partition, offset). Tombstones
+        (a deleted key of a compacted topic) are left out."""
         consumer = new_consumer(self.bootstrap, f"reader-{time.monotonic_ns()}")
         try:
             parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
@@ -215,8 +216,9 @@ class Deployment:
                 if msg is None or msg.error():
                     continue
                 value, partition, offset = msg.value(), msg.partition(), msg.offset()
-                assert value is not None and partition is not None and offset is not None, f"{topic}: {msg}"
-                out.append((msg.key(), value, partition, offset))
+                assert partition is not None and offset is not None, f"{topic}: {msg}"
+                if value is not None:
+                    out.append((msg.key(), value, partition, offset))
             return out
         finally:
             consumer.close()

@@ -7,28 +7,51 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import SimpleNamespace
 
+from streams.wire.codec import default_codec
 from streams.wire.partitioner import sku_partition
 from streams.worker.outputs import OutputRecord
+from streams.worker.state import HISTORY_MARK
 from streams.worker.transactions import CommitFailed, Fenced
 
 
 class Store:
-    """A StockStore over a dict: sku -> (value, partition); with `partitions`, a write to a partition that is
-    not the SKU's fails."""
+    """A StockStore over dicts: SKU heads by SKU (`data`: sku -> (value, partition), `writes`: the SKUs whose head
+    was written, in order) and every other record by key (`history`); with `partitions`, a write to a partition
+    that is not the SKU's fails."""
 
     def __init__(self, partitions: int | None = None) -> None:
         self.partitions = partitions
         self.data: dict[str, tuple[bytes, int]] = {}
+        self.history: dict[bytes, bytes] = {}
         self.writes: list[str] = []
 
-    def get(self, sku: str, partition: int) -> bytes | None:
-        found = self.data.get(sku)
+    def get_raw(self, key: bytes, partition: int) -> bytes | None:
+        if HISTORY_MARK in key:
+            return self.history.get(key)
+        found = self.data.get(key.decode())
         return found[0] if found else None
 
-    def put(self, sku: str, value: bytes, partition: int) -> None:
+    def put_raw(self, key: bytes, value: bytes | None, partition: int) -> None:
+        sku = key.split(HISTORY_MARK, 1)[0].decode()
         assert self.partitions is None or partition == sku_partition(sku, self.partitions)
+        if HISTORY_MARK in key:
+            if value is None:
+                self.history.pop(key, None)
+            else:
+                self.history[key] = value
+            return
+        assert value is not None
         self.writes.append(sku)
         self.data[sku] = (value, partition)
+
+    def scan_raw(self, prefix: bytes) -> Iterator[bytes]:
+        return iter(sorted(key for key in self.history if key.startswith(prefix)))
+
+    def holds(self, sku: str) -> list[str]:
+        """The reservation ids of a SKU's open holds."""
+        prefix = sku.encode() + HISTORY_MARK + b"r:"
+        return sorted(default_codec().decode(value)[1]["reservation_id"] for key, value in self.history.items()
+                      if key.startswith(prefix))
 
 
 class Outbox:

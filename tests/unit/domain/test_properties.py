@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streams.domain import Kind, Movement, SkuStock, Status
-from tests.unit.domain.helpers import NETWORK, NOW
+from tests.unit.domain.helpers import NETWORK, NOW, remembered, same_state
 
 LOCATIONS = ["store-a", "store-b", "wh-1"]
 
@@ -114,7 +114,7 @@ def test_order_independence(history: list[Movement], rnd: object) -> None:
     rnd.shuffle(shuffled)  # type: ignore[attr-defined]
     one, other = replay(history), replay(shuffled)
     assert figures(one) == figures(other)
-    assert one.seen.keys() == other.seen.keys()
+    assert remembered(one).keys() == remembered(other).keys()
 
 
 @settings(max_examples=200, deadline=None)
@@ -125,7 +125,7 @@ def test_resending_everything_changes_nothing(case: tuple[list[Movement], list[M
     before = copy.deepcopy(stock)
     outcomes = stock.apply_all(delivered, NETWORK, NOW)
     assert all(o.status is Status.DUPLICATE and o.changes == () for o in outcomes)
-    assert stock == before
+    assert stock == before and stock.records.data == before.records.data  # type: ignore[attr-defined]
 
 
 @settings(max_examples=200, deadline=None)
@@ -135,7 +135,7 @@ def test_batches_equal_one_by_one(case: tuple[list[Movement], list[Movement]]) -
     batched = SkuStock("SKU-1")
     for start in range(0, len(delivered), 7):
         batched.apply_all(delivered[start:start + 7], NETWORK, NOW)
-    assert batched == replay(delivered)
+    assert same_state(batched, replay(delivered))
 
 
 # --- reservations: decisions equal a sequential model that never grants more than is available ---------------
@@ -205,4 +205,4 @@ def test_reservations_match_a_sequential_model(steps: list[tuple[str, ...]]) -> 
         position = stock.position("store-a")
         assert position.on_hand == on_hand
         assert position.reserved == sum(units for units, _ in held.values())
-        assert stock.reservations.keys() == held.keys()
+        assert {r.key for r in stock.open_reservations()} == held.keys()

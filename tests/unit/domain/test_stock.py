@@ -7,7 +7,7 @@ import pytest
 from streams.domain import SkuStock, Status, StockRules
 from streams.domain import stock as stock_module
 from streams.domain.movements import WORKER_EVENT_PREFIX
-from tests.unit.domain.helpers import NETWORK, NOW, mv
+from tests.unit.domain.helpers import NETWORK, NOW, mv, remembered
 
 
 def stock_with(*movements: object) -> SkuStock:
@@ -63,7 +63,7 @@ def test_transfer_units_are_in_transit_then_received() -> None:
     stock.apply(mv("transfer_in", quantity=4, location="store-a", other_location="wh-1", transfer_id="t1",
                    at=3_000), NETWORK, NOW)
     assert (stock.position("store-a").on_hand, stock.position("store-a").in_transit) == (4, 0)
-    assert stock.transfers == {}
+    assert list(stock.records.scan("t:")) == []
 
 
 def test_transfer_in_before_out_never_shows_negative_transit() -> None:
@@ -73,7 +73,7 @@ def test_transfer_in_before_out_never_shows_negative_transit() -> None:
     assert stock.position("store-a").in_transit == 0
     stock.apply(mv("transfer_out", quantity=3, location="wh-1", other_location="store-a", transfer_id="t"),
                 NETWORK, NOW)
-    assert stock.position("store-a").in_transit == 0 and stock.transfers == {}
+    assert stock.position("store-a").in_transit == 0 and list(stock.records.scan("t:")) == []
 
 
 def test_safety_stock_holds_units_back() -> None:
@@ -143,7 +143,7 @@ def test_release_fulfil_and_expiry() -> None:
     due = stock.due_expiries(NOW + 100)
     assert [m.reservation_id for m in due] == ["r3"]
     stock.apply_all(due, NETWORK, NOW + 100)
-    assert stock.position("store-a").reserved == 0 and stock.reservations == {}
+    assert stock.position("store-a").reserved == 0 and stock.open_reservations() == []
     assert stock.apply(due[0], NETWORK, NOW + 100).status is Status.DUPLICATE
 
 
@@ -175,27 +175,36 @@ def test_bad_input_is_rejected_with_a_reason() -> None:
     for reason, movement in cases.items():
         outcome = stock.apply(movement, NETWORK, NOW)
         assert (outcome.status, outcome.reason) == (Status.REJECTED, reason)
-    assert stock.version == 0 and stock.seen == {}
+    assert stock.version == 0 and remembered(stock) == {}
 
 
-def test_events_beyond_the_horizon_are_rejected_as_too_late() -> None:
+def test_events_beyond_the_horizon_are_rejected_as_too_late_and_forgotten() -> None:
     rules = StockRules(horizon_ms=1_000)
     stock = SkuStock("SKU-1")
     for t in range(0, 5_000, 10):
         stock.apply(mv("receipt", at=t), NETWORK, NOW, rules)
-    assert stock.floor >= 5_000 - 10 - 1_000 - 1_000 // 64
-    late = stock.apply(mv("sale", at=3_000), NETWORK, NOW, rules)
+    assert stock.floor == 4_990 - 1_000  # exactly the horizon behind the newest event
+    late = stock.apply(mv("sale", at=3_990), NETWORK, NOW, rules)
     assert (late.status, late.reason) == (Status.REJECTED, "too_late")
-    assert all(t > stock.floor for t, _ in stock.seen.values())
-    assert len(stock.seen) <= 1_000 // 10 + 1_000 // 64 // 10 + 1
+    assert stock.apply(mv("sale", at=3_991), NETWORK, NOW, rules).status is Status.APPLIED
+    # What lies before the floor is deleted, up to the bucket (1/64 of the horizon) the floor is in.
+    assert min(event.at for event in remembered(stock).values()) > stock.floor - 1_000 // 64
+    # Three records per event (itself, its bucket's index, its delta), for the events of the horizon and of the
+    # floor's bucket only: 500 events were applied.
+    assert len(stock.records.data) <= 3 * (1_000 + 2 * 1_000 // 64) // 10 + 1  # type: ignore[attr-defined]
 
 
-def test_memory_stays_bounded_under_caps() -> None:
-    rules = StockRules(max_seen=500, max_deltas=200)
+def test_no_volume_cap_inside_the_horizon() -> None:
     stock = SkuStock("SKU-1")
-    stock.apply_all([mv("receipt", at=t) for t in range(1, 20_001)], NETWORK, NOW, rules)
-    assert len(stock.seen) <= 500 and all(len(d) <= 200 for d in stock.deltas.values())
+    receipts = [mv("receipt", at=t) for t in range(1, 20_001)]
+    for start in range(0, len(receipts), 1_000):
+        stock.apply_all(receipts[start:start + 1_000], NETWORK, NOW)
     assert stock.position("wh-1").on_hand == 20_000
+    assert len(remembered(stock)) == 20_000 and stock.floor == -1
+    assert stock.apply(receipts[0], NETWORK, NOW).status is Status.DUPLICATE  # the very first one still known
+    # A count as of the middle keeps the 10,000 receipts after it: reconciled against every one.
+    stock.apply(mv("count", quantity=7, at=10_000), NETWORK, NOW)
+    assert stock.position("wh-1").on_hand == 7 + 10_000
 
 
 @pytest.mark.parametrize(("ending", "reason"), [("reservation_released", "released"),

@@ -10,20 +10,25 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.domain import Kind, SkuStock
+from streams.domain import Kind, SkuStock, StockRules
+from streams.domain.history import MemoryRecords
 from streams.kafka.topics import TopicRegistry
 from streams.settings import load_settings
 from streams.wire.codec import MARKER, DecodeError, crc64_avro, default_codec
 from streams.wire.records import (
+    HISTORY_SCHEMAS,
+    head_to_record,
+    history_from_record,
+    history_to_record,
     movement_from_record,
     movement_to_record,
     network_from_record,
     network_to_record,
-    stock_from_record,
-    stock_to_record,
+    stock_from_head,
+    stock_from_old_state,
 )
 from streams.wire.schemas import Schema, legacy_fingerprint_forms
-from tests.unit.domain.helpers import NETWORK, NOW, mv
+from tests.unit.domain.helpers import NETWORK, NOW, mv, recorded_deltas, remembered, same_state
 
 
 def test_crc64_avro_matches_the_spec_and_fastavro() -> None:
@@ -77,10 +82,49 @@ def test_stock_and_network_round_trip_through_avro() -> None:
               mv("reservation_placed", "store-a", 1, channel="web", reservation_id="r", expires_at=NOW + 5)):
         stock.apply(m, NETWORK, NOW)
     codec = default_codec()
-    record = {**stock_to_record(stock), "unconfirmed_ledger": {}}
-    assert stock_from_record(codec.decode(codec.encode(Schema.SKU_STOCK_STATE, record))[1]) == stock
+    records = MemoryRecords()
+    copied = stock_from_head(codec.decode(codec.encode(Schema.SKU_HEAD, head_to_record(stock)))[1], records)
+    assert copied == stock
+    kinds = set()
+    for key, value in stock.records.scan(""):
+        name, record = codec.decode(codec.encode(*history_to_record(value)))
+        assert history_from_record(name, record) == value
+        kinds.add(name)
+        records.put(key, value)
+    assert kinds == set(HISTORY_SCHEMAS)
+    assert same_state(copied, stock)
     wire = codec.encode(Schema.NETWORK_CONFIG, network_to_record(NETWORK, NOW))
     assert network_from_record(codec.decode(wire)[1]) == NETWORK
+
+
+def old_state(stock: SkuStock) -> dict[str, Any]:
+    """The record an earlier version wrote for a SKU (SkuStockState): everything in one value."""
+    deltas = recorded_deltas(stock)
+    return {"sku": stock.sku, "version": stock.version, "watermark": stock.watermark, "floor": stock.floor,
+            "positions": head_to_record(stock)["positions"],
+            "seen": "\n".join(f"{key}\t{e.at}\t{e.result}" for key, e in remembered(stock).items()),
+            "deltas": {loc: "\n".join(f"{t}\t{key}\t{d}" for t, key, d in entries) for loc, entries in deltas.items()},
+            "reservations": [history_to_record(r)[1] for r in stock.open_reservations()],
+            "transfers": [{"transfer_id": key.removeprefix("t:"), **history_to_record(t)[1]}
+                          for key, t in stock.records.scan("t:")],
+            "unconfirmed_ledger": {}}
+
+
+def test_a_sku_stored_by_an_earlier_version_is_converted() -> None:
+    stock = SkuStock("SKU-1")
+    for m in (mv("receipt", quantity=5, location="store-a", at=10), mv("sale", quantity=1, location="store-a", at=20),
+              mv("transfer_out", quantity=1, location="store-a", other_location="wh-1", transfer_id="t", at=30),
+              mv("reservation_placed", "store-a", 1, channel="web", reservation_id="r", expires_at=NOW + 5, at=40)):
+        stock.apply(m, NETWORK, NOW)
+    codec = default_codec()
+    name, record = codec.decode(codec.encode(Schema.SKU_STOCK_STATE, old_state(stock)))
+    assert name == Schema.SKU_STOCK_STATE
+    converted = stock_from_old_state(record, MemoryRecords(), StockRules().horizon_ms // 64)
+    assert same_state(converted, stock)
+    # It goes on as if it had never been stored otherwise: a count reconciles the deltas it brought along.
+    for one in (stock, converted):
+        one.apply(mv("count", quantity=10, location="store-a", at=15, event_id="c"), NETWORK, NOW)
+    assert same_state(converted, stock) and converted.position("store-a").on_hand == 10 - 1 - 1
 
 
 @pytest.mark.parametrize(("data", "reason"), [

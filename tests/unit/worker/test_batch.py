@@ -59,7 +59,7 @@ def run(batcher: Batcher, inbound: list[Inbound]) -> None:
 def state(broker: Broker, sku: str) -> dict[str, int]:
     """A SKU's on-hand per location, as the changelog on the broker holds it."""
     value, _ = broker.latest(CHANGELOG)[sku.encode()]
-    record = default_codec().decode_as(value or b"", Schema.SKU_STOCK_STATE)[1]
+    record = default_codec().decode_as(value or b"", Schema.SKU_HEAD)[1]
     return {p["location"]: p["on_hand"] for p in record["positions"]}
 
 
@@ -76,7 +76,9 @@ def test_state_outputs_and_offsets_are_one_transaction() -> None:
     assert partition == inbound[0].partition
     topics = [topic for topic, *_ in records]
     assert {"u.ledger", "u.positions", "u.channel.web.ats"} <= set(topics)
-    assert [key for topic, key, _, _ in records if topic == CHANGELOG] == [b"SKU-1", offsets_key(partition)]
+    written = [key for topic, key, _, _ in records if topic == CHANGELOG]
+    assert written[0] == b"SKU-1" and written[-1] == offsets_key(partition)
+    assert {key.split(b"\x01")[1][:2] for key in written[1:-1]} == {b"e:", b"x:", b"d:", b"s:"}  # its history
     # The local store holds what the changelog holds, and the next batch starts after offset 1.
     assert table.data[b"SKU-1"] == broker.latest(CHANGELOG)[b"SKU-1"][0]
     assert batcher.recorded_offsets(partition) == {inbound[0].topic: 2}

@@ -106,21 +106,38 @@ def letters(outbox: Outbox, registry: TopicRegistry) -> list[dict[str, Any]]:
     return [default_codec().decode(value)[1] for _, _, value, _ in outbox.to(registry.deadletter.name) if value]
 
 
-def test_a_sku_whose_state_would_not_fit_in_a_record_is_dead_lettered_and_the_batch_goes_on() -> None:
-    built = pipeline(max_record_bytes=10_000)
+def test_a_best_seller_s_state_stays_in_small_records() -> None:
+    built = pipeline(max_record_bytes=16 * 1024)
     registry = built.registry
-    hot = [Movement(Kind.RECEIPT, f"h{i}", "wms", "HOT-1", "wh-1", 1, 1_000 + i) for i in range(400)]
-    cold = Movement(Kind.RECEIPT, "c1", "wms", "COLD-1", "wh-1", 3, 1_000)
+    hot = [Movement(Kind.RECEIPT, f"h{i}", "wms", "HOT-1", "wh-1", 1, 1_000 + i) for i in range(2_000)]
+    store, outbox = Store(PARTITIONS), Outbox()
+    built.handle([message(registry, hot[i:i + 100], offset=i) for i in range(0, 2_000, 100)], store, outbox, NOW)
+    assert letters(outbox, registry) == []
+    assert len(outbox.to(registry.ledger.name)) == 2_000
+    sizes = [len(value) for value, _ in store.data.values()] + [len(value) for value in store.history.values()]
+    assert max(sizes) <= 16 * 1024 and len(store.history) > 2_000  # one record per event, and bucket records
+
+
+def test_a_sku_whose_head_would_not_fit_in_a_record_is_dead_lettered_and_the_batch_goes_on() -> None:
+    # A SKU stocked at 1,000 locations: its head (its positions, ~30 KB) is over a 16 KiB record limit.
+    locations = [{"id": f"store-{i:010d}", "kind": "store", "latitude": 50.0, "longitude": 8.0} for i in range(1_000)]
+    network = Network.from_dict({"locations": locations, "channels": [
+        {"id": "wms", "locations": [loc["id"] for loc in locations]}]})
+    built = pipeline(network, max_record_bytes=16 * 1024)
+    registry = built.registry
+    hot = [Movement(Kind.RECEIPT, f"h{i}", "wms", "HOT-1", f"store-{i:010d}", 1, 1_000 + i) for i in range(1_000)]
+    cold = Movement(Kind.RECEIPT, "c1", "wms", "COLD-1", "store-0000000000", 3, 1_000)
     store, outbox = Store(PARTITIONS), Outbox()
     result = built.handle([message(registry, hot), message(registry, [cold], offset=1)], store, outbox, NOW)
     assert set(store.data) == {"COLD-1"} and result.skus_written == 1
+    assert all(not key.startswith(b"HOT-1") for key in store.history)  # nothing of it was written
     dead = letters(outbox, registry)
-    assert [d["movement_index"] for d in dead] == list(range(400))
+    assert [d["movement_index"] for d in dead] == list(range(1_000))
     assert {d["reason"] for d in dead} == {"record_too_large"} and "HOT-1" in dead[0]["detail"]
     ledger = [default_codec().decode(value)[1]["sku"] for _, _, value, _ in outbox.to(registry.ledger.name) if value]
     assert ledger == ["COLD-1"]  # nothing of HOT-1 went out
-    assert {key for _, key, _, _ in outbox.to(registry.positions.name)} == {b"COLD-1|wh-1"}
-    assert all(len(value or b"") <= 10_000 for _, _, value, _ in outbox.records)
+    assert {key for _, key, _, _ in outbox.to(registry.positions.name)} == {b"COLD-1|store-0000000000"}
+    assert all(len(value or b"") <= 16 * 1024 for _, _, value, _ in outbox.records)
 
 
 def test_an_unexpected_failure_isolates_the_one_sku(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -186,15 +203,14 @@ def test_expiries_come_only_from_the_workers_topic_and_never_clash_with_a_channe
     assert result.dead_letters == 2
     assert [(d["reason"], d["movement_index"]) for d in letters(outbox, registry)] == [("wrong_topic", 0),
                                                                                        ("invalid_movement", 1)]
-    held = default_codec().decode(store.data["SKU-1"][0])[1]["reservations"]
-    assert [r["reservation_id"] for r in held] == ["o1"]  # the channel could not end its own hold
+    assert store.holds("SKU-1") == ["o1"]  # the channel could not end its own hold
     # The worker's own expiry goes through the expiries topic and ends the hold.
     sent = Outbox()
     assert built.expiries.request_due(sent, NOW + 1_000) == 1
     [(topic, key, value, _)] = sent.records
     assert topic == registry.expiries.name
     built.handle([Inbound(topic, partition, 0, key, value)], store, outbox, NOW + 1_000)
-    assert default_codec().decode(store.data["SKU-1"][0])[1]["reservations"] == []
+    assert store.holds("SKU-1") == []
 
 
 def test_a_worker_made_movement_must_name_a_channel_in_its_event_id() -> None:
