@@ -68,22 +68,29 @@ class RecordStore(Protocol):
 
 
 class MemoryRecords:
-    """A RecordStore in a dict: the domain's tests and the simulator's local replay."""
+    """A RecordStore in dicts, one per kind of record (the two characters every key starts with), so that a scan of
+    one kind (the open holds) does not walk the SKU's every event: the domain's tests and the simulator's replay."""
 
     def __init__(self) -> None:
-        self.data: dict[str, object] = {}
+        self.kinds: dict[str, dict[str, object]] = {}
+
+    @property
+    def data(self) -> dict[str, object]:
+        """Every record, by key."""
+        return {key: value for records in self.kinds.values() for key, value in records.items()}
 
     def get(self, key: str) -> object | None:
-        return self.data.get(key)
+        return self.kinds.get(key[:2], {}).get(key)
 
     def put(self, key: str, value: object) -> None:
-        self.data[key] = value
+        self.kinds.setdefault(key[:2], {})[key] = value
 
     def delete(self, key: str) -> None:
-        self.data.pop(key, None)
+        self.kinds.get(key[:2], {}).pop(key, None)
 
     def scan(self, prefix: str) -> Iterator[tuple[str, object]]:
-        return iter([(k, v) for k, v in self.data.items() if k.startswith(prefix)])
+        kinds = [self.kinds.get(prefix[:2], {})] if len(prefix) >= 2 else list(self.kinds.values())
+        return iter([(k, v) for records in kinds for k, v in records.items() if k.startswith(prefix)])
 
 
 @dataclass
