@@ -112,6 +112,9 @@ def create_app(settings: Settings, servers: str | None = None, committed_only: b
         web_port=settings.web_port,
         web_host=settings.web_host,
         web_bind=settings.web_host,  # faust binds every interface unless told
+        # faust's own pages: "/" would serve its monitor's statistics (seconds to build), and the table and graph
+        # pages internals; "/" is then a plain status answer.
+        web_stats_enabled=False, web_graph_enabled=False, web_tables_enabled=False, web_router_enabled=False,
         canonical_url=settings.advertised_url or f"http://{settings.web_host}:{settings.web_port}",
         consumer_auto_offset_reset="earliest",
         committed_only=committed_only,

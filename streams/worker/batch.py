@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 from streams.wire.partitioner import partition_for
 from streams.worker import metrics
+from streams.worker.health import Health
 from streams.worker.outputs import OutputRecord, ProducerOutbox
 from streams.worker.pipeline import Inbound, Pipeline
 from streams.worker.table import StockTable, TableStore, offsets_key
@@ -27,8 +28,9 @@ class Batcher:
     A crash before the commit brings the part again, to be applied afresh to the state as it was."""
 
     def __init__(self, transactions: PartitionTransactions, table: StockTable, pipeline: Pipeline, max_batch: int,
-                 wait_s: float) -> None:
+                 wait_s: float, health: Health | None = None) -> None:
         self.transactions, self.table, self.pipeline = transactions, table, pipeline
+        self.health = health or Health()
         self.max_batch, self.wait_s = max_batch, wait_s
         self.records: list[Inbound] = []
         self.first_added = 0.0
@@ -110,6 +112,7 @@ class Batcher:
             failures = [result for result in results if isinstance(result, BaseException)]
             if failures:
                 raise failures[0]
+            self.health.committed()
             done = time.time()
             for record in batch:
                 metrics.INGEST_LATENCY.observe(max(0.0, done - record.timestamp_ms / 1000))

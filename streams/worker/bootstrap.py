@@ -5,11 +5,16 @@ the stock table with its changelog and recovery, timers and the web server."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable
+from functools import partial
 from typing import Any
 
+from confluent_kafka import KafkaException
+
 from streams.domain import Network, StockRules
+from streams.kafka.clients import new_admin
 from streams.kafka.topics import TopicRegistry
 from streams.settings import Settings
 from streams.wire.codec import default_codec
@@ -17,6 +22,7 @@ from streams.worker.app import StocksyncApp, create_app
 from streams.worker.ats import AtsPublisher
 from streams.worker.batch import Batcher
 from streams.worker.expiry import ExpiryScheduler
+from streams.worker.health import BROKER_PROBE_S, Health
 from streams.worker.network import NetworkFollower, NetworkInForce
 from streams.worker.pipeline import Pipeline
 from streams.worker.reader import InputReader
@@ -47,10 +53,12 @@ class Worker:
                                  max_record_bytes=settings.max_record_bytes)
         self.transactions = PartitionTransactions(servers, settings.app_id, settings.crash_before_commit)
         app.before_recovery = self.transactions.fence
+        self.health = Health()
         self.batcher = Batcher(self.transactions, self.table, self.pipeline, settings.max_batch,
-                               settings.batch_wait_s)
+                               settings.batch_wait_s, self.health)
         self.reader = InputReader(app, servers, settings.input_group, self.batcher, self.network.input_topics,
-                                  registry.stock_changelog.name)
+                                  registry.stock_changelog.name, self.health)
+        self.admin = new_admin(servers)
         self.follower = NetworkFollower(servers, registry, self.network, self.republish)
 
     def recovered(self) -> bool:
@@ -96,6 +104,15 @@ class Worker:
     async def follow_network(self) -> None:
         await self.follower.run(lambda: self.app.should_stop)
 
+    async def probe_broker(self) -> None:
+        """Ask Kafka for its metadata: whether it answers is part of readiness."""
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, partial(self.admin.list_topics, timeout=5))
+        except KafkaException as exc:
+            self.health.broker_failed(exc.args[0].str())
+        else:
+            self.health.broker_answered()
+
     async def announce_ready(self) -> None:
         await self.app.recovered.wait()
         self.app.worker_state.ready = True
@@ -112,6 +129,7 @@ def build_worker(settings: Settings, servers: str, network: Network, network_ver
     app.task(worker.announce_ready)
     app.timer(settings.expiry_interval_s)(worker.expire_reservations)
     app.timer(0.25)(worker.release_coalesced_ats)
+    app.timer(BROKER_PROBE_S)(worker.probe_broker)
 
     def on_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> Awaitable[None]:
         return worker.on_revoked()
@@ -122,8 +140,7 @@ def build_worker(settings: Settings, servers: str, network: Network, network_ver
     # mode's SignalHandlerT (written with mypy_extensions' VarArg/NamedArg) matches no function in mypy's eyes.
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
     app.on_partitions_assigned.connect(on_assigned)  # type: ignore[arg-type]
-    add_routes(app, worker.table, worker.network, settings.partitions, worker.reader.assigned_topics,
-               worker.reader.assigned_partitions)
+    add_routes(app, worker.table, worker.network, settings.partitions, worker.reader, worker.health)
     return app
 
 

@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from streams.kafka.clients import new_aio_consumer
 from streams.worker import metrics
 from streams.worker.batch import Batcher
+from streams.worker.health import Health
 from streams.worker.pipeline import Inbound
 from streams.worker.transactions import Fenced
 
@@ -44,8 +45,8 @@ class InputReader:
     COMMIT_EVERY_S = 1.0
 
     def __init__(self, app: faust.App, servers: str, group_id: str, batcher: Batcher,
-                 input_topics: Callable[[], list[str]], changelog: str) -> None:
-        self.app, self.servers, self.group_id, self.batcher = app, servers, group_id, batcher
+                 input_topics: Callable[[], list[str]], changelog: str, health: Health) -> None:
+        self.app, self.servers, self.group_id, self.batcher, self.health = app, servers, group_id, batcher, health
         self.input_topics, self.changelog = input_topics, changelog
         self.assigned: frozenset[TopicPartition] = frozenset()
         self.next_offset: dict[TopicPartition, int | None] = {}
@@ -82,6 +83,10 @@ class InputReader:
         return {tp.partition for tp in self.app.assignor.assigned_actives()
                 if tp.topic == self.changelog} & self.batcher.transactions.writable()
 
+    def running(self) -> bool:
+        """False once the reading task has ended (it never should before the worker stops)."""
+        return self.task is not None and (not self.task.done() or self.stopping)
+
     def assigned_topics(self) -> list[str]:
         return sorted({tp.topic for tp in self.assigned})
 
@@ -106,6 +111,7 @@ class InputReader:
                         await asyncio.sleep(0.05)
                         continue
                     await self._read(consumer)
+                    self.health.reader_read()
                     if time.monotonic() - last_commit >= self.COMMIT_EVERY_S:
                         last_commit = time.monotonic()
                         await self._commit(consumer)
@@ -114,8 +120,9 @@ class InputReader:
                                 "recorded offsets", exc)
                     self.batcher.records.clear()
                     self.assigned = frozenset()
-                except Exception:  # noqa: BLE001 - the reader must outlive any one failure; it starts over
+                except Exception as exc:  # noqa: BLE001 - the reader must outlive any one failure; it starts over
                     log.exception("reading the inputs failed; reading again from the recorded offsets")
+                    self.health.reader_failed(f"{type(exc).__name__}: {exc}"[:300])
                     self.batcher.records.clear()  # they come again: the offsets were not advanced past them
                     self.assigned = frozenset()
                     await asyncio.sleep(1.0)
@@ -201,6 +208,7 @@ class InputReader:
             if end is not None:
                 lag += max(0, end - offsets.get(tp, 0))
         metrics.INPUT_LAG.set(lag)
+        self.health.input_lag(lag)
         if not offsets:
             return
         try:

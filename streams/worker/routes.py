@@ -3,34 +3,61 @@ that owns the SKU (a request reaching another worker is forwarded to the owner o
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+from aiohttp.http_exceptions import BadHttpMessage
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from yarl import URL
 
 from streams.wire.partitioner import sku_partition
 from streams.worker.app import StocksyncApp
+from streams.worker.health import Health
 from streams.worker.network import NetworkInForce
 from streams.worker.query import OPENAPI, ApiError, QueryService, check_sku
+from streams.worker.reader import InputReader
 from streams.worker.table import StockTable
 
 ROUTED_HEADER = "X-Stocksync-Routed"
 
 
-def add_routes(app: StocksyncApp, table: StockTable, network: NetworkInForce, partitions: int,
-               assigned_topics: Callable[[], list[str]], assigned_partitions: Callable[[], list[int]]) -> None:
+class BadRequestsInOneLine(logging.Filter):
+    """aiohttp logs a request it cannot parse (a request line over 8 KB, a malformed header) as an ERROR with a
+    traceback, though it answers the client 400 and nothing is wrong with the worker: one WARNING line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, BadHttpMessage):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg, record.args, record.exc_info = "bad HTTP request refused (400): %s", (str(exc)[:200],), None
+        return True
+
+
+def add_routes(app: StocksyncApp, table: StockTable, network: NetworkInForce, partitions: int, reader: InputReader,
+               health: Health) -> None:
     """Register the worker's pages on its faust app (handlers get faust's view and the aiohttp request)."""
+    logging.getLogger("aiohttp.server").addFilter(BadRequestsInOneLine())
     query = QueryService(lookup=table.stock, network=lambda: (network.network, network.version))
     changelog = table.changelog
 
     @app.page("/ready")
     async def ready(web: Any, request: Any) -> Any:
-        ok = app.worker_state.ready and not app.rebalancing
-        return web.json({"ready": ok, "network_version": network.version, "assigned_inputs": assigned_topics(),
-                         "assigned_partitions": assigned_partitions()},
-                        status=200 if ok else 503)
+        """200 when the worker does its job now: recovered, not rebalancing, Kafka answering, the inputs read and
+        progressing; else 503 with the reasons."""
+        reasons = health.not_ready(app.worker_state.ready, app.rebalancing)
+        return web.json({"ready": not reasons, "reasons": reasons, "network_version": network.version,
+                         "assigned_inputs": reader.assigned_topics(),
+                         "assigned_partitions": reader.assigned_partitions(), "input_lag": health.lag},
+                        status=503 if reasons else 200)
+
+    @app.page("/live")
+    async def live(web: Any, request: Any) -> Any:
+        """200 while the worker can recover by itself (answering at all means its event loop runs); 503 with the
+        reasons when only a restart helps."""
+        reasons = health.not_live(reader.running())
+        return web.json({"live": not reasons, "reasons": reasons}, status=503 if reasons else 200)
 
     async def answer(web: Any, request: Any, sku: str, compute: Callable[[], dict[str, Any]]) -> Any:
         """Answer here if this worker owns the SKU's partition, else ask the owner (once)."""
