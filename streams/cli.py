@@ -10,10 +10,38 @@ from streams.errors import ConfigError, StocksyncError
 from streams.settings import Settings, load_settings
 
 
+def _cluster(args: argparse.Namespace, settings: Settings) -> int:
+    """`broker ... --nodes N` (N > 1): a local KRaft cluster of N nodes, for fault tests."""
+    from streams.dev.local_kafka import LocalCluster
+    from streams.kafka.cluster import local_broker_dir
+
+    workdir = local_broker_dir(settings, f"cluster-{args.nodes}")
+    current = LocalCluster.from_state(settings.broker_home, workdir)
+    running = [node.node_id for node in current.nodes if node.running()] if current else []
+    if args.action == "status":
+        if not current or not running:
+            print(f"the local {args.nodes}-node cluster is not running")
+            return 1
+        print(f"local {args.nodes}-node cluster at {current.bootstrap_servers}, nodes running: {running}")
+        return 0
+    if args.action == "stop":
+        if current:
+            current.stop()
+        print(f"local {args.nodes}-node cluster stopped")
+        return 0
+    print(f"starting a local {args.nodes}-node Kafka {settings.kafka_version} cluster...", file=sys.stderr)
+    cluster = current or LocalCluster(home=settings.broker_home, workdir=workdir, size=args.nodes,
+                                      kafka_version=settings.kafka_version, heap=settings.kafka_heap)
+    print(cluster.start().bootstrap_servers)
+    return 0
+
+
 def _broker(args: argparse.Namespace, settings: Settings) -> int:
     from streams.dev.local_kafka import LocalKafka
     from streams.kafka.cluster import local_broker_dir
 
+    if args.nodes > 1:  # asked for by name: whatever cluster STOCKSYNC_BOOTSTRAP_SERVERS selects
+        return _cluster(args, settings)
     workdir = local_broker_dir(settings)
     current = LocalKafka.from_state(settings.broker_home, workdir)
     running = current is not None and current.running()
@@ -218,6 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="Start, stop or inspect the local Kafka 4.x (KRaft) broker. Its jars "
                                              "are fetched once with Maven into STOCKSYNC_CACHE_DIR; needs Java 17+.")
     broker.add_argument("action", choices=["start", "stop", "status"])
+    broker.add_argument("--nodes", type=int, choices=range(1, 10), default=1, metavar="N",
+                        help="a local KRaft cluster of N nodes (replication factor N, min.insync.replicas N-1); "
+                             "export the servers it prints as STOCKSYNC_BOOTSTRAP_SERVERS")
     broker.set_defaults(handler=_broker)
 
     topics = commands.add_parser("topics", help="create or list the registry's topics",

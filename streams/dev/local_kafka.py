@@ -10,9 +10,10 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -80,7 +81,8 @@ def fetch_jars(home: Path, kafka_version: str) -> Path:
 
 @dataclass
 class LocalKafka:
-    """One broker+controller process with its data in `workdir`; `start()` returns once it answers."""
+    """One broker+controller process with its data in `workdir`; `start()` returns once it answers. Alone, or one
+    node of a LocalCluster (`node_id`, `voters` and `cluster_id` shared by the cluster's nodes)."""
 
     home: Path  # holds libs/ (shared by every broker of this Kafka version)
     workdir: Path  # this broker's config, data, logs and state file
@@ -90,6 +92,10 @@ class LocalKafka:
     port: int = 0
     controller_port: int = 0
     pid: int | None = None
+    node_id: int = 1
+    voters: str = ""  # the cluster's controller.quorum.voters ("": this node alone)
+    cluster_id: str = ""  # the cluster's id, its storage is formatted with ("": a new one)
+    replicas: int = 1  # replication of Kafka's internal topics and the default for new topics
 
     @property
     def bootstrap_servers(self) -> str:
@@ -108,22 +114,25 @@ class LocalKafka:
             else _free_port()
         data = self.workdir / "data"
         config = self.workdir / "server.properties"
+        in_sync = max(1, self.replicas - 1)  # 3 replicas: a write needs 2 of them (min.insync.replicas=2)
         config.write_text("\n".join([
             "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
+            f"node.id={self.node_id}",
+            f"controller.quorum.voters={self.voters or f'{self.node_id}@127.0.0.1:{self.controller_port}'}",
             f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
             f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
             "controller.listener.names=CONTROLLER",
             "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "inter.broker.listener.name=PLAINTEXT",
             f"log.dirs={data}",
-            "offsets.topic.replication.factor=1",
+            f"offsets.topic.replication.factor={self.replicas}",
             "offsets.topic.num.partitions=10",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
+            f"transaction.state.log.replication.factor={self.replicas}",
+            f"transaction.state.log.min.isr={in_sync}",
+            f"share.coordinator.state.topic.replication.factor={self.replicas}",
+            f"share.coordinator.state.topic.min.isr={in_sync}",
+            f"default.replication.factor={self.replicas}",
+            f"min.insync.replicas={in_sync}",
             # Groups form at once: the first consumer does not wait for others that are not coming.
             "group.initial.rebalance.delay.ms=0",
             # stocksync creates its topics explicitly (topic registry); a typo must not invent one.
@@ -136,6 +145,17 @@ class LocalKafka:
 
     def start(self) -> LocalKafka:
         """Format storage (first time), launch the JVM and wait until the broker answers metadata requests."""
+        proc = self.launch()
+        try:
+            self.await_ready(proc)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def launch(self) -> subprocess.Popen[bytes]:
+        """Format storage (first time) and launch the JVM; `await_ready` waits for it (a node of a cluster answers
+        only once a majority of its controllers runs)."""
         classpath = self._classpath()
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = self._write_config()
@@ -143,7 +163,8 @@ class LocalKafka:
         if not (self.workdir / "data" / "meta.properties").exists():
             fmt = subprocess.run(
                 # "--cluster-id=": an id may start with "-"
-                [java, "-cp", classpath, "kafka.tools.StorageTool", "format", f"--cluster-id={_cluster_id()}",
+                [java, "-cp", classpath, "kafka.tools.StorageTool", "format",
+                 f"--cluster-id={self.cluster_id or _cluster_id()}",
                  "-c", str(config), "--ignore-formatted"],
                 capture_output=True, text=True)
             if fmt.returncode != 0:
@@ -160,14 +181,9 @@ class LocalKafka:
         out.close()
         self.pid = proc.pid
         self._save_state()
-        try:
-            self._await_ready(proc)
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        return proc
 
-    def _await_ready(self, proc: subprocess.Popen[bytes]) -> None:
+    def await_ready(self, proc: subprocess.Popen[bytes]) -> None:
         from confluent_kafka.admin import AdminClient
 
         # librdkafka logs connection refusals while the broker boots; they are expected, so keep it quiet.
@@ -215,10 +231,20 @@ class LocalKafka:
     def running(self) -> bool:
         return self.pid is not None and _alive(self.pid)
 
+    def kill(self) -> None:
+        """SIGKILL: the node dies as in a crash (no controlled shutdown)."""
+        if self.pid is not None and _alive(self.pid):
+            os.kill(self.pid, signal.SIGKILL)
+            while _alive(self.pid):
+                time.sleep(0.05)
+        self.pid = None
+        self._save_state()
+
     def _save_state(self) -> None:
         (self.workdir / STATE_FILE).write_text(json.dumps(
             {"pid": self.pid, "port": self.port, "controller_port": self.controller_port,
-             "kafka_version": self.kafka_version}))
+             "kafka_version": self.kafka_version, "node_id": self.node_id, "voters": self.voters,
+             "cluster_id": self.cluster_id, "replicas": self.replicas}))
 
     @classmethod
     def from_state(cls, home: Path, workdir: Path) -> LocalKafka | None:
@@ -228,7 +254,9 @@ class LocalKafka:
         except (FileNotFoundError, json.JSONDecodeError):
             return None
         return cls(home=home, workdir=workdir, kafka_version=state["kafka_version"], port=state["port"],
-                   controller_port=state["controller_port"], pid=state["pid"])
+                   controller_port=state["controller_port"], pid=state["pid"], node_id=state.get("node_id", 1),
+                   voters=state.get("voters", ""), cluster_id=state.get("cluster_id", ""),
+                   replicas=state.get("replicas", 1))
 
 
 def _alive(pid: int) -> bool:
@@ -246,3 +274,69 @@ def _alive(pid: int) -> bool:
         return True
     return True
 
+
+
+@dataclass
+class LocalCluster:
+    """`size` broker+controller nodes (KRaft, a static quorum of all of them) with their data in `workdir`/node-N;
+    Kafka's internal topics and new topics get `size` replicas and min.insync.replicas = size - 1. Each node keeps
+    its ports when it is killed and started again."""
+
+    home: Path
+    workdir: Path
+    size: int = 3
+    kafka_version: str = "4.1.1"
+    heap: str = "512m"
+    start_timeout_s: float = 180.0
+    nodes: list[LocalKafka] = field(default_factory=list)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(node.bootstrap_servers for node in self.nodes)
+
+    def start(self) -> LocalCluster:
+        if not self.nodes:
+            ports = [(_free_port(), _free_port()) for _ in range(self.size)]
+            voters = ",".join(f"{i + 1}@127.0.0.1:{controller}" for i, (_, controller) in enumerate(ports))
+            cluster_id = _cluster_id()
+            self.nodes = [LocalKafka(home=self.home, workdir=self.workdir / f"node-{i + 1}",
+                                     kafka_version=self.kafka_version, heap=self.heap,
+                                     start_timeout_s=self.start_timeout_s, port=port, controller_port=controller,
+                                     node_id=i + 1, voters=voters, cluster_id=cluster_id, replicas=self.size)
+                          for i, (port, controller) in enumerate(ports)]
+        launched = [(node, node.launch()) for node in self.nodes if not node.running()]
+        try:
+            for node, proc in launched:
+                node.await_ready(proc)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def node(self, node_id: int) -> LocalKafka:
+        return self.nodes[node_id - 1]
+
+    def start_node(self, node_id: int) -> None:
+        """Start a node that was stopped or killed again, on its ports, and wait until it answers."""
+        node = self.node(node_id)
+        node.await_ready(node.launch())
+
+    def stop(self) -> None:
+        """Stop every node at once (one by one, the last ones would wait for a quorum that is gone)."""
+        threads = [threading.Thread(target=node.stop) for node in self.nodes]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    @classmethod
+    def from_state(cls, home: Path, workdir: Path) -> LocalCluster | None:
+        """The cluster a previous `start()` left in workdir (running, or stopped with its ports), if any."""
+        nodes = []
+        for n in range(1, 100):
+            node = LocalKafka.from_state(home, workdir / f"node-{n}")
+            if node is None:
+                break
+            nodes.append(node)
+        return cls(home=home, workdir=workdir, size=len(nodes), kafka_version=nodes[0].kafka_version,
+                   nodes=nodes) if nodes else None

@@ -73,6 +73,7 @@ class Deployment:
     tmp: Path
     partitions: int = 4
     store: str = "memory://"
+    replication_factor: int = 1
     workers: list[WorkerProcess] = field(default_factory=list)
     sent: dict[str, Movement] = field(default_factory=dict)
 
@@ -87,7 +88,7 @@ class Deployment:
     # --- configuration and workers ---------------------------------------------------------------------------
     def apply_network(self, data: dict[str, Any]) -> int:
         self.network = Network.from_dict(data)
-        ensure_topics(self.admin, self.registry.all(self.network.channels))
+        ensure_topics(self.admin, self.registry.all(self.network.channels), self.replication_factor)
         return publish_network(self.bootstrap, self.registry, self.network)
 
     def env(self, port: int, name: str) -> dict[str, str]:
@@ -96,7 +97,7 @@ class Deployment:
                 "STOCKSYNC_PARTITIONS": str(self.partitions), "STOCKSYNC_STORE": self.store,
                 "STOCKSYNC_BROKER_SESSION_TIMEOUT_S": "6", "STOCKSYNC_WEB_PORT": str(port),
                 "STOCKSYNC_DATA_DIR": str(self.tmp / f"data-{name}"), "STOCKSYNC_EXPIRY_INTERVAL_S": "0.5",
-                "STOCKSYNC_LOG_LEVEL": "info"}
+                "STOCKSYNC_LOG_LEVEL": "info", "STOCKSYNC_REPLICATION_FACTOR": str(self.replication_factor)}
 
     def start_worker(self, name: str, wait: bool = True, env: dict[str, str] | None = None) -> WorkerProcess:
         """A worker process on this deployment's topics; `env` adds or overrides STOCKSYNC_ settings."""
