@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import TopicPartition
@@ -15,6 +16,7 @@ from streams.dev.local_kafka import LocalCluster
 from streams.domain import Kind, Movement
 from streams.kafka.clients import new_admin, new_consumer, new_producer, watermarks
 from streams.settings import load_settings
+from tests.integration.conftest import wait_for
 from tests.integration.harness import Deployment
 from tests.integration.workload import NETWORK
 
@@ -30,8 +32,21 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     found.stop()
 
 
+def partition_zero(servers: str, topic: str) -> Any:
+    """The metadata of the topic's partition 0, once every node knows the topic and it has a leader."""
+    found: list[Any] = []
+
+    def known() -> bool:
+        partitions = new_admin(servers).list_topics(topic, timeout=10).topics[topic].partitions
+        found[:] = [partitions[0]] if 0 in partitions and partitions[0].leader >= 0 else []
+        return bool(found)
+
+    wait_for(known, 60, f"{topic} known with a leader")
+    return found[0]
+
+
 def leader_of(servers: str, topic: str) -> int:
-    return int(new_admin(servers).list_topics(topic, timeout=10).topics[topic].partitions[0].leader)
+    return int(partition_zero(servers, topic).leader)
 
 
 def test_three_replicas_survive_the_leader_s_death(cluster: LocalCluster, unique: str) -> None:
@@ -40,8 +55,7 @@ def test_three_replicas_survive_the_leader_s_death(cluster: LocalCluster, unique
     admin = new_admin(servers)
     for future in admin.create_topics([NewTopic(topic, 1)]).values():
         future.result(30)  # three replicas, min.insync.replicas=2: the cluster's defaults
-    metadata = admin.list_topics(topic, timeout=10).topics[topic].partitions[0]
-    assert len(metadata.replicas) == 3
+    assert len(partition_zero(servers, topic).replicas) == 3
     producer = new_producer(servers)
     for i in range(100):
         producer.produce(topic, b"before-%d" % i, b"k")
@@ -51,7 +65,7 @@ def test_three_replicas_survive_the_leader_s_death(cluster: LocalCluster, unique
     for i in range(100):
         producer.produce(topic, b"after-%d" % i, b"k")  # two replicas left: enough for acks=all
     assert producer.flush(60) == 0
-    assert leader_of(servers, topic) != leader
+    wait_for(lambda: leader_of(servers, topic) != leader, 60, "a new leader")
     cluster.start_node(leader)  # on its own port again
     assert cluster.node(leader).running()
     consumer = new_consumer(servers, f"g-{unique}")
