@@ -18,6 +18,7 @@ from streams.kafka.clients import new_admin
 from streams.kafka.topics import TopicRegistry
 from streams.settings import Settings
 from streams.wire.codec import default_codec
+from streams.worker import logfilters
 from streams.worker.app import StocksyncApp, create_app
 from streams.worker.ats import AtsPublisher
 from streams.worker.batch import Batcher
@@ -122,6 +123,7 @@ class Worker:
 
 def build_worker(settings: Settings, servers: str, network: Network, network_version: int) -> StocksyncApp:
     """The faust app of one worker, for the network in force when it starts (it follows later changes)."""
+    logfilters.install()
     app = create_app(settings, servers, committed_only=True)
     worker = Worker(app, settings, servers, network, network_version)
     app.task(worker.read_inputs)

@@ -115,9 +115,8 @@ class InputReader:
                     if time.monotonic() - last_commit >= self.COMMIT_EVERY_S:
                         last_commit = time.monotonic()
                         await self._commit(consumer)
-                except Fenced as exc:
-                    log.warning("%s: another worker has taken it over; reading the others again from their "
-                                "recorded offsets", exc)
+                except Fenced:  # logged where it happened; the partition waits for its next assignment
+                    log.info("reading the other partitions again from their recorded offsets")
                     self.batcher.records.clear()
                     self.assigned = frozenset()
                 except Exception as exc:  # noqa: BLE001 - the reader must outlive any one failure; it starts over

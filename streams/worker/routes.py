@@ -3,12 +3,10 @@ that owns the SKU (a request reaching another worker is forwarded to the owner o
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
-from aiohttp.http_exceptions import BadHttpMessage
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from yarl import URL
 
@@ -23,22 +21,9 @@ from streams.worker.table import StockTable
 ROUTED_HEADER = "X-Stocksync-Routed"
 
 
-class BadRequestsInOneLine(logging.Filter):
-    """aiohttp logs a request it cannot parse (a request line over 8 KB, a malformed header) as an ERROR with a
-    traceback, though it answers the client 400 and nothing is wrong with the worker: one WARNING line."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, BadHttpMessage):
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-            record.msg, record.args, record.exc_info = "bad HTTP request refused (400): %s", (str(exc)[:200],), None
-        return True
-
-
 def add_routes(app: StocksyncApp, table: StockTable, network: NetworkInForce, partitions: int, reader: InputReader,
                health: Health) -> None:
     """Register the worker's pages on its faust app (handlers get faust's view and the aiohttp request)."""
-    logging.getLogger("aiohttp.server").addFilter(BadRequestsInOneLine())
     query = QueryService(lookup=table.stock, network=lambda: (network.network, network.version))
     changelog = table.changelog
 

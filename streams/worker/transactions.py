@@ -113,9 +113,11 @@ class PartitionTransactions:
         try:
             await asyncio.get_running_loop().run_in_executor(None, self._transaction, partition, producer, records,
                                                                with_state)
-        except Fenced:
+        except Fenced as exc:
             self.producers.pop(partition, None)
             metrics.TRANSACTIONS.labels("fenced").inc()
+            log.warning("%s: fenced, another worker has taken the partition over; nothing of this transaction is "
+                        "committed", exc)
             raise
         except CommitFailed:
             metrics.TRANSACTIONS.labels("aborted").inc()

@@ -224,6 +224,17 @@ class Deployment:
         finally:
             consumer.close()
 
+    def versions_going_back(self, topic: str, version: str = "version") -> list[str]:
+        """Keys of `topic` whose records' `version` field goes back somewhere in offset order."""
+        last: dict[bytes, int] = {}
+        back = []
+        for key, value, _, _ in self.read(topic):
+            assert key is not None
+            if value[version] < last.get(key, -1):
+                back.append(f"{key!r}: {last[key]} -> {value[version]}")
+            last[key] = value[version]
+        return back
+
     def latest(self, topic: str) -> dict[bytes, dict[str, Any]]:
         latest: dict[bytes, dict[str, Any]] = {}
         for key, value, _, _ in self.read(topic):

@@ -61,18 +61,6 @@ def test_a_worker_killed_between_writing_and_committing_loses_and_doubles_nothin
     assert set(deployment.sent) <= set(ledger_keys(deployment))  # replay_ledger: and each once
 
 
-def versions_in_order(deployment: Deployment, topic: str, version: str) -> list[str]:
-    """Keys of `topic` whose records' `version` field goes back somewhere in offset order."""
-    last: dict[bytes, int] = {}
-    back = []
-    for key, value, _, _ in deployment.read(topic):
-        assert key is not None
-        if value[version] < last.get(key, -1):
-            back.append(f"{key!r}: {last[key]} -> {value[version]}")
-        last[key] = value[version]
-    return back
-
-
 def test_a_paused_worker_is_fenced_and_writes_nothing_stale(deployment: Deployment) -> None:
     deployment.apply_network(NETWORK)
     paused = deployment.start_worker("paused")
@@ -87,7 +75,7 @@ def test_a_paused_worker_is_fenced_and_writes_nothing_stale(deployment: Deployme
     finally:
         paused.proc.send_signal(signal.SIGCONT)
     deployment.send(movements[16_000:], pack=10)  # the woken worker still has its batch and reads on
-    wait_for(lambda: "another worker has taken it over" in paused.log.read_text(), 60,
+    wait_for(lambda: "fenced, another worker has taken the partition over" in paused.log.read_text(), 60,
              "the woken worker to find itself fenced")
     deployment.settle()
 
@@ -101,9 +89,9 @@ def test_a_paused_worker_is_fenced_and_writes_nothing_stale(deployment: Deployme
             stale.append(f"{key!r}: {last[key]} -> {value['version']}")
         last[key] = value["version"]
     assert stale == []
-    assert versions_in_order(deployment, registry.positions.name, "version") == []
+    assert deployment.versions_going_back(registry.positions.name) == []
     for channel in ("web", "market"):
-        assert versions_in_order(deployment, registry.ats(channel).name, "version") == []
+        assert deployment.versions_going_back(registry.ats(channel).name) == []
     stocks, _ = deployment.replay_ledger()  # no ledger entry forked: each is there once
     deployment.assert_outputs_match(stocks)
 

@@ -1,0 +1,216 @@
+"""The chaos harness: a seeded retail workload through a local three-node cluster and several workers while
+faults are injected, then, once everything has settled, every position, every channel feed and the ledger
+checked against the domain's replay of every movement the producers had acknowledged. Prints JSON.
+
+    python -m tests.chaos.run [--runs 20] [--faults all|kill_worker,pause_worker,...] [--movements 6000]
+
+Faults: kill_worker (SIGKILL, a replacement starts), term_worker (SIGTERM, a replacement starts), pause_worker
+(SIGSTOP past the session timeout while another worker takes over, then SIGCONT: the zombie), scale (1 -> 3 -> 1
+workers), kill_broker (SIGKILL of the ledger's partition leader, restarted later), pause_broker (SIGSTOP of a
+node, then SIGCONT), wrong_partitioner (movements packed on a partition their SKU does not live in),
+poison (undecodable messages). Duplicate sends and late, reordered movements are in every workload.
+A mismatch is a bug to fix, never a tolerance: the summary counts them and `failed` is then true.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from streams.dev.local_kafka import LocalCluster
+from streams.domain import Movement
+from streams.settings import load_settings
+from streams.wire.partitioner import sku_partition
+from streams.wire.records import movement_to_record
+from streams.wire.schemas import Schema
+from tests.integration.harness import Deployment, WorkerProcess
+from tests.integration.workload import NETWORK, retail_workload
+
+FAULTS = ("kill_worker", "term_worker", "pause_worker", "scale", "kill_broker", "pause_broker",
+          "wrong_partitioner", "poison")
+SESSION_TIMEOUT_S = 6.0  # the harness's workers (Deployment.env)
+
+
+class Run:
+    """One chaos run on `cluster`: its deployment, the faults injected and what they cost."""
+
+    def __init__(self, cluster: LocalCluster, tmp: Path, seed: int, faults: list[str], movements: int) -> None:
+        self.cluster, self.rnd, self.faults = cluster, random.Random(seed), faults
+        self.deployment = Deployment(cluster.bootstrap_servers, f"chaos-{seed}-{uuid.uuid4().hex[:6]}", tmp,
+                                     replication_factor=3)
+        self.movements = retail_workload(movements, skus=60, seed=seed, expiring_after_ms=60_000)
+        self.injected: list[str] = []
+        self.recoveries_s: list[float] = []
+        self.rss_mb: list[float] = []
+        self.poison = 0
+        self.next_worker = 0
+
+    # --- workers ---------------------------------------------------------------------------------------------
+    def start_worker(self) -> WorkerProcess:
+        self.next_worker += 1
+        return self.deployment.start_worker(f"w{self.next_worker}")
+
+    def running(self) -> list[WorkerProcess]:
+        return [w for w in self.deployment.workers if w.proc.poll() is None]
+
+    def sample_rss(self) -> None:
+        for worker in self.running():
+            try:
+                status = Path(f"/proc/{worker.proc.pid}/status").read_text()
+                kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
+                self.rss_mb.append(round(kb / 1024, 1))
+            except (OSError, StopIteration):
+                pass
+
+    # --- faults ----------------------------------------------------------------------------------------------
+    def inject(self, fault: str) -> None:
+        d = self.deployment
+        victim = self.rnd.choice(self.running())
+        if fault in ("kill_worker", "term_worker"):
+            victim.stop(signal.SIGKILL if fault == "kill_worker" else signal.SIGTERM)
+            started = time.monotonic()
+            self.start_worker()
+            self.recoveries_s.append(round(time.monotonic() - started, 1))
+        elif fault == "pause_worker":
+            victim.proc.send_signal(signal.SIGSTOP)
+            try:
+                if len(self.running()) == 1:
+                    self.start_worker()  # takes the partitions over once the paused one's session expires
+                time.sleep(SESSION_TIMEOUT_S + 4)  # the fault is time itself: a pause longer than the session
+            finally:
+                victim.proc.send_signal(signal.SIGCONT)
+        elif fault == "scale":
+            extra = [self.start_worker() for _ in range(2)]
+            self.send_some()
+            for worker in extra:
+                worker.stop(signal.SIGTERM)
+        elif fault in ("kill_broker", "pause_broker"):
+            metadata = d.admin.list_topics(d.registry.ledger.name, timeout=10).topics[d.registry.ledger.name]
+            node = self.cluster.node(metadata.partitions[0].leader)
+            if fault == "kill_broker":
+                node.kill()
+            elif node.pid is not None:
+                os.kill(node.pid, signal.SIGSTOP)
+            try:
+                self.send_some()
+            finally:
+                if fault == "kill_broker":
+                    self.cluster.start_node(node.node_id)
+                elif node.pid is not None:
+                    os.kill(node.pid, signal.SIGCONT)
+        elif fault == "wrong_partitioner":
+            chunk = self.take(40)
+            for m in chunk:  # one movement each, on the partition after its SKU's (a client hashing otherwise)
+                wrong = (sku_partition(m.sku, d.partitions) + 1) % d.partitions
+                d.producer.produce(d.topic_for(m), d.codec.encode(Schema.MOVEMENT, movement_to_record(m)),
+                                   m.sku.encode(), partition=wrong)
+                d.sent[m.key] = m
+            assert d.producer.flush(30) == 0
+        elif fault == "poison":
+            for _ in range(5):
+                d.send_raw(d.registry.sales("pos-1").name, b"SKU-0001", os.urandom(self.rnd.randint(1, 300)))
+                self.poison += 1
+        self.injected.append(fault)
+        self.sample_rss()
+
+    # --- the workload ----------------------------------------------------------------------------------------
+    def take(self, n: int) -> list[Movement]:
+        taken, self.movements = self.movements[:n], self.movements[n:]
+        return taken
+
+    def send_some(self) -> None:
+        self.deployment.send(self.take(max(1, len(self.movements) // 4)), pack=10)
+
+    def go(self) -> dict[str, Any]:
+        d = self.deployment
+        started = time.monotonic()
+        problems: list[str] = []
+        try:
+            d.apply_network(NETWORK)
+            self.start_worker()
+            schedule = list(self.faults)
+            self.rnd.shuffle(schedule)
+            for fault in schedule:
+                self.send_some()
+                self.inject(fault)
+            d.send(self.movements, pack=10)
+            self.movements = []
+            d.settle(300)
+            self.sample_rss()
+            stocks, history = d.replay_ledger()  # fails on a ledger entry written twice
+            ledgered = {f"{e['channel']}:{e['event_id']}" for e in history}
+            lost = [key for key in d.sent if key not in ledgered]
+            d.assert_outputs_match(stocks)  # every position and every channel's feed
+            back = [b for topic in [d.registry.positions.name] + [d.registry.ats(c).name for c in d.network.channels]
+                    for b in d.versions_going_back(topic)]
+            dead = [v["reason"] for _, v, _, _ in d.read(d.registry.deadletter.name)]
+            unexpected = [r for r in dead if r not in ("not_avro", "unknown_schema", "schema_violation")]
+            if lost:
+                problems.append(f"{len(lost)} acknowledged movements lost, e.g. {lost[:3]}")
+            if back:
+                problems.append(f"{len(back)} outputs went back, e.g. {back[:3]}")
+            if unexpected:
+                problems.append(f"dead letters other than the poison: {sorted(set(unexpected))}")
+            return {"movements": len(d.sent), "ledgered": len(history), "faults": self.injected, "lost": len(lost),
+                    "double_counted": 0, "mismatched": 0, "went_back": len(back), "dead_letters": len(dead),
+                    "poison_sent": self.poison, "recovery_s": self.recoveries_s, "worker_rss_mb": self.rss_mb,
+                    "seconds": round(time.monotonic() - started, 1), "problems": problems}
+        except AssertionError as exc:
+            text = str(exc)
+            return {"movements": len(d.sent), "faults": self.injected, "seconds": round(time.monotonic() - started, 1),
+                    "double_counted": int("written twice" in text), "mismatched": int("written twice" not in text),
+                    "problems": problems + [text[:2000]]}
+        finally:
+            d.stop_all()
+
+
+def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    totals = {key: sum(int(r.get(key, 0)) for r in runs) for key in
+              ("movements", "lost", "double_counted", "mismatched", "went_back", "dead_letters")}
+    faults: dict[str, int] = {}
+    for r in runs:
+        for fault in r.get("faults", []):
+            faults[fault] = faults.get(fault, 0) + 1
+    recoveries = [s for r in runs for s in r.get("recovery_s", [])]
+    rss = [m for r in runs for m in r.get("worker_rss_mb", [])]
+    return {"benchmark": "chaos", "runs": len(runs), **totals, "faults_injected": faults,
+            "kill_to_ready_s": {"max": max(recoveries), "median": sorted(recoveries)[len(recoveries) // 2]}
+            if recoveries else {}, "worker_rss_mb_max": max(rss) if rss else None,
+            "failed": any(r.get("problems") for r in runs), "runs_detail": runs}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--faults", default="all", help="'all' or a comma-separated list of " + ", ".join(FAULTS))
+    parser.add_argument("--movements", type=int, default=6_000, help="movements per run (plus re-sends)")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    faults = list(FAULTS) if args.faults == "all" else args.faults.split(",")
+    unknown = sorted(set(faults) - set(FAULTS))
+    if unknown:
+        raise SystemExit(f"--faults: unknown {unknown}; choose from {', '.join(FAULTS)}")
+    settings = load_settings()
+    with tempfile.TemporaryDirectory(prefix="stocksync-chaos-") as tmp:
+        cluster = LocalCluster(home=settings.broker_home, workdir=Path(tmp) / "cluster", size=3,
+                               kafka_version=settings.kafka_version, heap="384m").start()
+        try:
+            runs = [Run(cluster, Path(tmp) / f"run-{i}", args.seed + i, faults, args.movements).go()
+                    for i in range(args.runs)]
+        finally:
+            cluster.stop()
+    result = summary(runs)
+    print(json.dumps(result, indent=2))
+    raise SystemExit(1 if result["failed"] else 0)
+
+
+if __name__ == "__main__":
+    main()
