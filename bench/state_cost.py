@@ -20,7 +20,8 @@ import statistics
 import time
 from collections.abc import Iterator
 
-from streams.domain import Kind, Movement, Network, SkuStock, StockRules
+from bench.domain_apply import LOCATIONS, NETWORK
+from streams.domain import Kind, Movement, SkuStock, StockRules
 from streams.kafka.topics import TopicRegistry
 from streams.settings import load_settings
 from streams.wire.codec import default_codec
@@ -34,14 +35,6 @@ from streams.worker.outputs import ProducerOutbox
 from streams.worker.pipeline import Inbound, Pipeline
 from streams.worker.state import HISTORY_MARK
 
-LOCATIONS = [f"store-{i}" for i in range(20)] + ["wh-1", "wh-2"]
-NETWORK = Network.from_dict({
-    "locations": [{"id": loc, "kind": "warehouse" if loc.startswith("wh") else "store", "latitude": 50 + i / 10,
-                   "longitude": 8 + i / 10, "ship_from": True, "pickup": loc.startswith("store")}
-                  for i, loc in enumerate(LOCATIONS)],
-    "channels": [{"id": "pos", "locations": LOCATIONS[:20]}, {"id": "web", "locations": LOCATIONS, "buffer": 2},
-                 {"id": "wms", "locations": LOCATIONS}],
-})
 SKU = "HOT-1"
 HORIZON_MS = 7 * 24 * 3600 * 1000
 NOW = 1_800_000_000_000

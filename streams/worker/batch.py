@@ -142,28 +142,29 @@ class Batcher:
         detail = "; ".join(failure.errors)[:1000]
         log.error("%s/%d/%d: its outputs cannot be written; dead-lettering it: %s", message.topic, message.partition,
                   message.offset, detail)
+        letter = ProducerOutbox()
+        self.pipeline.dead_letter_batch([message], letter, "unwritable", detail)
         try:
-            await self._transaction(partition, [message], unwritable=detail)
+            await self._commit(partition, [message], TableStore(self.table), letter)
         except CommitFailed as again:
             log.error("%s/%d/%d: not even its dead letter can be written (%s); stepping over it", message.topic,
                       message.partition, message.offset, again)
-            await self._transaction(partition, [message], unwritable=detail, step_over=True)
+            await self._commit(partition, [message], TableStore(self.table), ProducerOutbox())
 
-    async def _transaction(self, partition: int, messages: Sequence[Inbound], unwritable: str | None = None,
-                           step_over: bool = False) -> None:
-        store = TableStore(self.table)
-        outbox = ProducerOutbox()
-        if step_over:
-            pass
-        elif unwritable is not None:
-            self.pipeline.dead_letter_batch(messages, outbox, "unwritable", unwritable)
-        else:
-            try:
-                self.pipeline.handle(messages, store, outbox)
-            except Exception as exc:  # noqa: BLE001 - nothing may stop the worker: dead-letter the part
-                log.exception("a batch of %d messages failed; dead-lettering it", len(messages))
-                store, outbox = TableStore(self.table), ProducerOutbox()
-                self.pipeline.dead_letter_batch(messages, outbox, "internal_error", repr(exc)[:500])
+    async def _transaction(self, partition: int, messages: Sequence[Inbound]) -> None:
+        store, outbox = TableStore(self.table), ProducerOutbox()
+        try:
+            self.pipeline.handle(messages, store, outbox)
+        except Exception as exc:  # noqa: BLE001 - nothing may stop the worker: dead-letter the part
+            log.exception("a batch of %d messages failed; dead-lettering it", len(messages))
+            store, outbox = TableStore(self.table), ProducerOutbox()
+            self.pipeline.dead_letter_batch(messages, outbox, "internal_error", repr(exc)[:500])
+        await self._commit(partition, messages, store, outbox)
+
+    async def _commit(self, partition: int, messages: Sequence[Inbound], store: TableStore,
+                      outbox: ProducerOutbox) -> None:
+        """Commit what `messages` caused with the partition's offsets advanced past them, in one transaction; the
+        local store, the in-memory bookkeeping and the recorded offsets follow only the commit."""
         offsets = self._offsets_after(partition, messages)
         store.put_raw(offsets_key(partition), self.table.encode_offsets(partition, offsets), partition)
         await self.transactions.commit(partition, store.changelog_records() + outbox.records, with_state=True)

@@ -172,7 +172,6 @@ class Pipeline:
         rejected: list[tuple[Outcome, Inbound, int | None]] = []
         records_out: list[OutputRecord] = []
         holds: list[Callable[[], None]] = []  # the expiry index follows the committed holds
-        wrote = False
         key = sku.encode()
         for outcome, (message, index) in zip(outcomes, item.sources, strict=True):
             if outcome.status is Status.REJECTED:
@@ -187,11 +186,10 @@ class Pipeline:
                     item.partition))
             if outcome.status is Status.DUPLICATE:
                 continue  # its ledger entry was committed with the state that remembers it
-            wrote = True
             holds += self._hold_changes(sku, outcome)
             records_out.append((self.registry.ledger.name, key,
                                 self._encode(Schema.LEDGER_ENTRY, _ledger(outcome, message, now)), item.partition))
-        if wrote or converted or records.changed:
+        if converted or records.changed:  # every movement applied is remembered: a history record changed
             records.save(stock)
         touched = changed | again
         for location in sorted(touched):
@@ -208,9 +206,10 @@ class Pipeline:
                               now, result, index)
         for topic, record_key, value, partition in records_out:
             outbox.send(topic, record_key, value, partition)
-        if records.write_to(store):
+        written = records.write_to(store)
+        if written:
             result.skus_written += 1
-            metrics.STATE_RECORDS.observe(len(records.changed) + 1)
+            metrics.STATE_RECORDS.observe(written)
         for change in holds:
             outbox.on_commit(change)
         network = self.network.network

@@ -111,9 +111,6 @@ class TableStore:
         self.table = table
         self.writes: dict[bytes, tuple[bytes | None, int]] = {}
 
-    def get(self, sku: str, partition: int) -> bytes | None:
-        return self.get_raw(sku.encode(), partition)
-
     def get_raw(self, key: bytes, partition: int) -> bytes | None:
         held = self.writes.get(key)
         return held[0] if held is not None else self.table.get(key, partition)
@@ -122,9 +119,6 @@ class TableStore:
         """Every key that starts with `prefix` (a scan of the whole table: not for the hot path)."""
         return iter([key for key, _ in self.table.table.items() if key.startswith(prefix)]
                     + [key for key, (value, _) in self.writes.items() if key.startswith(prefix) and value is not None])
-
-    def put(self, sku: str, value: bytes, partition: int) -> None:
-        self.put_raw(sku.encode(), value, partition)
 
     def put_raw(self, key: bytes, value: bytes | None, partition: int) -> None:
         self.writes[key] = (value, partition)

@@ -109,10 +109,10 @@ class PartitionTransactions:
         producer = self.producers.get(partition)
         if producer is None:
             raise Fenced(partition, "this worker does not own it")
-        started = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
-            await asyncio.get_running_loop().run_in_executor(None, self._transaction, partition, producer, records,
-                                                               with_state)
+            await loop.run_in_executor(None, self._transaction, partition, producer, records, with_state)
         except Fenced as exc:
             self.producers.pop(partition, None)
             metrics.TRANSACTIONS.labels("fenced").inc()
@@ -124,7 +124,7 @@ class PartitionTransactions:
             await self._renew(partition)
             raise
         metrics.TRANSACTIONS.labels("committed").inc()
-        metrics.COMMIT_SECONDS.observe(asyncio.get_running_loop().time() - started)
+        metrics.COMMIT_SECONDS.observe(loop.time() - started)
 
     async def _renew(self, partition: int) -> None:
         """A new producer for a partition whose transaction failed: librdkafka's producer can stay unable to send

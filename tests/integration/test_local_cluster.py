@@ -4,32 +4,18 @@ node comes back on its own port while the others carry on, stocksync workers inc
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import NewTopic
 
 from streams.dev.local_kafka import LocalCluster
 from streams.domain import Kind, Movement
 from streams.kafka.clients import new_admin, new_consumer, new_producer, watermarks
-from streams.settings import load_settings
 from tests.integration.conftest import wait_for
 from tests.integration.harness import Deployment
 from tests.integration.workload import NETWORK
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    settings = load_settings()
-    if settings.bootstrap_servers:
-        pytest.skip("kills and restarts its nodes: needs the local jars, not a configured cluster")
-    found = LocalCluster(home=settings.broker_home, workdir=tmp_path_factory.mktemp("cluster"), size=3,
-                         kafka_version=settings.kafka_version, heap="384m").start()
-    yield found
-    found.stop()
 
 
 def partition_zero(servers: str, topic: str) -> Any:
@@ -49,8 +35,8 @@ def leader_of(servers: str, topic: str) -> int:
     return int(partition_zero(servers, topic).leader)
 
 
-def test_three_replicas_survive_the_leader_s_death(cluster: LocalCluster, unique: str) -> None:
-    servers = cluster.bootstrap_servers
+def test_three_replicas_survive_the_leader_s_death(local_cluster: LocalCluster, unique: str) -> None:
+    servers = local_cluster.bootstrap_servers
     topic = f"t-{unique}-replicated"
     admin = new_admin(servers)
     for future in admin.create_topics([NewTopic(topic, 1)]).values():
@@ -61,13 +47,13 @@ def test_three_replicas_survive_the_leader_s_death(cluster: LocalCluster, unique
         producer.produce(topic, b"before-%d" % i, b"k")
     assert producer.flush(30) == 0
     leader = leader_of(servers, topic)
-    cluster.node(leader).kill()
+    local_cluster.node(leader).kill()
     for i in range(100):
         producer.produce(topic, b"after-%d" % i, b"k")  # two replicas left: enough for acks=all
     assert producer.flush(60) == 0
     wait_for(lambda: leader_of(servers, topic) != leader, 60, "a new leader")
-    cluster.start_node(leader)  # on its own port again
-    assert cluster.node(leader).running()
+    local_cluster.start_node(leader)  # on its own port again
+    assert local_cluster.node(leader).running()
     consumer = new_consumer(servers, f"g-{unique}")
     try:
         tp = TopicPartition(topic, 0)
@@ -76,23 +62,23 @@ def test_three_replicas_survive_the_leader_s_death(cluster: LocalCluster, unique
         consumer.close()
 
 
-def test_a_worker_goes_on_through_a_broker_s_death(cluster: LocalCluster, tmp_path: Path, unique: str) -> None:
-    deployment = Deployment(cluster.bootstrap_servers, unique, tmp_path, replication_factor=3)
+def test_a_worker_goes_on_through_a_broker_s_death(local_cluster: LocalCluster, tmp_path: Path, unique: str) -> None:
+    deployment = Deployment(local_cluster.bootstrap_servers, unique, tmp_path, replication_factor=3)
     try:
         deployment.apply_network(NETWORK)
         deployment.start_worker("w1")
         at = int(time.time() * 1000) - 60_000
         deployment.send_applied([Movement(Kind.RECEIPT, f"r{i}", "wms", f"SKU-{i}", "w1", 5, at + i)
                                  for i in range(20)], 120)
-        victim = leader_of(cluster.bootstrap_servers, deployment.registry.ledger.name)
-        cluster.node(victim).kill()
+        victim = leader_of(local_cluster.bootstrap_servers, deployment.registry.ledger.name)
+        local_cluster.node(victim).kill()
         try:
             deployment.send_applied([Movement(Kind.SALE, f"s{i}", "pos-1", f"SKU-{i}", "s1", 1, at + 100 + i)
                                      for i in range(20)] +
                                     [Movement(Kind.RECEIPT, f"r2-{i}", "wms", f"SKU-{i}", "w1", 1, at + 200 + i)
                                      for i in range(20)], 180)
         finally:
-            cluster.start_node(victim)
+            local_cluster.start_node(victim)
         deployment.settle()
         stocks, _ = deployment.replay_ledger()
         deployment.assert_outputs_match(stocks)
