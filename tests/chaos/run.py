@@ -4,7 +4,9 @@ checked against the domain's replay of every movement the producers had acknowle
 
     python -m tests.chaos.run [--runs 20] [--faults all|kill_worker,pause_worker,...] [--movements 6000]
 
-Faults: kill_worker (SIGKILL, a replacement starts), term_worker (SIGTERM, a replacement starts), pause_worker
+Workers keep their state in RocksDB, as in production. Faults: kill_worker (SIGKILL, restarted on its own disk),
+wipe_worker (SIGKILL, restarted on an emptied disk: the state comes back from the changelog alone), term_worker
+(SIGTERM, restarted on its own disk), pause_worker
 (SIGSTOP past the session timeout while another worker takes over, then SIGCONT: the zombie), scale (1 -> 3 -> 1
 workers), kill_broker (SIGKILL of the ledger's partition leader, restarted later), pause_broker (SIGSTOP of a
 node, then SIGCONT), wrong_partitioner (movements packed on a partition their SKU does not live in),
@@ -18,6 +20,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import tempfile
 import time
@@ -31,10 +34,11 @@ from streams.settings import load_settings
 from streams.wire.partitioner import sku_partition
 from streams.wire.records import movement_to_record
 from streams.wire.schemas import Schema
+from tests.integration.conftest import wait_for
 from tests.integration.harness import Deployment, WorkerProcess
 from tests.integration.workload import NETWORK, retail_workload
 
-FAULTS = ("kill_worker", "term_worker", "pause_worker", "scale", "kill_broker", "pause_broker",
+FAULTS = ("kill_worker", "wipe_worker", "term_worker", "pause_worker", "scale", "kill_broker", "pause_broker",
           "wrong_partitioner", "poison")
 SESSION_TIMEOUT_S = 6.0  # the harness's workers (Deployment.env)
 
@@ -46,18 +50,34 @@ class Run:
         self.cluster, self.rnd, self.faults = cluster, random.Random(seed), faults
         tmp.mkdir(parents=True, exist_ok=True)
         self.deployment = Deployment(cluster.bootstrap_servers, f"chaos-{seed}-{uuid.uuid4().hex[:6]}", tmp,
-                                     replication_factor=3)
+                                     replication_factor=3, store="rocksdb://")
         self.movements = retail_workload(movements, skus=60, seed=seed, expiring_after_ms=60_000)
         self.injected: list[str] = []
         self.recoveries_s: list[float] = []
+        self.caught_up_s: list[float] = []
         self.rss_mb: list[float] = []
         self.poison = 0
         self.next_worker = 0
 
     # --- workers ---------------------------------------------------------------------------------------------
-    def start_worker(self) -> WorkerProcess:
-        self.next_worker += 1
-        return self.deployment.start_worker(f"w{self.next_worker}")
+    def start_worker(self, name: str | None = None) -> WorkerProcess:
+        """A new worker on a new disk, or the worker `name` again on whatever its disk holds."""
+        if name is None:
+            self.next_worker += 1
+            name = f"w{self.next_worker}"
+        return self.deployment.start_worker(name)
+
+    def restart(self, victim: WorkerProcess, sig: int, wipe: bool = False) -> None:
+        """Stop `victim` with `sig`, empty its disk if `wipe`, start it again; time kill -> ready and kill -> the
+        inputs consumed again (the harness sends nothing meanwhile, so the lag left is what the kill cost)."""
+        started = time.monotonic()
+        victim.stop(sig)
+        if wipe:
+            shutil.rmtree(self.deployment.data_dir(victim.name), ignore_errors=True)
+        self.start_worker(victim.name)
+        self.recoveries_s.append(round(time.monotonic() - started, 1))
+        wait_for(lambda: not self.deployment.input_lag(), 180, "the inputs consumed after a restart", 0.5)
+        self.caught_up_s.append(round(time.monotonic() - started, 1))
 
     def running(self) -> list[WorkerProcess]:
         return [w for w in self.deployment.workers if w.proc.poll() is None]
@@ -75,11 +95,9 @@ class Run:
     def inject(self, fault: str) -> None:
         d = self.deployment
         victim = self.rnd.choice(self.running())
-        if fault in ("kill_worker", "term_worker"):
-            victim.stop(signal.SIGKILL if fault == "kill_worker" else signal.SIGTERM)
-            started = time.monotonic()
-            self.start_worker()
-            self.recoveries_s.append(round(time.monotonic() - started, 1))
+        if fault in ("kill_worker", "wipe_worker", "term_worker"):
+            self.restart(victim, signal.SIGTERM if fault == "term_worker" else signal.SIGKILL,
+                         wipe=fault == "wipe_worker")
         elif fault == "pause_worker":
             victim.proc.send_signal(signal.SIGSTOP)
             try:
@@ -182,11 +200,16 @@ class Run:
                 result["problems"].append(f"dead letters other than the poison: {sorted(set(unexpected))}")
             result.update({"movements": len(d.sent), "ledgered": len(history), "lost": len(lost),
                            "went_back": len(back), "dead_letters": len(dead), "poison_sent": self.poison,
-                           "recovery_s": self.recoveries_s, "worker_rss_mb": self.rss_mb})
+                           "recovery_s": self.recoveries_s, "caught_up_s": self.caught_up_s,
+                           "worker_rss_mb": self.rss_mb})
             return result
         finally:
             result["seconds"] = round(time.monotonic() - started, 1)
             d.stop_all()
+
+
+def spread(seconds: list[float]) -> dict[str, float]:
+    return {"median": sorted(seconds)[len(seconds) // 2], "max": max(seconds)} if seconds else {}
 
 
 def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -196,11 +219,11 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     for r in runs:
         for fault in r.get("faults", []):
             faults[fault] = faults.get(fault, 0) + 1
-    recoveries = [s for r in runs for s in r.get("recovery_s", [])]
     rss = [m for r in runs for m in r.get("worker_rss_mb", [])]
     return {"benchmark": "chaos", "runs": len(runs), **totals, "faults_injected": faults,
-            "kill_to_ready_s": {"max": max(recoveries), "median": sorted(recoveries)[len(recoveries) // 2]}
-            if recoveries else {}, "worker_rss_mb_max": max(rss) if rss else None,
+            "kill_to_ready_s": spread([s for r in runs for s in r.get("recovery_s", [])]),
+            "kill_to_caught_up_s": spread([s for r in runs for s in r.get("caught_up_s", [])]),
+            "worker_rss_mb_max": max(rss) if rss else None,
             "failed": any(r.get("problems") for r in runs), "runs_detail": runs}
 
 

@@ -1,6 +1,6 @@
 """The chaos harness in a bounded form for the test suite: one run on a three-node cluster with the faults that
-matter most (a worker killed, a zombie worker, the ledger's leader broker killed, a wrong partitioner, poison).
-The full form is `python -m tests.chaos.run` (README)."""
+matter most (a worker killed on its disk and on an emptied one, a zombie worker, the ledger's leader broker
+killed, a wrong partitioner, poison). The full form is `python -m tests.chaos.run` (README)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from tests.chaos.run import Run, summary
 
 
 def test_a_chaos_run_loses_doubles_and_mismatches_nothing(local_cluster: LocalCluster, tmp_path: Path) -> None:
-    faults = ["kill_worker", "pause_worker", "kill_broker", "wrong_partitioner", "poison"]
+    faults = ["kill_worker", "wipe_worker", "pause_worker", "kill_broker", "wrong_partitioner", "poison"]
     run = Run(local_cluster, tmp_path, seed=5, faults=faults, movements=2_500).go()
     result = summary([run])
     assert not result["failed"], run["problems"]

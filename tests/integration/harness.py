@@ -96,8 +96,12 @@ class Deployment:
                 "STOCKSYNC_TOPIC_PREFIX": self.settings.topic_prefix, "STOCKSYNC_APP_ID": self.settings.app_id,
                 "STOCKSYNC_PARTITIONS": str(self.partitions), "STOCKSYNC_STORE": self.store,
                 "STOCKSYNC_BROKER_SESSION_TIMEOUT_S": "6", "STOCKSYNC_WEB_PORT": str(port),
-                "STOCKSYNC_DATA_DIR": str(self.tmp / f"data-{name}"), "STOCKSYNC_EXPIRY_INTERVAL_S": "0.5",
+                "STOCKSYNC_DATA_DIR": str(self.data_dir(name)), "STOCKSYNC_EXPIRY_INTERVAL_S": "0.5",
                 "STOCKSYNC_LOG_LEVEL": "info", "STOCKSYNC_REPLICATION_FACTOR": str(self.replication_factor)}
+
+    def data_dir(self, name: str) -> Path:
+        """The worker `name`'s disk: its local state store."""
+        return self.tmp / f"data-{name}"
 
     def start_worker(self, name: str, wait: bool = True, env: dict[str, str] | None = None) -> WorkerProcess:
         """A worker process on this deployment's topics; `env` adds or overrides STOCKSYNC_ settings."""
