@@ -9,16 +9,17 @@ import asyncio
 import logging
 from collections.abc import Awaitable
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import KafkaException
+from faust.tables.manager import TableManager
 
 from streams.domain import Network, StockRules
 from streams.kafka.clients import new_admin
 from streams.kafka.topics import TopicRegistry
 from streams.settings import Settings
 from streams.wire.codec import default_codec
-from streams.worker import logfilters
+from streams.worker import logfilters, metrics
 from streams.worker.app import StocksyncApp, create_app
 from streams.worker.ats import AtsPublisher
 from streams.worker.batch import Batcher
@@ -32,6 +33,7 @@ from streams.worker.table import StockTable
 from streams.worker.transactions import PartitionTransactions
 
 log = logging.getLogger("stocksync.worker")
+METRICS_SAMPLE_S = 5.0  # how often the gauges of readiness, recovery and table size are sampled
 
 
 class Worker:
@@ -114,6 +116,19 @@ class Worker:
         else:
             self.health.broker_answered()
 
+    async def sample_metrics(self) -> None:
+        """Set the gauges nothing else sets as it happens: readiness, recovery progress, the table's size."""
+        metrics.READY.set(0 if self.health.not_ready(self.app.worker_state.ready, self.app.rebalancing) else 1)
+        recovery = cast(TableManager, self.app.tables).recovery
+        metrics.RECOVERY_REMAINING.labels("active").set(recovery.active_remaining_total())
+        metrics.RECOVERY_REMAINING.labels("standby").set(recovery.standby_remaining_total())
+        sizes = self.table.sizes()
+        for gauge in (metrics.TABLE_KEYS, metrics.TABLE_BYTES):
+            gauge.clear()  # partitions no longer here are not this worker's
+        for partition, (keys, size) in sizes.items():
+            metrics.TABLE_KEYS.labels(partition).set(keys)
+            metrics.TABLE_BYTES.labels(partition).set(size)
+
     async def announce_ready(self) -> None:
         await self.app.recovered.wait()
         self.app.worker_state.ready = True
@@ -132,6 +147,7 @@ def build_worker(settings: Settings, servers: str, network: Network, network_ver
     app.timer(settings.expiry_interval_s)(worker.expire_reservations)
     app.timer(0.25)(worker.release_coalesced_ats)
     app.timer(BROKER_PROBE_S)(worker.probe_broker)
+    app.timer(METRICS_SAMPLE_S)(worker.sample_metrics)
 
     def on_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> Awaitable[None]:
         return worker.on_revoked()

@@ -107,8 +107,7 @@ class Pipeline:
                 self._apply(sku, item, store, outbox, now, result)
             except Exception as exc:  # noqa: BLE001 - one SKU's failure never sinks the batch or stops the worker
                 self._isolate(sku, item, exc, outbox, now, result)
-        metrics.MESSAGES.inc(len(batch))
-        metrics.BATCH_SIZE.observe(len(batch))
+        outbox.on_commit(partial(_count_batch, len(batch)))
         return result
 
     def _decode(self, message: Inbound, work: dict[str, _Work], outbox: Outbox, now: int,
@@ -150,7 +149,7 @@ class Pipeline:
                 # Packed by a client that hashed differently: send it on to where its SKU lives (same event id,
                 # so a repeat is harmless).
                 outbox.send(message.topic, movement.sku.encode(), self.codec.encode(Schema.MOVEMENT, raw), None)
-                metrics.REROUTED.inc()
+                outbox.on_commit(metrics.REROUTED.inc)
                 result.rerouted += 1
                 continue
             item = work.get(movement.sku)
@@ -197,10 +196,7 @@ class Pipeline:
                 Schema.POSITION_STATE, position_record(stock.position(location), now)), item.partition))
         # Every record is built: from here on nothing fails.
         result.outcomes += len(outcomes)
-        for outcome in outcomes:
-            metrics.MOVEMENTS.labels(outcome.status.value).inc()
-            for anomaly in outcome.anomalies:
-                metrics.ANOMALIES.labels(anomaly).inc()
+        outbox.on_commit(partial(_count_outcomes, outcomes))
         for outcome, message, index in rejected:
             self._dead_letter(outbox, message, outcome.movement.channel, outcome.reason, _rejection_detail(outcome),
                               now, result, index)
@@ -209,7 +205,7 @@ class Pipeline:
         written = records.write_to(store)
         if written:
             result.skus_written += 1
-            metrics.STATE_RECORDS.observe(written)
+            outbox.on_commit(partial(metrics.STATE_RECORDS.observe, written))
         for change in holds:
             outbox.on_commit(change)
         network = self.network.network
@@ -262,7 +258,7 @@ class Pipeline:
                      now: int, result: BatchResult, index: int | None = None) -> None:
         """Send the message (or one movement of it: `index`) to the dead-letter topic with its reason. An input too
         large to carry whole keeps its first bytes; the original stays at its topic, partition and offset."""
-        metrics.DEAD_LETTERS.labels(reason).inc()
+        outbox.on_commit(metrics.DEAD_LETTERS.labels(reason, channel or "").inc)
         result.dead_letters += 1
         key, value = message.key, message.value
         room = self.max_record_bytes - DEAD_LETTER_OVERHEAD
@@ -315,3 +311,16 @@ def _ledger(outcome: Outcome, message: Inbound, now: int) -> dict[str, Any]:
             "version": outcome.version, "occurred_at": m.occurred_at, "applied_at": now,
             "source_topic": message.topic, "source_partition": message.partition,
             "source_offset": message.offset}
+
+
+def _count_batch(messages: int) -> None:
+    metrics.MESSAGES.inc(messages)
+    metrics.BATCH_SIZE.observe(messages)
+
+
+def _count_outcomes(outcomes: Sequence[Outcome]) -> None:
+    for outcome in outcomes:
+        m = outcome.movement
+        metrics.MOVEMENTS.labels(m.kind.value, m.channel, outcome.status.value).inc()
+        for anomaly in outcome.anomalies:
+            metrics.ANOMALIES.labels(anomaly).inc()

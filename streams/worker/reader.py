@@ -201,13 +201,14 @@ class InputReader:
                 recorded = max(recorded or 0, await consumer.position(tp))
             if recorded is not None:
                 offsets[tp] = recorded
-        lag = 0
+        lags: dict[int, int] = {}
         for tp in self.assigned:
             end = consumer.last_stable_offset(tp) or consumer.highwater(tp)
-            if end is not None:
-                lag += max(0, end - offsets.get(tp, 0))
-        metrics.INPUT_LAG.set(lag)
-        self.health.input_lag(lag)
+            lags[tp.partition] = lags.get(tp.partition, 0) + (max(0, end - offsets.get(tp, 0)) if end else 0)
+        metrics.INPUT_LAG.clear()  # partitions no longer owned are not this worker's lag
+        for partition, lag in lags.items():
+            metrics.INPUT_LAG.labels(str(partition)).set(lag)
+        self.health.input_lag(sum(lags.values()))
         if not offsets:
             return
         try:

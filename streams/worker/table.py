@@ -94,6 +94,19 @@ class StockTable:
                 assert isinstance(held, Reservation)
                 yield key.split(HISTORY_MARK, 1)[0].decode(), held
 
+    def sizes(self) -> dict[str, tuple[int, int]]:
+        """Records and bytes held locally: per partition from RocksDB's own estimates (its SST files and
+        memtables), cheap at any size; the memory store (tests, demos) is one dict, counted as "all"."""
+        data = self.table.data
+        databases = getattr(data, "_dbs", None)
+        if databases is not None:
+            return {str(p): (int(db.property_int_value("rocksdb.estimate-num-keys") or 0),
+                             int(db.property_int_value("rocksdb.total-sst-files-size") or 0)
+                             + int(db.property_int_value("rocksdb.cur-size-all-mem-tables") or 0))
+                    for p, db in list(databases.items())}
+        held = getattr(data, "data", {})
+        return {"all": (len(held), sum(len(k) + len(v) for k, v in list(held.items())))}
+
     def input_offsets(self, partition: int) -> dict[str, int]:
         """Per input topic, the offset after the last movement of `partition` whose outputs were delivered."""
         raw = self.get(offsets_key(partition), partition)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -124,6 +125,8 @@ class PartitionTransactions:
             await self._renew(partition)
             raise
         metrics.TRANSACTIONS.labels("committed").inc()
+        for topic, count in Counter(record[0] for record in records).items():
+            metrics.OUTPUTS.labels(topic).inc(count)
         metrics.COMMIT_SECONDS.observe(loop.time() - started)
 
     async def _renew(self, partition: int) -> None:
