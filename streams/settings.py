@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     advertised_url: str | None = Field(default=None, pattern=r"^https?://[^/\s]+$")
     log_level: Literal["crit", "error", "warn", "info", "debug"] = "warn"
+    # json: one JSON object per line, for a log pipeline; a line about a movement has its sku, channel, event_id.
+    log_format: Literal["text", "json"] = "text"
     data_dir: Path = Path("stocksync-data")
     # The hot path works per batch: up to this many messages, or what arrived within the wait.
     max_batch: int = Field(default=500, ge=1, le=100_000)

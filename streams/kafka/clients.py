@@ -7,6 +7,7 @@ default is not murmur2), so every producer and the workers agree where a SKU liv
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -22,7 +23,11 @@ if TYPE_CHECKING:
 
 DeliveryCallback = Callable[[Any, Any], None]
 
-PRODUCER_SETTINGS: dict[str, Any] = {"enable.idempotence": True, "acks": "all", "partitioner": "murmur2_random"}
+# librdkafka's own log lines go through Python's logging (formatted like every other line, JSON included) instead
+# of straight to stderr. They are delivered when a client is polled.
+LIBRDKAFKA_LOG = logging.getLogger("librdkafka")
+PRODUCER_SETTINGS: dict[str, Any] = {"enable.idempotence": True, "acks": "all", "partitioner": "murmur2_random",
+                                     "logger": LIBRDKAFKA_LOG}
 
 
 def new_producer(servers: str, **overrides: Any) -> Producer:
@@ -46,7 +51,7 @@ def new_consumer(servers: str, group_id: str, **overrides: Any) -> Consumer:
     """A confluent-kafka consumer that commits nothing unless asked (`overrides` in librdkafka's names). It reads
     committed records only (librdkafka's default isolation.level): aborted transactions are never seen."""
     return Consumer({"bootstrap.servers": servers, "group.id": group_id, "enable.auto.commit": False,
-                     **overrides})
+                     "logger": LIBRDKAFKA_LOG, **overrides})
 
 
 def unassigned_consumer(servers: str) -> Consumer:
@@ -55,7 +60,8 @@ def unassigned_consumer(servers: str) -> Consumer:
 
 
 def new_admin(servers: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": servers})
+    config: dict[str, Any] = {"bootstrap.servers": servers, "logger": LIBRDKAFKA_LOG}
+    return AdminClient(config)
 
 
 def new_aio_consumer(servers: str, **options: Any) -> AIOKafkaConsumer:

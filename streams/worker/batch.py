@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from streams.wire.partitioner import partition_for
 from streams.worker import metrics
 from streams.worker.health import Health
+from streams.worker.logs import input_fields
 from streams.worker.outputs import OutputRecord, ProducerOutbox
 from streams.worker.pipeline import Inbound, Pipeline
 from streams.worker.table import StockTable, TableStore, offsets_key
@@ -140,15 +141,16 @@ class Batcher:
         """Dead-letter a message whose outputs cannot be written; if even that cannot be, step over it (it stays
         at its topic and offset, which the error names)."""
         detail = "; ".join(failure.errors)[:1000]
+        where = input_fields(message.topic, message.partition, message.offset, message.key)
         log.error("%s/%d/%d: its outputs cannot be written; dead-lettering it: %s", message.topic, message.partition,
-                  message.offset, detail)
+                  message.offset, detail, extra=where)
         letter = ProducerOutbox()
         self.pipeline.dead_letter_batch([message], letter, "unwritable", detail)
         try:
             await self._commit(partition, [message], TableStore(self.table), letter)
         except CommitFailed as again:
             log.error("%s/%d/%d: not even its dead letter can be written (%s); stepping over it", message.topic,
-                      message.partition, message.offset, again)
+                      message.partition, message.offset, again, extra=where)
             await self._commit(partition, [message], TableStore(self.table), ProducerOutbox())
 
     async def _transaction(self, partition: int, messages: Sequence[Inbound]) -> None:

@@ -115,6 +115,7 @@ class Worker:
             self.health.broker_failed(exc.args[0].str())
         else:
             self.health.broker_answered()
+        self.admin.poll(0)  # delivers the admin client's librdkafka log lines
 
     async def sample_metrics(self) -> None:
         """Set the gauges nothing else sets as it happens: readiness, recovery progress, the table's size."""

@@ -27,15 +27,16 @@ class RepeatsOncePerWindow(logging.Filter):
     """A message logged again and again (aiokafka logs each failed connection attempt, thousands a minute while a
     broker is down) passes once per window; the next one that passes says how many were held back."""
 
-    def __init__(self, window_s: float = REPEAT_WINDOW_S, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, window_s: float = REPEAT_WINDOW_S, clock: Callable[[], float] = time.monotonic,
+                 same: Callable[[logging.LogRecord], str] = lambda record: str(record.msg)) -> None:
         super().__init__()
-        self.window_s, self.clock = window_s, clock
+        self.window_s, self.clock, self.same = window_s, clock, same
         self.seen: dict[tuple[str, int, str], tuple[float, int]] = {}  # -> (passed at, held back since)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
             return True
-        key = (record.name, record.levelno, str(record.msg))
+        key = (record.name, record.levelno, self.same(record))
         now = self.clock()
         passed, held = self.seen.get(key, (-self.window_s, 0))
         if now - passed < self.window_s:
@@ -57,3 +58,11 @@ def install() -> None:
                  "aiokafka.consumer.fetcher", "aiokafka.consumer.group_coordinator", "aiokafka.producer.producer",
                  "aiokafka.producer.sender"):
         logging.getLogger(name).addFilter(repeats)
+    logging.getLogger("stocksync.deadletters").addFilter(repeats)  # a flood of bad input: one line per window
+    # librdkafka logs every line with one template ("%s [%s] %s": facility, client, text): the same text repeats.
+    logging.getLogger("librdkafka").addFilter(RepeatsOncePerWindow(same=_librdkafka_text))
+
+
+def _librdkafka_text(record: logging.LogRecord) -> str:
+    args = record.args if isinstance(record.args, tuple) else ()
+    return f"{args[0]} {args[2]}" if len(args) == 3 else str(record.msg)

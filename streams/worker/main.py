@@ -28,9 +28,8 @@ def wait_for_network(servers: str, registry: TopicRegistry) -> tuple[Network, in
 
 
 def run_worker(settings: Settings, loglevel: str = "warn") -> None:
-    from faust.worker import Worker
-
     from streams.worker.bootstrap import build_worker
+    from streams.worker.process import WorkerProcess
 
     servers = bootstrap_servers(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
@@ -39,4 +38,4 @@ def run_worker(settings: Settings, loglevel: str = "warn") -> None:
     network, version = wait_for_network(servers, registry)
     ensure_topics(new_admin(servers), registry.all(network.channels), settings.replication_factor)
     app = build_worker(settings, servers, network, version)
-    Worker(app, loglevel=loglevel).execute_from_commandline()
+    WorkerProcess(app, settings.log_format, loglevel=loglevel).execute_from_commandline()

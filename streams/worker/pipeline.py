@@ -35,11 +35,13 @@ from streams.worker import metrics
 from streams.worker.ats import AtsPublisher
 from streams.worker.clock import now_ms
 from streams.worker.expiry import ExpiryScheduler
+from streams.worker.logs import input_fields, movement_fields
 from streams.worker.network import NetworkInForce
 from streams.worker.outputs import Outbox, OutputRecord
 from streams.worker.state import RecordTooLarge, StockStore, TableRecords
 
 log = logging.getLogger("stocksync.worker")
+deadletter_log = logging.getLogger("stocksync.deadletters")
 
 CLOSING_KINDS = frozenset({Kind.RESERVATION_RELEASED, Kind.RESERVATION_FULFILLED, Kind.RESERVATION_EXPIRED})
 
@@ -128,21 +130,24 @@ class Pipeline:
             channel = route.channel or channel_of_expiry(str(raw["event_id"]))
             if channel is None:
                 self._dead_letter(outbox, message, None, "invalid_movement",
-                                  f"event_id: {raw['event_id']!r} names no channel's hold", now, result, position)
+                                  f"event_id: {raw['event_id']!r} names no channel's hold", now, result, position,
+                                  str(raw["event_id"]))
                 continue
             try:
                 movement = movement_from_record(raw, channel)
             except InvalidMovement as exc:
-                self._dead_letter(outbox, message, channel, "invalid_movement", str(exc), now, result, position)
+                self._dead_letter(outbox, message, channel, "invalid_movement", str(exc), now, result, position,
+                                  str(raw.get("event_id")))
                 continue
             if movement.event_id.startswith(WORKER_EVENT_PREFIX) != route.made_by_worker:
                 self._dead_letter(outbox, message, channel, "invalid_movement",
                                   f"event_id: {movement.event_id!r}: only the workers' own movements, and all of "
-                                  f"them, start with {WORKER_EVENT_PREFIX!r}", now, result, position)
+                                  f"them, start with {WORKER_EVENT_PREFIX!r}", now, result, position,
+                                  movement.event_id)
                 continue
             if movement.kind not in route.kinds:
                 self._dead_letter(outbox, message, channel, "wrong_topic", _wrong_topic(movement.kind), now, result,
-                                  position)
+                                  position, movement.event_id)
                 continue
             partition = sku_partition(movement.sku, self.partitions)
             if partition != message.partition:
@@ -199,7 +204,7 @@ class Pipeline:
         outbox.on_commit(partial(_count_outcomes, outcomes))
         for outcome, message, index in rejected:
             self._dead_letter(outbox, message, outcome.movement.channel, outcome.reason, _rejection_detail(outcome),
-                              now, result, index)
+                              now, result, index, outcome.movement.event_id)
         for topic, record_key, value, partition in records_out:
             outbox.send(topic, record_key, value, partition)
         written = records.write_to(store)
@@ -233,13 +238,14 @@ class Pipeline:
         """Dead-letter every movement of a SKU whose records could not be built; the batch goes on without it."""
         if isinstance(exc, RecordTooLarge):
             reason, detail = "record_too_large", f"{sku}: {exc}"
-            log.error("%s: dead-lettering its %d movements in this batch: %s", sku, len(item.movements), exc)
+            log.error("%s: dead-lettering its %d movements in this batch: %s", sku, len(item.movements), exc,
+                      extra={"sku": sku})
         else:
             reason, detail = "internal_error", f"{sku}: {exc!r}"
             log.error("%s: applying its %d movements failed; dead-lettering them", sku, len(item.movements),
-                      exc_info=exc)
+                      exc_info=exc, extra={"sku": sku})
         for movement, (message, index) in zip(item.movements, item.sources, strict=True):
-            self._dead_letter(outbox, message, movement.channel, reason, detail, now, result, index)
+            self._dead_letter(outbox, message, movement.channel, reason, detail, now, result, index, movement.event_id)
 
     def _encode(self, schema: Schema, record: Mapping[str, Any]) -> bytes:
         """A record this worker writes; RecordTooLarge past the limit (the broker would refuse it for good)."""
@@ -255,10 +261,14 @@ class Pipeline:
             self._dead_letter(outbox, message, None, reason, detail, now, BatchResult())
 
     def _dead_letter(self, outbox: Outbox, message: Inbound, channel: str | None, reason: str, detail: str,
-                     now: int, result: BatchResult, index: int | None = None) -> None:
-        """Send the message (or one movement of it: `index`) to the dead-letter topic with its reason. An input too
-        large to carry whole keeps its first bytes; the original stays at its topic, partition and offset."""
+                     now: int, result: BatchResult, index: int | None = None, event_id: str | None = None) -> None:
+        """Send the message (or one movement of it: `index`, `event_id`) to the dead-letter topic with its reason.
+        An input too large to carry whole keeps its first bytes; the original stays at its topic, partition and
+        offset. Once committed it is counted and logged (a flood of them: one line per 10 s, with a count)."""
+        fields = {**input_fields(message.topic, message.partition, message.offset, message.key),
+                  **movement_fields(None, channel, event_id), "reason": reason}
         outbox.on_commit(metrics.DEAD_LETTERS.labels(reason, channel or "").inc)
+        outbox.on_commit(partial(deadletter_log.warning, "dead-lettered: %s", detail[:300], extra=fields))
         result.dead_letters += 1
         key, value = message.key, message.value
         room = self.max_record_bytes - DEAD_LETTER_OVERHEAD
