@@ -38,11 +38,23 @@ need_kafka_tools() {
   fi
 }
 
+# The demo page's test loads it in a real browser: Debian's Chromium, installed where apt can (as root); without
+# it that one test is skipped, saying why.
+browser_for_tests() {
+  if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    echo "dev.sh: installing Chromium (Debian's package) for the demo page's browser test" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1; } \
+      || echo "dev.sh: Chromium could not be installed; the browser test will be skipped" >&2
+  fi
+}
+
 case "${1:-}" in
   test)
     shift
     setup
     need_kafka_tools
+    browser_for_tests
     echo "dev.sh: ruff check; mypy --strict (streams, bench, tests)" >&2
     .venv/bin/ruff check --quiet .
     .venv/bin/mypy --no-error-summary streams bench tests

@@ -94,9 +94,13 @@ def _watch(settings: Settings, servers: str, network: Network, procs: list[subpr
             view.poll(1.0)
             if web is not None:
                 web.publish(view.snapshot())
-            if any(proc.poll() is not None for proc in procs):
-                print("a worker exited; stopping the demo", file=sys.stderr)
-                return 1
+            exited = [proc.returncode for proc in procs if proc.poll() is not None]
+            if exited:  # 0: it was stopped (Ctrl-C reaches the workers too, sometimes before the demo sees it)
+                if any(exited):
+                    print(f"a worker exited with code {max(exited)}; stopping the demo", file=sys.stderr)
+                    return 1
+                print("\nstopping...", flush=True)
+                return 0
             if tty:
                 print("\x1b[2J\x1b[H" + view.render() + f"\n\nsimulator: {simulator.stats.sent} events sent "
                       f"(seed {options.seed}, {options.rate:g}/s); Ctrl-C stops everything", flush=True)

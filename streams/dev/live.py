@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
+from itertools import pairwise
 from typing import Any
 
 from streams.domain import Network
@@ -19,6 +20,7 @@ from streams.kafka.topics import TopicRegistry
 from streams.wire.codec import DecodeError, default_codec
 
 WINDOW_S = 30.0  # latency percentiles over this many seconds
+HISTORY_S = 300  # the charts show the last five minutes, a sample a second
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -37,6 +39,10 @@ class LiveState:
     dead_letters: int = 0
     applied: int = 0
     latencies: deque[tuple[float, float]] = field(default_factory=deque)  # (seen at, ms)
+    # One sample a second for the charts: (time, movements applied, latency p50 and p99 in ms, the chart
+    # channel's ATS of the SKUs busiest then).
+    samples: deque[tuple[float, int, float, float, dict[str, int]]] = field(
+        default_factory=lambda: deque(maxlen=HISTORY_S))
 
 
 class LiveView:
@@ -62,6 +68,8 @@ class LiveView:
                 assignment += start_positions(self.consumer, topic, from_start)[0]
         self.consumer.assign(assignment)
         self.started = time.time()
+        # The ATS chart follows the channel that sells from the most locations (a web shop, typically).
+        self.chart_channel = max(sorted(network.channels), key=lambda c: len(network.channels[c].locations))
 
     def poll(self, seconds: float) -> None:
         until = time.time() + seconds
@@ -73,9 +81,18 @@ class LiveView:
                         self._take(kind, message)
                     except DecodeError:
                         continue
-        cutoff = time.time() - WINDOW_S
-        while self.state.latencies and self.state.latencies[0][0] < cutoff:
+        now = time.time()
+        while self.state.latencies and self.state.latencies[0][0] < now - WINDOW_S:
             self.state.latencies.popleft()
+        if not self.state.samples or now - self.state.samples[-1][0] >= 1.0:
+            self._sample(now)
+
+    def _sample(self, now: float) -> None:
+        s = self.state
+        latencies = [ms for _, ms in s.latencies]
+        busiest = [sku for sku, _ in s.activity.most_common(self.busy * 2)]
+        ats = {sku: s.ats[(self.chart_channel, sku)] for sku in busiest if (self.chart_channel, sku) in s.ats}
+        s.samples.append((now, s.applied, percentile(latencies, 0.5), percentile(latencies, 0.99), ats))
 
     def _take(self, kind: str, message: Any) -> None:
         s = self.state
@@ -113,12 +130,23 @@ class LiveView:
                            "samples": len(latencies), "window_s": WINDOW_S},
             "reservations": {"accepted": s.accepted, "refused": s.refused}, "negative_flags": s.negative_flags,
             "locations": locations, "channels": channels,
+            "charts": self._charts(busiest),
             "skus": [{"sku": sku,
                       "positions": {loc: dict(s.positions[(sku, loc)]) for loc in locations
                                     if (sku, loc) in s.positions},
                       "ats": {ch: s.ats[(ch, sku)] for ch in channels if (ch, sku) in s.ats}}
                      for sku in busiest],
         }
+
+    def _charts(self, busiest: list[str]) -> dict[str, Any]:
+        """The last minutes as series, one point a second: movements applied per second, latency p50/p99, and
+        the chart channel's ATS of today's busiest SKUs (None where a SKU had no ATS yet)."""
+        samples = list(self.state.samples)
+        seconds = [round(t - self.started, 1) for t, *_ in samples]
+        rate = [0.0] + [round((b[1] - a[1]) / max(1e-3, b[0] - a[0]), 1) for a, b in pairwise(samples)]
+        return {"seconds": seconds, "throughput": rate, "p50_ms": [round(x[2]) for x in samples],
+                "p99_ms": [round(x[3]) for x in samples], "ats_channel": self.chart_channel,
+                "ats": {sku: [x[4].get(sku) for x in samples] for sku in busiest}}
 
     def render(self) -> str:
         view = self.snapshot()

@@ -59,6 +59,7 @@ def install() -> None:
                  "aiokafka.producer.sender"):
         logging.getLogger(name).addFilter(repeats)
     logging.getLogger("stocksync.deadletters").addFilter(repeats)  # a flood of bad input: one line per window
+    logging.getLogger("mode.timers").addFilter(repeats)  # "Timer ... is overlapping", on every tick under load
     # librdkafka logs every line with one template ("%s [%s] %s": facility, client, text): the same text repeats.
     logging.getLogger("librdkafka").addFilter(RepeatsOncePerWindow(same=_librdkafka_text))
 
