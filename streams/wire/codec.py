@@ -15,7 +15,7 @@ import fastavro
 from fastavro.schema import to_parsing_canonical_form
 
 from streams.errors import StocksyncError
-from streams.wire.schemas import legacy_fingerprint_forms, load_schemas
+from streams.wire.schemas import legacy_fingerprint_forms, load_history, load_schemas
 
 MARKER = b"\xc3\x01"  # Avro single-object encoding, format version 1
 _EMPTY64 = 0xC15D213AA4D7A795
@@ -59,13 +59,22 @@ class Codec(Protocol):
 class SingleObjectCodec:
     """Avro single-object encoding for every schema in schemas/."""
 
-    def __init__(self, schemas: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, schemas: Mapping[str, Any] | None = None,
+                 history: Mapping[str, list[Any]] | None = None) -> None:
+        """`schemas`: what is written and read into (default: schemas/); `history`: earlier versions of them,
+        read by schema resolution (default: schemas/history/ when `schemas` is the default)."""
         self.schemas = dict(schemas or load_schemas())
         self.headers = {name: MARKER + self.fingerprint(name).to_bytes(8, "little") for name in self.schemas}
         self.by_header = {header: name for name, header in self.headers.items()}
+        self.writers: dict[bytes, Any] = {}  # the header of an earlier version -> the schema it was written with
         if schemas is None:  # records written with the fingerprints of older versions are still read
             for name, form in legacy_fingerprint_forms().items():
                 self.by_header.setdefault(MARKER + crc64_avro(form.encode()).to_bytes(8, "little"), name)
+        for name, versions in (load_history() if history is None and schemas is None else history or {}).items():
+            for writer in versions if name in self.schemas else []:
+                header = MARKER + crc64_avro(to_parsing_canonical_form(writer).encode()).to_bytes(8, "little")
+                if header not in self.by_header:
+                    self.by_header[header], self.writers[header] = name, writer
 
     def fingerprint(self, schema: str) -> int:
         return crc64_avro(to_parsing_canonical_form(self.schemas[schema]).encode())
@@ -79,12 +88,17 @@ class SingleObjectCodec:
     def decode(self, data: bytes) -> tuple[str, dict[str, Any]]:
         if data is None or len(data) < 10 or data[:2] != MARKER:
             raise DecodeError("not_avro", "not Avro single-object encoded (missing C3 01 marker)")
-        name = self.by_header.get(bytes(data[:10]))
+        header = bytes(data[:10])
+        name = self.by_header.get(header)
         if name is None:
             raise DecodeError("unknown_schema", f"unknown schema fingerprint {bytes(data[2:10]).hex()}")
         body = io.BytesIO(data[10:])
+        writer = self.writers.get(header)
         try:
-            record = fastavro.schemaless_reader(body, self.schemas[name], None)
+            if writer is None:
+                record = fastavro.schemaless_reader(body, self.schemas[name], None)
+            else:  # an earlier (or later) version: Avro's schema resolution into the one this codec reads
+                record = fastavro.schemaless_reader(body, writer, self.schemas[name])
         except Exception as exc:  # noqa: BLE001 - fastavro raises many types for a broken body
             raise DecodeError("schema_violation",
                               f"{name}: body does not match the schema ({type(exc).__name__}: {exc})") from None

@@ -151,3 +151,66 @@ def legacy_fingerprint_forms() -> Mapping[str, str]:
         if not progress:
             raise StocksyncError(f"schemas refer to unknown types: {sorted(pending)}")
     return forms
+
+
+def history_dir() -> Path:
+    """schemas/history/: earlier versions of schemas, each complete on its own (Avro JSON, any file name)."""
+    return schemas_dir() / "history"
+
+
+@lru_cache(maxsize=1)
+def load_history() -> Mapping[str, list[Any]]:
+    """Per schema, its earlier versions: records written with them (by an older worker, an older channel client,
+    in a changelog) are read into the current schema by Avro's schema resolution."""
+    found: dict[str, list[Any]] = {}
+    for path in sorted(history_dir().glob("*.avsc")) if history_dir().is_dir() else []:
+        schema = json.loads(path.read_text())
+        found.setdefault(_full_name(schema["name"], schema.get("namespace")), []).append(
+            fastavro.parse_schema(schema))
+    return found
+
+
+def _type_name(schema: Any) -> str:
+    if isinstance(schema, str):
+        return schema
+    if isinstance(schema, list):
+        return "union"
+    kind = schema["type"]
+    return kind if isinstance(kind, str) else _type_name(kind)
+
+
+_PROMOTIONS = {("int", "long"), ("int", "float"), ("int", "double"), ("long", "float"), ("long", "double"),
+               ("float", "double"), ("string", "bytes"), ("bytes", "string")}
+
+
+def resolution_problems(writer: Any, reader: Any, where: str = "") -> list[str]:
+    """Why data written with `writer` cannot be read with `reader` by the Avro specification's schema resolution
+    ([] when it can). Both are parsed schemas (named types written out in full)."""
+    w, r = _type_name(writer), _type_name(reader)
+    if w == "union":
+        return [p for branch in writer for p in resolution_problems(branch, reader, where)]
+    if r == "union":
+        options = [branch for branch in reader if not resolution_problems(writer, branch)]
+        return [] if options else [f"{where or 'the record'}: {w} matches no branch of the reader's union"]
+    if w != r:
+        return [] if (w, r) in _PROMOTIONS else [f"{where or 'the record'}: {w} cannot be read as {r}"]
+    if w in ("record", "error"):
+        written = {f["name"]: f for f in writer["fields"]}
+        problems = []
+        for field in reader["fields"]:
+            path = f"{where}.{field['name']}" if where else field["name"]
+            if field["name"] in written:
+                problems += resolution_problems(written[field["name"]]["type"], field["type"], path)
+            elif "default" not in field:
+                problems.append(f"{path}: added without a default")
+        return problems
+    if w == "enum":
+        missing = sorted(set(writer["symbols"]) - set(reader["symbols"]))
+        return [f"{where}: symbols {missing} unknown to the reader"] if missing and "default" not in reader else []
+    if w == "array":
+        return resolution_problems(writer["items"], reader["items"], f"{where}[]")
+    if w == "map":
+        return resolution_problems(writer["values"], reader["values"], f"{where}{{}}")
+    if w == "fixed" and writer["size"] != reader["size"]:
+        return [f"{where}: fixed size {writer['size']} read as {reader['size']}"]
+    return []

@@ -1,0 +1,95 @@
+"""Schema evolution: a new optional field is read by an old reader and the other way round, a breaking change is
+named by the compatibility check, and every schema published is either the current one or kept in
+schemas/history/ and still readable (the rules: README, "Schema evolution")."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import fastavro
+import pytest
+
+from streams.domain import Kind, Movement
+from streams.wire.codec import DecodeError, SingleObjectCodec, crc64_avro
+from streams.wire.records import movement_to_record
+from streams.wire.schemas import (
+    Schema,
+    legacy_fingerprint_forms,
+    load_history,
+    load_schemas,
+    resolution_problems,
+    schemas_dir,
+)
+
+PUBLISHED = schemas_dir() / "published.json"
+
+
+def with_field(schema: Any, field: dict[str, Any]) -> Any:
+    changed = copy.deepcopy(fastavro.schema.to_parsing_canonical_form(schema))
+    parsed = json.loads(changed)
+    parsed["fields"].append(field)
+    return fastavro.parse_schema(parsed)
+
+
+def a_movement() -> dict[str, Any]:
+    return movement_to_record(Movement(Kind.SALE, "e-1", "pos-1", "SKU-1", "s1", 2, 1_700_000_000_000))
+
+
+def test_a_new_optional_field_is_read_by_an_old_reader_and_the_other_way_round() -> None:
+    old = dict(load_schemas())
+    new = {**old, Schema.MOVEMENT: with_field(old[Schema.MOVEMENT],
+                                              {"name": "listing_id", "type": ["null", "string"], "default": None})}
+    old_side = SingleObjectCodec(old, history={Schema.MOVEMENT: [new[Schema.MOVEMENT]]})
+    new_side = SingleObjectCodec(new, history={Schema.MOVEMENT: [old[Schema.MOVEMENT]]})
+    record = a_movement()
+
+    name, read_by_new = new_side.decode(old_side.encode(Schema.MOVEMENT, record))  # new reader, old writer
+    assert name == Schema.MOVEMENT and read_by_new == {**record, "listing_id": None}
+
+    written = new_side.encode(Schema.MOVEMENT, {**record, "listing_id": "MKT-778"})
+    assert written[2:10] != old_side.encode(Schema.MOVEMENT, record)[2:10]  # another fingerprint
+    name, read_by_old = old_side.decode(written)  # old reader, new writer: the new field is skipped
+    assert name == Schema.MOVEMENT and read_by_old == record
+    assert resolution_problems(old[Schema.MOVEMENT], new[Schema.MOVEMENT]) == []
+    assert resolution_problems(new[Schema.MOVEMENT], old[Schema.MOVEMENT]) == []
+
+
+def test_a_breaking_change_is_named_and_its_records_are_refused_cleanly() -> None:
+    old = dict(load_schemas())
+    required = with_field(old[Schema.MOVEMENT], {"name": "listing_id", "type": "string"})
+    assert resolution_problems(old[Schema.MOVEMENT], required) == ["listing_id: added without a default"]
+    retyped = json.loads(fastavro.schema.to_parsing_canonical_form(old[Schema.MOVEMENT]))
+    quantity = next(f for f in retyped["fields"] if f["name"] == "quantity")
+    quantity["type"] = "string"
+    assert resolution_problems(old[Schema.MOVEMENT], fastavro.parse_schema(retyped)) == \
+        ["quantity: long cannot be read as string"]
+    # A reader that was wrongly given such a writer schema dead-letters the record; it does not crash.
+    reader = SingleObjectCodec({**old, Schema.MOVEMENT: required}, history={Schema.MOVEMENT: [old[Schema.MOVEMENT]]})
+    with pytest.raises(DecodeError) as refused:
+        reader.decode(SingleObjectCodec(old).encode(Schema.MOVEMENT, a_movement()))
+    assert refused.value.reason == "schema_violation"
+
+
+def fingerprint(schema: Any) -> str:
+    return crc64_avro(fastavro.schema.to_parsing_canonical_form(schema).encode()).to_bytes(8, "little").hex()
+
+
+def test_every_published_schema_version_is_current_or_kept_and_still_readable() -> None:
+    """schemas/published.json lists every fingerprint ever written by a released stocksync. Changing a schema
+    fails here until its previous version is copied into schemas/history/ and the new fingerprint is added,
+    and both directions resolve (old readers and new readers meet on the topics during a rolling upgrade)."""
+    published = json.loads(PUBLISHED.read_text())
+    current, history = load_schemas(), load_history()
+    legacy = {name: crc64_avro(form.encode()).to_bytes(8, "little").hex()
+              for name, form in legacy_fingerprint_forms().items()}
+    assert set(published) == set(current)
+    for name, schema in current.items():
+        kept = {fingerprint(v) for v in history.get(name, [])}
+        assert set(published[name]) == {fingerprint(schema), legacy[name]} | kept, (
+            f"{name}: schemas/published.json and schemas/history/ do not hold every version "
+            f"(current {fingerprint(schema)}): keep the previous version in schemas/history/ and list the new one")
+        for earlier in history.get(name, []):
+            assert resolution_problems(earlier, schema) == [], f"{name}: new readers cannot read old records"
+            assert resolution_problems(schema, earlier) == [], f"{name}: old readers cannot read new records"
