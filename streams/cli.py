@@ -6,6 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from confluent_kafka import KafkaException
+
 from streams.errors import ConfigError, StocksyncError
 from streams.settings import Settings, load_settings
 
@@ -36,12 +38,43 @@ def _cluster(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _secure_broker(args: argparse.Namespace, settings: Settings) -> int:
+    """`broker ... --secure`: a local broker with a SASL_SSL listener, its certificate and users made here."""
+    from streams.dev.local_kafka import LocalKafka
+    from streams.kafka.cluster import local_broker_dir
+
+    workdir = local_broker_dir(settings, "secure")
+    current = LocalKafka.from_state(settings.broker_home, workdir)
+    running = current is not None and current.running()
+    if args.action == "stop":
+        if running and current is not None:
+            current.stop()
+        print("secured local Kafka stopped" if running else "secured local Kafka was not running")
+        return 0
+    if args.action == "status" and not running:
+        print("secured local Kafka is not running")
+        return 1
+    broker = current if running and current is not None else LocalKafka(
+        home=settings.broker_home, workdir=workdir, kafka_version=settings.kafka_version, heap=settings.kafka_heap,
+        start_timeout_s=settings.broker_start_timeout_s, port=current.port if current else 0,
+        controller_port=current.controller_port if current else 0, secure=True).start()
+    security = broker.client_security()
+    print(f"export STOCKSYNC_BOOTSTRAP_SERVERS={broker.bootstrap_servers} "
+          f"STOCKSYNC_SECURITY_PROTOCOL={security.protocol} STOCKSYNC_SASL_MECHANISM={security.mechanism} "
+          f"STOCKSYNC_SASL_USERNAME={security.username} "
+          f"STOCKSYNC_SASL_PASSWORD_FILE={broker.secrets / f'{security.username}.password'} "
+          f"STOCKSYNC_SSL_CA_FILE={security.ca_file}")
+    return 0
+
+
 def _broker(args: argparse.Namespace, settings: Settings) -> int:
     from streams.dev.local_kafka import LocalKafka
     from streams.kafka.cluster import local_broker_dir
 
     if args.nodes > 1:  # asked for by name: whatever cluster STOCKSYNC_BOOTSTRAP_SERVERS selects
         return _cluster(args, settings)
+    if args.secure:
+        return _secure_broker(args, settings)
     workdir = local_broker_dir(settings)
     current = LocalKafka.from_state(settings.broker_home, workdir)
     running = current is not None and current.running()
@@ -81,7 +114,7 @@ def _broker(args: argparse.Namespace, settings: Settings) -> int:
 def _topics(args: argparse.Namespace, settings: Settings) -> int:
     from streams.kafka.admin import ensure_topics
     from streams.kafka.clients import new_admin
-    from streams.kafka.cluster import bootstrap_servers
+    from streams.kafka.cluster import connect
     from streams.kafka.topics import TopicRegistry
 
     registry = TopicRegistry(settings)
@@ -91,7 +124,7 @@ def _topics(args: argparse.Namespace, settings: Settings) -> int:
             print(f"{spec.name}\tkey={spec.key}\tvalue={spec.value_schema}\tpartitions={spec.partitions}\t"
                   + ",".join(f"{k}={v}" for k, v in spec.config.items()))
         return 0
-    report = ensure_topics(new_admin(bootstrap_servers(settings)), specs, settings.replication_factor)
+    report = ensure_topics(new_admin(connect(settings)), specs, settings.replication_factor)
     print(f"{len(report.created)} created, {len(report.existing)} already there and as registered")
     return 0
 
@@ -110,7 +143,7 @@ def _network(args: argparse.Namespace, settings: Settings) -> int:
 
     from streams.kafka.admin import ensure_topics
     from streams.kafka.clients import new_admin
-    from streams.kafka.cluster import bootstrap_servers
+    from streams.kafka.cluster import connect
     from streams.kafka.network import load_network_file, publish_network, read_network
     from streams.kafka.topics import TopicRegistry
 
@@ -119,7 +152,7 @@ def _network(args: argparse.Namespace, settings: Settings) -> int:
         network = load_network_file(Path(args.file))
         print(f"{args.file}: valid ({len(network.locations)} locations, {len(network.channels)} channels)")
         return 0
-    servers = bootstrap_servers(settings)
+    servers = connect(settings)
     if args.action == "show":
         found = read_network(servers, registry)
         if found is None:
@@ -151,11 +184,11 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
 
     from streams.channel import ChannelClient
     from streams.dev.simulator import Simulator, print_progress
-    from streams.kafka.cluster import bootstrap_servers
+    from streams.kafka.cluster import connect
     from streams.kafka.network import load_network_file, read_network
     from streams.kafka.topics import TopicRegistry
 
-    servers = bootstrap_servers(settings)
+    servers = connect(settings)
     if args.network:
         network = load_network_file(Path(args.network))
     else:
@@ -249,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     broker.add_argument("--nodes", type=int, choices=range(1, 10), default=1, metavar="N",
                         help="a local KRaft cluster of N nodes (replication factor N, min.insync.replicas N-1); "
                              "export the servers it prints as STOCKSYNC_BOOTSTRAP_SERVERS")
+    broker.add_argument("--secure", action="store_true",
+                        help="a broker of its own that clients reach over TLS with SASL (SCRAM-SHA-512/256, "
+                             "PLAIN) only; it prints the settings to export")
     broker.set_defaults(handler=_broker)
 
     topics = commands.add_parser("topics", help="create or list the registry's topics",
@@ -331,12 +367,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "network" and args.action in ("apply", "check") and not args.file:
         parser.error(f"network {args.action} needs a FILE")
     try:
-        return int(args.handler(args, load_settings()))
+        settings = load_settings()
+        return int(args.handler(args, settings))
     except StocksyncError as exc:
         print(f"stocksync: error: {exc}", file=sys.stderr)
         return 2
+    except KafkaException as exc:  # Kafka unreachable, or refusing us: one line, with what to fix
+        print(f"stocksync: error: {_kafka_failure(exc, settings)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _kafka_failure(exc: KafkaException, settings: Settings) -> str:
+    from streams.kafka.clients import explain_failure
+
+    return f"Kafka at {settings.bootstrap_servers or 'the local broker'}: {explain_failure(exc)}"
 
 
 if __name__ == "__main__":

@@ -6,10 +6,11 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streams.errors import ConfigError
+from streams.kafka.security import KafkaSecurity
 
 DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "stocksync"
 DEFAULT_MAX_RECORD_BYTES = 256 * 1024
@@ -22,6 +23,15 @@ class Settings(BaseSettings):
 
     # Where Kafka is. Empty: the local broker that `stocksync broker start` runs (its state file says where).
     bootstrap_servers: str = ""
+    # How to connect to it: the same for the workers, the CLI and channel clients (streams/kafka/security.py).
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None  # or, better, a file (a mounted Kubernetes Secret):
+    sasl_password_file: Path | None = None
+    ssl_ca_file: Path | None = None  # the CAs that signed the brokers' certificates (default: the system's)
+    ssl_cert_file: Path | None = None  # a client certificate (mutual TLS), PEM
+    ssl_key_file: Path | None = None  # its private key, PEM
     topic_prefix: str = Field(default="stocksync", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$")
     # Every input topic has the same partition count, so all positions of a SKU meet on one worker.
     partitions: int = Field(default=6, ge=1, le=10_000)
@@ -77,6 +87,24 @@ class Settings(BaseSettings):
     def input_group(self) -> str:
         """The consumer group where workers commit how far they have read the inputs (for lag monitoring)."""
         return f"{self.app_id}.inputs"
+
+    def kafka_security(self) -> KafkaSecurity:
+        """How to connect to Kafka; a ConfigError naming the setting when something is missing or unreadable."""
+        for name in ("sasl_password_file", "ssl_ca_file", "ssl_cert_file", "ssl_key_file"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ConfigError(f"STOCKSYNC_{name.upper()}: no file at {path}")
+        if self.sasl_password is not None and self.sasl_password_file is not None:
+            raise ConfigError("STOCKSYNC_SASL_PASSWORD and STOCKSYNC_SASL_PASSWORD_FILE: set one, not both")
+        password = self.sasl_password.get_secret_value() if self.sasl_password is not None else None
+        if self.sasl_password_file is not None:
+            password = self.sasl_password_file.read_text().rstrip("\r\n")
+        security = KafkaSecurity(self.security_protocol, self.sasl_mechanism, self.sasl_username, password,
+                                 self.ssl_ca_file, self.ssl_cert_file, self.ssl_key_file)
+        problem = security.problem()
+        if problem:
+            raise ConfigError(problem)
+        return security
 
     @property
     def broker_home(self) -> Path:

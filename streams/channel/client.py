@@ -25,6 +25,7 @@ from streams.channel.replies import Decision, ReplyListener
 from streams.channel.sender import MovementSender
 from streams.domain import InvalidMovement, Kind, Movement
 from streams.domain.movements import WORKER_EVENT_PREFIX, WORKER_MADE
+from streams.kafka.security import Kafka, KafkaConnection
 from streams.kafka.topics import TopicRegistry
 from streams.settings import Settings, load_settings
 from streams.wire.codec import SingleObjectCodec, default_codec
@@ -37,13 +38,17 @@ def _now_ms() -> int:
 class ChannelClient:
     """One channel's connection to stocksync (thread-safe). Close it (or use `with`) to send what is pending."""
 
-    def __init__(self, channel: str, bootstrap_servers: str | None = None, *, settings: Settings | None = None,
+    def __init__(self, channel: str, bootstrap_servers: Kafka | None = None, *, settings: Settings | None = None,
                  linger_ms: float = 5.0, max_batch: int = 200) -> None:
+        """`bootstrap_servers`: the cluster (default: STOCKSYNC_BOOTSTRAP_SERVERS); given as "host:port,..." it is
+        reached with the settings' security (STOCKSYNC_SECURITY_PROTOCOL, ...), as a KafkaConnection as it says."""
         self.settings = settings or load_settings()
         if bootstrap_servers is None:
             from streams.kafka.cluster import bootstrap_servers as configured
 
             bootstrap_servers = configured(self.settings)
+        if isinstance(bootstrap_servers, str):
+            bootstrap_servers = KafkaConnection(bootstrap_servers, self.settings.kafka_security())
         if linger_ms < 0 or max_batch < 1:
             raise ValueError("linger_ms must be >= 0 and max_batch >= 1")
         self.channel = channel

@@ -10,6 +10,7 @@ from typing import Any
 from confluent_kafka import KafkaException
 
 from streams.kafka.clients import assign_all, reached, unassigned_consumer
+from streams.kafka.security import Kafka
 from streams.wire.codec import SingleObjectCodec
 from streams.wire.schemas import Schema
 
@@ -29,7 +30,7 @@ class AtsUpdate:
 class AtsSubscription:
     """A running ATS feed subscription (a background thread). `latest` holds the newest update per SKU."""
 
-    def __init__(self, servers: str, topic: str, codec: SingleObjectCodec, callback: Callable[[AtsUpdate], None],
+    def __init__(self, servers: Kafka, topic: str, codec: SingleObjectCodec, callback: Callable[[AtsUpdate], None],
                  from_beginning: bool) -> None:
         self.codec = codec
         self.callback = callback

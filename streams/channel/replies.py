@@ -7,6 +7,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 from streams.kafka.clients import assign_all, unassigned_consumer
+from streams.kafka.security import Kafka
 from streams.wire.codec import SingleObjectCodec
 from streams.wire.schemas import Schema
 
@@ -28,7 +29,7 @@ class Decision:
 class ReplyListener:
     """Follows the channel's reply topic from its end at start-up and resolves the awaited decisions."""
 
-    def __init__(self, servers: str, topic: str, codec: SingleObjectCodec) -> None:
+    def __init__(self, servers: Kafka, topic: str, codec: SingleObjectCodec) -> None:
         self.codec = codec
         self.consumer = unassigned_consumer(servers)
         assign_all(self.consumer, topic, from_beginning=False)  # explicit end offsets: nothing can slip past

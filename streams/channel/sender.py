@@ -9,6 +9,7 @@ from streams.channel.errors import ChannelTopicMissing, ClientClosed, DeliveryEr
 from streams.domain import Movement
 from streams.domain.movements import SALES_SIDE
 from streams.kafka.clients import new_producer, produce
+from streams.kafka.security import Kafka
 from streams.wire.codec import SingleObjectCodec
 from streams.wire.partitioner import sku_partition
 from streams.wire.records import movement_to_record
@@ -20,7 +21,7 @@ class MovementSender:
     movements or has waited `linger_s` (0: every movement at once), so a worker pays its per-message cost once
     per batch. Every SKU of a message hashes to the message's partition. Thread-safe."""
 
-    def __init__(self, channel: str, servers: str, sales_topic: str, restock_topic: str, codec: SingleObjectCodec,
+    def __init__(self, channel: str, servers: Kafka, sales_topic: str, restock_topic: str, codec: SingleObjectCodec,
                  linger_s: float, max_batch: int) -> None:
         self.channel = channel
         self.codec = codec

@@ -22,6 +22,7 @@ from streams.kafka.admin import ensure_topics
 from streams.kafka.clients import new_admin
 from streams.kafka.cluster import Cluster, bootstrap_servers, local_broker_dir, start_cluster
 from streams.kafka.network import load_network_file, publish_network
+from streams.kafka.security import Kafka, KafkaConnection
 from streams.kafka.topics import TopicRegistry
 from streams.settings import Settings
 
@@ -66,7 +67,7 @@ def _ready(port: int) -> bool:
         return False
 
 
-def _watch(settings: Settings, servers: str, network: Network, procs: list[subprocess.Popen[bytes]],
+def _watch(settings: Settings, servers: Kafka, network: Network, procs: list[subprocess.Popen[bytes]],
            options: DemoOptions) -> int:
     """Run the simulator in a thread and redraw the live view every second until Ctrl-C or the end."""
     from streams.channel import ChannelClient
@@ -139,11 +140,12 @@ def run_demo(settings: Settings, options: DemoOptions = DemoOptions()) -> int:
         cluster = _cluster(settings)
         cleanup.callback(cluster.stop)
         print(f"Kafka at {cluster.bootstrap_servers} ({cluster.origin})", flush=True)
+        kafka = KafkaConnection(cluster.bootstrap_servers, settings.kafka_security())
         registry = TopicRegistry(settings)
-        report = ensure_topics(new_admin(cluster.bootstrap_servers), registry.all(network.channels),
+        report = ensure_topics(new_admin(kafka), registry.all(network.channels),
                                settings.replication_factor)
         print(f"topics: {len(report.created)} created, {len(report.existing)} already there", flush=True)
-        version = publish_network(cluster.bootstrap_servers, registry, network)
+        version = publish_network(kafka, registry, network)
         print(f"network {network_file.name} applied as version {version}: {len(network.locations)} locations, "
               f"{len(network.channels)} channels", flush=True)
         procs = [_spawn_worker(settings, cluster.bootstrap_servers, i) for i in range(workers)]
@@ -157,7 +159,7 @@ def run_demo(settings: Settings, options: DemoOptions = DemoOptions()) -> int:
                     return 1
                 time.sleep(0.5)
             print(f"workers ready (query API on http://127.0.0.1:{settings.web_port}); simulating...", flush=True)
-            return _watch(settings, cluster.bootstrap_servers, network, procs, options)
+            return _watch(settings, kafka, network, procs, options)
         except KeyboardInterrupt:
             print("\nstopping...", flush=True)
             return 0

@@ -16,6 +16,7 @@ from typing import Any
 
 from streams.domain import Network
 from streams.kafka.clients import start_positions, unassigned_consumer
+from streams.kafka.security import Kafka
 from streams.kafka.topics import TopicRegistry
 from streams.wire.codec import DecodeError, default_codec
 
@@ -49,7 +50,7 @@ class LiveView:
     """Follows positions and ATS feeds (from the start) and ledger, replies and dead letters (from now).
     `sent_at` maps "channel:event_id" to the epoch ms it was sent (the simulator fills it) for latency."""
 
-    def __init__(self, servers: str, registry: TopicRegistry, network: Network, sent_at: dict[str, int],
+    def __init__(self, servers: Kafka, registry: TopicRegistry, network: Network, sent_at: dict[str, int],
                  busy: int = 5) -> None:
         self.registry, self.network, self.sent_at, self.busy = registry, network, sent_at, busy
         self.codec = default_codec()

@@ -6,6 +6,7 @@ import base64
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -16,10 +17,14 @@ import uuid
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from streams.errors import BrokerError
+from streams.kafka.security import KafkaSecurity
 
 STATE_FILE = "broker.json"
+# The users of a secured local broker (besides admin, the broker's own): the workers and the CLI.
+SECURE_USERS = ("stocksync",)
 
 
 def _bindable(port: int) -> bool:
@@ -96,6 +101,7 @@ class LocalKafka:
     voters: str = ""  # the cluster's controller.quorum.voters ("": this node alone)
     cluster_id: str = ""  # the cluster's id, its storage is formatted with ("": a new one)
     replicas: int = 1  # replication of Kafka's internal topics and the default for new topics
+    secure: bool = False  # clients authenticate (SASL SCRAM-SHA-512/256 or PLAIN) over TLS (SASL_SSL)
 
     @property
     def bootstrap_servers(self) -> str:
@@ -115,15 +121,17 @@ class LocalKafka:
         data = self.workdir / "data"
         config = self.workdir / "server.properties"
         in_sync = max(1, self.replicas - 1)  # 3 replicas: a write needs 2 of them (min.insync.replicas=2)
+        listener = "SASL_SSL" if self.secure else "PLAINTEXT"
         config.write_text("\n".join([
             "process.roles=broker,controller",
             f"node.id={self.node_id}",
             f"controller.quorum.voters={self.voters or f'{self.node_id}@127.0.0.1:{self.controller_port}'}",
-            f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+            f"listeners={listener}://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            f"advertised.listeners={listener}://127.0.0.1:{self.port}",
             "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            "inter.broker.listener.name=PLAINTEXT",
+            f"listener.security.protocol.map={listener}:{listener},CONTROLLER:PLAINTEXT",
+            f"inter.broker.listener.name={listener}",
+            *(self._secure_config() if self.secure else []),
             f"log.dirs={data}",
             f"offsets.topic.replication.factor={self.replicas}",
             "offsets.topic.num.partitions=10",
@@ -142,6 +150,65 @@ class LocalKafka:
             "",
         ]))
         return config
+
+    # --- a secured broker: TLS with a certificate made here, SASL users -------------------------------------------
+    @property
+    def secrets(self) -> Path:
+        """Where a secured broker keeps its certificate (ca.pem: what clients trust) and users' passwords."""
+        return self.workdir / "secrets"
+
+    def password(self, user: str) -> str:
+        """The password of `user` (admin: the broker's own; stocksync: for workers and the CLI), made once."""
+        path = self.secrets / f"{user}.password"
+        if not path.exists():
+            self.secrets.mkdir(parents=True, exist_ok=True, mode=0o700)
+            path.write_text(secrets.token_urlsafe(24))
+            path.chmod(0o600)
+        return path.read_text()
+
+    def _certificate(self) -> None:
+        """A self-signed certificate for 127.0.0.1 and localhost, made with Java's keytool (Java runs Kafka): the
+        broker's key store, a trust store with it (inter-broker), and ca.pem for clients."""
+        if (self.secrets / "ca.pem").exists():
+            return
+        keytool = _require("keytool", "Java's keytool (it comes with the JDK or JRE)")
+        store = self.password("keystore")
+        ks, ts = self.secrets / "broker.p12", self.secrets / "truststore.p12"
+        for command in (
+                ["-genkeypair", "-alias", "broker", "-keyalg", "RSA", "-keysize", "2048", "-validity", "3650",
+                 "-dname", "CN=localhost,O=stocksync local broker", "-ext", "SAN=dns:localhost,ip:127.0.0.1",
+                 "-keystore", str(ks), "-storetype", "PKCS12", "-storepass", store, "-keypass", store],
+                ["-exportcert", "-rfc", "-alias", "broker", "-keystore", str(ks), "-storepass", store,
+                 "-file", str(self.secrets / "ca.pem")],
+                ["-importcert", "-noprompt", "-alias", "ca", "-file", str(self.secrets / "ca.pem"),
+                 "-keystore", str(ts), "-storetype", "PKCS12", "-storepass", store]):
+            done = subprocess.run([keytool, *command], capture_output=True, text=True)
+            if done.returncode != 0:
+                raise BrokerError(f"keytool {command[0]} failed: {done.stderr.strip() or done.stdout.strip()}")
+
+    def _secure_config(self) -> list[str]:
+        self._certificate()
+        admin, store = self.password("admin"), self.password("keystore")
+        users = " ".join(f'user_{u}="{self.password(u)}"' for u in SECURE_USERS)
+        return [
+            "sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN",
+            "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram."
+            f'ScramLoginModule required username="admin" password="{admin}";',
+            "listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram."
+            "ScramLoginModule required;",
+            "listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule "
+            f'required username="admin" password="{admin}" {users};',
+            "ssl.keystore.type=PKCS12", f"ssl.keystore.location={self.secrets / 'broker.p12'}",
+            f"ssl.keystore.password={store}", f"ssl.key.password={store}",
+            "ssl.truststore.type=PKCS12", f"ssl.truststore.location={self.secrets / 'truststore.p12'}",
+            f"ssl.truststore.password={store}",
+        ]
+
+    def _scram_users(self) -> list[str]:
+        """`kafka-storage format` arguments that create the SCRAM users (KRaft keeps them in its metadata)."""
+        return [argument for user in ("admin", *SECURE_USERS) for mechanism in ("SCRAM-SHA-512", "SCRAM-SHA-256")
+                for argument in ("--add-scram", f"{mechanism}=[name={user},password={self.password(user)}]")]
 
     def start(self) -> LocalKafka:
         """Format storage (first time), launch the JVM and wait until the broker answers metadata requests."""
@@ -165,7 +232,7 @@ class LocalKafka:
                 # "--cluster-id=": an id may start with "-"
                 [java, "-cp", classpath, "kafka.tools.StorageTool", "format",
                  f"--cluster-id={self.cluster_id or _cluster_id()}",
-                 "-c", str(config), "--ignore-formatted"],
+                 "-c", str(config), "--ignore-formatted", *(self._scram_users() if self.secure else [])],
                 capture_output=True, text=True)
             if fmt.returncode != 0:
                 raise BrokerError(f"kafka storage format failed: {fmt.stderr.strip().splitlines()[-1:]}")
@@ -189,7 +256,9 @@ class LocalKafka:
         # librdkafka logs connection refusals while the broker boots; they are expected, so keep it quiet.
         quiet = logging.getLogger("stocksync.broker.boot")
         quiet.setLevel(logging.CRITICAL)
-        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, "logger": quiet})  # type: ignore[dict-item]
+        config: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers, "logger": quiet,
+                                  **self.client_security("admin").librdkafka()}
+        admin = AdminClient(config)
         deadline = time.monotonic() + self.start_timeout_s
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -204,6 +273,12 @@ class LocalKafka:
             time.sleep(0.2)
         raise BrokerError(f"Kafka did not answer on {self.bootstrap_servers} within "
                           f"{self.start_timeout_s:.0f}s: {self._log_tail()}")
+
+    def client_security(self, user: str = "stocksync") -> KafkaSecurity:
+        """How a client connects to this broker as `user` (plaintext when it is not secured)."""
+        if not self.secure:
+            return KafkaSecurity()
+        return KafkaSecurity("SASL_SSL", "SCRAM-SHA-512", user, self.password(user), self.secrets / "ca.pem")
 
     def _log_tail(self) -> str:
         lines: list[str] = []
@@ -244,7 +319,7 @@ class LocalKafka:
         (self.workdir / STATE_FILE).write_text(json.dumps(
             {"pid": self.pid, "port": self.port, "controller_port": self.controller_port,
              "kafka_version": self.kafka_version, "node_id": self.node_id, "voters": self.voters,
-             "cluster_id": self.cluster_id, "replicas": self.replicas}))
+             "cluster_id": self.cluster_id, "replicas": self.replicas, "secure": self.secure}))
 
     @classmethod
     def from_state(cls, home: Path, workdir: Path) -> LocalKafka | None:
@@ -256,7 +331,7 @@ class LocalKafka:
         return cls(home=home, workdir=workdir, kafka_version=state["kafka_version"], port=state["port"],
                    controller_port=state["controller_port"], pid=state["pid"], node_id=state.get("node_id", 1),
                    voters=state.get("voters", ""), cluster_id=state.get("cluster_id", ""),
-                   replicas=state.get("replicas", 1))
+                   replicas=state.get("replicas", 1), secure=state.get("secure", False))
 
 
 def _alive(pid: int) -> bool:

@@ -11,6 +11,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from streams.errors import BrokerError, TopicMismatch
+from streams.kafka.clients import access_refused, explain_failure
 from streams.kafka.topics import PINNED_CONFIGS, TopicSpec
 
 
@@ -20,14 +21,25 @@ class EnsureReport:
     existing: list[str] = field(default_factory=list)
 
 
+def _topics(admin: AdminClient, timeout_s: float) -> dict[str, Any]:
+    """The cluster's topics. Asked in short rounds, so that refused credentials or a failed TLS handshake end the
+    wait at once (with what to fix) instead of after the whole timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            topics: dict[str, Any] = admin.list_topics(timeout=max(0.1, min(2.0, deadline - time.monotonic()))).topics
+            return topics
+        except KafkaException as exc:
+            admin.poll(0)  # delivers the error callbacks that say why
+            if access_refused() or time.monotonic() >= deadline:
+                raise BrokerError(f"cannot list topics: {explain_failure(exc)}") from None
+
+
 def ensure_topics(admin: AdminClient, specs: Sequence[TopicSpec], replication_factor: int = 1,
                   timeout_s: float = 30.0) -> EnsureReport:
     """Create missing topics with their configs; raise TopicMismatch naming every existing topic that differs."""
     report = EnsureReport()
-    try:
-        existing = admin.list_topics(timeout=timeout_s).topics
-    except KafkaException as exc:
-        raise BrokerError(f"cannot list topics: {exc.args[0]}") from None
+    existing = _topics(admin, timeout_s)
     missing = [spec for spec in specs if spec.name not in existing]
     if missing:
         futures = admin.create_topics(
@@ -39,7 +51,7 @@ def ensure_topics(admin: AdminClient, specs: Sequence[TopicSpec], replication_fa
                 report.created.append(name)
             except KafkaException as exc:
                 if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":  # another worker won the race: check it below
-                    raise BrokerError(f"cannot create topic {name}: {exc.args[0].str()}") from None
+                    raise BrokerError(f"cannot create topic {name}: {explain_failure(exc, admin)}") from None
         existing = _await_metadata(admin, [spec.name for spec in specs], timeout_s)
     created = set(report.created)
     to_check = [spec for spec in specs if spec.name not in created]

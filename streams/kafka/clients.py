@@ -11,12 +11,14 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from streams.errors import StocksyncError
+from streams.kafka.security import KafkaConnection, connection_of
 
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaConsumer
@@ -26,13 +28,58 @@ DeliveryCallback = Callable[[Any, Any], None]
 # librdkafka's own log lines go through Python's logging (formatted like every other line, JSON included) instead
 # of straight to stderr. They are delivered when a client is polled.
 LIBRDKAFKA_LOG = logging.getLogger("librdkafka")
-PRODUCER_SETTINGS: dict[str, Any] = {"enable.idempotence": True, "acks": "all", "partitioner": "murmur2_random",
-                                     "logger": LIBRDKAFKA_LOG}
+PRODUCER_SETTINGS: dict[str, Any] = {"enable.idempotence": True, "acks": "all", "partitioner": "murmur2_random"}
 
 
-def new_producer(servers: str, **overrides: Any) -> Producer:
+# The last authentication or TLS failures clients reported (librdkafka's error callback), with the connection
+# and when: a request that then fails with "broker transport failure" is explained by them (explain_failure).
+_ACCESS_ERRORS = {KafkaError._AUTHENTICATION: "sasl", KafkaError._SSL: "tls"}  # noqa: SLF001 - librdkafka's names
+_ACCESS_FAILURES: dict[str, tuple[KafkaConnection, str, float]] = {}
+ACCESS_FAILURE_RECENT_S = 120.0
+
+
+def _on_error(kafka: KafkaConnection, error: KafkaError) -> None:
+    kind = _ACCESS_ERRORS.get(error.code())
+    if kind is not None:
+        _ACCESS_FAILURES[kind] = (kafka, error.str().split(" (after")[0], time.monotonic())
+
+
+def _connect(target: KafkaConnection | str) -> dict[str, Any]:
+    """librdkafka's settings to reach `target`: its servers, its security, our logger and error callback."""
+    kafka = connection_of(target)
+    return {"bootstrap.servers": kafka.servers, "logger": LIBRDKAFKA_LOG, "error_cb": partial(_on_error, kafka),
+            **kafka.security.librdkafka()}
+
+
+def access_refused() -> bool:
+    """Whether Kafka refused a client's credentials or TLS handshake lately (retrying will not help)."""
+    return any(time.monotonic() - found[2] < ACCESS_FAILURE_RECENT_S for found in _ACCESS_FAILURES.values())
+
+
+def explain_failure(exc: KafkaException, client: AdminClient | Consumer | None = None) -> str:
+    """Why a request failed, in one line: when Kafka refused the credentials or the TLS handshake failed just
+    before, that, naming the settings to fix (never the password); else Kafka's own error. `client`: the one that
+    failed, polled first for the errors it has not delivered yet (only an admin client, or a consumer that has no
+    partitions: polling would take a message)."""
+    if client is not None:
+        client.poll(0)
+    recent = {kind: found for kind, found in _ACCESS_FAILURES.items()
+              if time.monotonic() - found[2] < ACCESS_FAILURE_RECENT_S}
+    if "sasl" in recent:
+        kafka, text, _ = recent["sasl"]
+        return (f"Kafka at {kafka.servers} refused user {kafka.security.username!r} ({kafka.security.mechanism}): "
+                f"{text}; check STOCKSYNC_SASL_USERNAME and STOCKSYNC_SASL_PASSWORD (or STOCKSYNC_SASL_PASSWORD_FILE)")
+    if "tls" in recent:
+        kafka, text, _ = recent["tls"]
+        return (f"TLS with Kafka at {kafka.servers} failed: {text}; check STOCKSYNC_SECURITY_PROTOCOL and "
+                "STOCKSYNC_SSL_CA_FILE (the CA that signed the brokers' certificates)")
+    error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+    return error.str() if error is not None else str(exc)
+
+
+def new_producer(servers: KafkaConnection | str, **overrides: Any) -> Producer:
     """A confluent-kafka producer with the project's settings (`overrides` in librdkafka's names)."""
-    return Producer({"bootstrap.servers": servers, **PRODUCER_SETTINGS, **overrides})
+    return Producer({**_connect(servers), **PRODUCER_SETTINGS, **overrides})
 
 
 # Kafka Streams' value for exactly-once: a worker that dies mid-transaction holds back read_committed readers of
@@ -40,35 +87,35 @@ def new_producer(servers: str, **overrides: Any) -> Producer:
 TRANSACTION_TIMEOUT_MS = 10_000
 
 
-def new_transactional_producer(servers: str, transactional_id: str, **overrides: Any) -> Producer:
+def new_transactional_producer(servers: KafkaConnection | str, transactional_id: str, **overrides: Any) -> Producer:
     """A producer whose records are written in transactions; a newer producer with the same `transactional_id`
     fences it (its next commit fails) and aborts its open transaction."""
     return new_producer(servers, **{"transactional.id": transactional_id,
                                     "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS, **overrides})
 
 
-def new_consumer(servers: str, group_id: str, **overrides: Any) -> Consumer:
+def new_consumer(servers: KafkaConnection | str, group_id: str, **overrides: Any) -> Consumer:
     """A confluent-kafka consumer that commits nothing unless asked (`overrides` in librdkafka's names). It reads
     committed records only (librdkafka's default isolation.level): aborted transactions are never seen."""
-    return Consumer({"bootstrap.servers": servers, "group.id": group_id, "enable.auto.commit": False,
-                     "logger": LIBRDKAFKA_LOG, **overrides})
+    return Consumer({**_connect(servers), "group.id": group_id, "enable.auto.commit": False, **overrides})
 
 
-def unassigned_consumer(servers: str) -> Consumer:
+def unassigned_consumer(servers: KafkaConnection | str) -> Consumer:
     """A consumer for explicitly assigned partitions: its group is its own and nothing is committed."""
     return new_consumer(servers, f"stocksync-client-{uuid.uuid4()}", **{"enable.partition.eof": False})
 
 
-def new_admin(servers: str) -> AdminClient:
-    config: dict[str, Any] = {"bootstrap.servers": servers, "logger": LIBRDKAFKA_LOG}
-    return AdminClient(config)
+def new_admin(servers: KafkaConnection | str) -> AdminClient:
+    return AdminClient(_connect(servers))
 
 
-def new_aio_consumer(servers: str, **options: Any) -> AIOKafkaConsumer:
+def new_aio_consumer(servers: KafkaConnection | str, **options: Any) -> AIOKafkaConsumer:
     """An aiokafka consumer for the worker's own reading (`options` in aiokafka's names)."""
     from aiokafka import AIOKafkaConsumer
 
-    return AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False, **options)
+    kafka = connection_of(servers)
+    return AIOKafkaConsumer(bootstrap_servers=kafka.servers, enable_auto_commit=False,
+                            **kafka.security.aiokafka(), **options)
 
 
 # --- producing ----------------------------------------------------------------------------------------------
@@ -142,7 +189,7 @@ def reached(consumer: Consumer, topic: str, ends: dict[int, int]) -> bool:
     return all(tp.offset >= ends[tp.partition] for tp in consumer.position(wanted)) if wanted else True
 
 
-def last_committed_offsets(servers: str, partitions: list[tuple[str, int]], timeout_s: float = 60.0
+def last_committed_offsets(servers: KafkaConnection | str, partitions: list[tuple[str, int]], timeout_s: float = 60.0
                            ) -> dict[tuple[str, int], int]:
     """For each (topic, partition), the offset of its last committed record (-1 if it has none): what a
     read_committed reader has seen once it is up to date. The partition's end offset is past that by the commit

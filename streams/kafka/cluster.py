@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from streams.errors import ConfigError
+from streams.kafka.security import KafkaConnection
 from streams.settings import Settings
 
 
@@ -68,3 +69,8 @@ def bootstrap_servers(settings: Settings) -> str:
         return broker.bootstrap_servers
     raise ConfigError("no Kafka to talk to: set STOCKSYNC_BOOTSTRAP_SERVERS (or KAFKA_BOOTSTRAP_SERVERS), "
                       "or run 'stocksync broker start'")
+
+
+def connect(settings: Settings) -> KafkaConnection:
+    """The cluster the CLI, workers and channel clients talk to, and how they authenticate to it."""
+    return KafkaConnection(bootstrap_servers(settings), settings.kafka_security())

@@ -11,7 +11,8 @@ from confluent_kafka import KafkaException, TopicPartition
 
 from streams.domain import Network, NetworkError
 from streams.errors import ConfigError
-from streams.kafka.clients import new_consumer, new_producer, produce
+from streams.kafka.clients import explain_failure, new_consumer, new_producer, produce
+from streams.kafka.security import Kafka
 from streams.kafka.topics import TopicRegistry
 from streams.wire.codec import DecodeError, default_codec
 from streams.wire.records import network_from_record, network_to_record
@@ -36,7 +37,7 @@ def load_network_file(path: Path) -> Network:
         raise ConfigError(f"{path}: {exc}") from None
 
 
-def publish_network(bootstrap_servers: str, registry: TopicRegistry, network: Network) -> int:
+def publish_network(bootstrap_servers: Kafka, registry: TopicRegistry, network: Network) -> int:
     """Write the network to its compacted topic; returns its offset (the network's version)."""
     producer = new_producer(bootstrap_servers)
     delivered: list[int] = []
@@ -56,7 +57,7 @@ def publish_network(bootstrap_servers: str, registry: TopicRegistry, network: Ne
     return delivered[0]
 
 
-def read_network(bootstrap_servers: str, registry: TopicRegistry, timeout_s: float = 30.0
+def read_network(bootstrap_servers: Kafka, registry: TopicRegistry, timeout_s: float = 30.0
                  ) -> tuple[Network, int] | None:
     """The network in force (the last valid record of the network topic) and its offset, or None if none yet."""
     consumer = new_consumer(bootstrap_servers, "stocksync-network-reader", **{"auto.offset.reset": "earliest"})
@@ -65,7 +66,7 @@ def read_network(bootstrap_servers: str, registry: TopicRegistry, timeout_s: flo
         try:
             low, high = consumer.get_watermark_offsets(tp, timeout=timeout_s)
         except KafkaException as exc:
-            raise ConfigError(f"cannot read {registry.network.name}: {exc.args[0].str()}") from None
+            raise ConfigError(f"cannot read {registry.network.name}: {explain_failure(exc, consumer)}") from None
         if high <= low:
             return None
         consumer.assign([TopicPartition(registry.network.name, 0, low)])

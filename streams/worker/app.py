@@ -14,7 +14,8 @@ from faust.tables.recovery import Recovery
 from faust.types import TP
 
 from streams.kafka.clients import last_committed_offsets
-from streams.kafka.cluster import bootstrap_servers
+from streams.kafka.cluster import connect
+from streams.kafka.security import KafkaConnection
 from streams.settings import Settings
 
 
@@ -36,10 +37,11 @@ class StocksyncApp(faust.App):
     own code, not through faust's agents. faust's consumer then reads committed records only, and its recovery
     knows where a partition's committed records end."""
 
-    def __init__(self, *args: Any, committed_only: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, kafka: KafkaConnection, committed_only: bool = False, **kwargs: Any) -> None:
         if committed_only:
             kwargs["TableManager"] = CommittedTableManager
         super().__init__(*args, **kwargs)
+        self.kafka = kafka  # the cluster faust's broker URLs and credentials were made from
         self.committed_only = committed_only
         self.worker_state = WorkerState()
         self.before_stop: list[Callable[[], Awaitable[None]]] = []
@@ -78,9 +80,9 @@ class CommittedRecovery(Recovery):
         app = self.app
         if title == "active" and isinstance(app, StocksyncApp) and app.before_recovery is not None:
             await app.before_recovery({tp.partition for tp in tps})
-        servers = ",".join(f"{url.host}:{url.port}" for url in app.conf.broker)
+        assert isinstance(app, StocksyncApp)
         found = await asyncio.get_running_loop().run_in_executor(
-            None, last_committed_offsets, servers, [(tp.topic, tp.partition) for tp in tps])
+            None, last_committed_offsets, app.kafka, [(tp.topic, tp.partition) for tp in tps])
         destination.clear()
         destination.update({tp: found[(tp.topic, tp.partition)] for tp in tps})
 
@@ -93,13 +95,16 @@ class CommittedTableManager(TableManager):
         return self._recovery
 
 
-def create_app(settings: Settings, servers: str | None = None, committed_only: bool = False) -> StocksyncApp:
+def create_app(settings: Settings, kafka: KafkaConnection | None = None, committed_only: bool = False
+               ) -> StocksyncApp:
     """A faust App wired to the configured cluster, with the settings the streaming rules ask for (see
     StocksyncApp for `committed_only`)."""
-    servers = servers or bootstrap_servers(settings)
+    kafka = kafka or connect(settings)
     return StocksyncApp(
         settings.app_id,
-        broker=",".join(f"kafka://{server}" for server in servers.split(",")),
+        kafka=kafka,
+        broker=",".join(f"kafka://{server}" for server in kafka.servers.split(",")),
+        broker_credentials=kafka.security.faust_credentials(),
         store=settings.store,
         datadir=str(settings.data_dir),
         topic_partitions=settings.partitions,

@@ -16,6 +16,7 @@ from faust.tables.manager import TableManager
 
 from streams.domain import Network, StockRules
 from streams.kafka.clients import new_admin
+from streams.kafka.security import KafkaConnection
 from streams.kafka.topics import TopicRegistry
 from streams.settings import Settings
 from streams.wire.codec import default_codec
@@ -40,7 +41,7 @@ class Worker:
     """One worker's collaborators, and the jobs that run outside the batches: expiry, coalesced ATS release,
     rebalance hooks and network changes. Their outputs wait for the batch in flight (Batcher.outside_batch)."""
 
-    def __init__(self, app: StocksyncApp, settings: Settings, servers: str, network: Network,
+    def __init__(self, app: StocksyncApp, settings: Settings, servers: KafkaConnection, network: Network,
                  network_version: int) -> None:
         self.app = app
         registry = TopicRegistry(settings)
@@ -137,7 +138,7 @@ class Worker:
                     self.network.version, len(self.network.input_topics()))
 
 
-def build_worker(settings: Settings, servers: str, network: Network, network_version: int) -> StocksyncApp:
+def build_worker(settings: Settings, servers: KafkaConnection, network: Network, network_version: int) -> StocksyncApp:
     """The faust app of one worker, for the network in force when it starts (it follows later changes)."""
     logfilters.install()
     app = create_app(settings, servers, committed_only=True)

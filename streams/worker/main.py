@@ -8,13 +8,14 @@ import time
 from streams.domain import Network
 from streams.kafka.admin import ensure_topics
 from streams.kafka.clients import new_admin
-from streams.kafka.cluster import bootstrap_servers
+from streams.kafka.cluster import connect
 from streams.kafka.network import read_network
+from streams.kafka.security import Kafka
 from streams.kafka.topics import TopicRegistry
 from streams.settings import Settings
 
 
-def wait_for_network(servers: str, registry: TopicRegistry) -> tuple[Network, int]:
+def wait_for_network(servers: Kafka, registry: TopicRegistry) -> tuple[Network, int]:
     announced = False
     while True:
         found = read_network(servers, registry)
@@ -31,7 +32,7 @@ def run_worker(settings: Settings, loglevel: str = "warn") -> None:
     from streams.worker.bootstrap import build_worker
     from streams.worker.process import WorkerProcess
 
-    servers = bootstrap_servers(settings)
+    servers = connect(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     registry = TopicRegistry(settings)
     ensure_topics(new_admin(servers), registry.core(), settings.replication_factor)

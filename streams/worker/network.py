@@ -13,6 +13,7 @@ from streams.domain import Kind, Network
 from streams.domain.movements import SALES_SIDE, SUPPLY_SIDE, WORKER_MADE
 from streams.kafka.clients import new_aio_consumer
 from streams.kafka.network import parse_network_record
+from streams.kafka.security import Kafka
 from streams.kafka.topics import TopicRegistry
 from streams.worker import metrics
 
@@ -73,7 +74,7 @@ class NetworkFollower:
     """Reads the network topic after the version the worker started with; adopts each valid record and hands the
     channels it added or changed to `republish` (their ATS feeds must be filled or recomputed)."""
 
-    def __init__(self, servers: str, registry: TopicRegistry, in_force: NetworkInForce,
+    def __init__(self, servers: Kafka, registry: TopicRegistry, in_force: NetworkInForce,
                  republish: Callable[[set[str]], Awaitable[None]]) -> None:
         self.servers, self.registry, self.in_force, self.republish = servers, registry, in_force, republish
 

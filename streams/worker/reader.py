@@ -19,6 +19,7 @@ import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.kafka.clients import new_aio_consumer
+from streams.kafka.security import Kafka
 from streams.worker import metrics
 from streams.worker.batch import Batcher
 from streams.worker.health import Health
@@ -44,7 +45,7 @@ class InputReader:
 
     COMMIT_EVERY_S = 1.0
 
-    def __init__(self, app: faust.App, servers: str, group_id: str, batcher: Batcher,
+    def __init__(self, app: faust.App, servers: Kafka, group_id: str, batcher: Batcher,
                  input_topics: Callable[[], list[str]], changelog: str, health: Health) -> None:
         self.app, self.servers, self.group_id, self.batcher, self.health = app, servers, group_id, batcher, health
         self.input_topics, self.changelog = input_topics, changelog

@@ -23,6 +23,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from streams.errors import StocksyncError
 from streams.kafka.clients import new_transactional_producer, produce
+from streams.kafka.security import Kafka
 from streams.worker import metrics
 from streams.worker.outputs import OutputRecord
 
@@ -64,7 +65,7 @@ class CommitFailed(StocksyncError):
 class PartitionTransactions:
     """The transactional producers of the table partitions this worker owns."""
 
-    def __init__(self, servers: str, app_id: str, crash_before_commit: int = 0) -> None:
+    def __init__(self, servers: Kafka, app_id: str, crash_before_commit: int = 0) -> None:
         self.servers, self.app_id = servers, app_id
         self.producers: dict[int, Producer] = {}
         # Fault injection for tests (0: off): the process exits after writing this many batch transactions'

@@ -22,6 +22,7 @@ from streams.domain.movements import EXPIRY_EVENT_PREFIX, expiry_of
 from streams.kafka.admin import ensure_topics
 from streams.kafka.clients import new_admin, new_consumer, new_producer, reached, watermarks
 from streams.kafka.network import publish_network
+from streams.kafka.security import PLAINTEXT, KafkaConnection, KafkaSecurity
 from streams.kafka.topics import TopicRegistry
 from streams.settings import load_settings
 from streams.wire.codec import default_codec
@@ -74,6 +75,7 @@ class Deployment:
     partitions: int = 4
     store: str = "memory://"
     replication_factor: int = 1
+    security: KafkaSecurity = PLAINTEXT  # how the harness and its workers connect
     workers: list[WorkerProcess] = field(default_factory=list)
     sent: dict[str, Movement] = field(default_factory=dict)
 
@@ -82,17 +84,18 @@ class Deployment:
                                       app_id=f"stocksync-{self.unique}", partitions=self.partitions)
         self.registry = TopicRegistry(self.settings)
         self.codec = default_codec()
-        self.admin = new_admin(self.bootstrap)
-        self.producer = new_producer(self.bootstrap, **{"linger.ms": 5})
+        self.kafka = KafkaConnection(self.bootstrap, self.security)
+        self.admin = new_admin(self.kafka)
+        self.producer = new_producer(self.kafka, **{"linger.ms": 5})
 
     # --- configuration and workers ---------------------------------------------------------------------------
     def apply_network(self, data: dict[str, Any]) -> int:
         self.network = Network.from_dict(data)
         ensure_topics(self.admin, self.registry.all(self.network.channels), self.replication_factor)
-        return publish_network(self.bootstrap, self.registry, self.network)
+        return publish_network(self.kafka, self.registry, self.network)
 
     def env(self, port: int, name: str) -> dict[str, str]:
-        return {**os.environ, "STOCKSYNC_BOOTSTRAP_SERVERS": self.bootstrap,
+        return {**os.environ, **self.security.environment(), "STOCKSYNC_BOOTSTRAP_SERVERS": self.bootstrap,
                 "STOCKSYNC_TOPIC_PREFIX": self.settings.topic_prefix, "STOCKSYNC_APP_ID": self.settings.app_id,
                 "STOCKSYNC_PARTITIONS": str(self.partitions), "STOCKSYNC_STORE": self.store,
                 "STOCKSYNC_BROKER_SESSION_TIMEOUT_S": "6", "STOCKSYNC_WEB_PORT": str(port),
@@ -207,7 +210,7 @@ class Deployment:
     def messages(self, topic: str) -> list[tuple[bytes | None, bytes, int, int]]:
         """Every message of a topic, from the start to its current end: (key, value, partition, offset). Tombstones
         (a deleted key of a compacted topic) are left out."""
-        consumer = new_consumer(self.bootstrap, f"reader-{time.monotonic_ns()}")
+        consumer = new_consumer(self.kafka, f"reader-{time.monotonic_ns()}")
         try:
             parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
             bounds = {p: watermarks(consumer, TopicPartition(topic, p)) for p in parts}
@@ -250,7 +253,7 @@ class Deployment:
         """Per input topic partition, how far the workers' group has yet to commit ({} when all consumed)."""
         topics = [spec.name for ch in self.network.channels for spec in
                   (self.registry.sales(ch), self.registry.restock(ch))]
-        consumer = new_consumer(self.bootstrap, self.settings.input_group)
+        consumer = new_consumer(self.kafka, self.settings.input_group)
         try:
             tps = [TopicPartition(t, p) for t in topics for p in range(self.partitions)]
             committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(tps, timeout=10)}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from streams.errors import ConfigError
 from streams.settings import load_settings
 
 
@@ -85,3 +86,39 @@ def test_query_without_a_worker_is_one_line() -> None:
 def test_bad_simulation_argument_is_one_line() -> None:
     result = run_cli("simulate", "--rate", "fast")
     assert result.returncode == 2 and "argument --rate: 'fast' is not a number" in result.stderr
+
+
+# --- connecting to a secured cluster -------------------------------------------------------------------------
+def test_security_settings_become_the_same_connection_for_both_client_libraries(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    password_file = tmp_path / "password"
+    password_file.write_text("s3cret-value\n")
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not read here")
+    for name, value in {"SECURITY_PROTOCOL": "SASL_SSL", "SASL_MECHANISM": "SCRAM-SHA-256",
+                        "SASL_USERNAME": "web", "SASL_PASSWORD_FILE": str(password_file),
+                        "SSL_CA_FILE": str(ca)}.items():
+        monkeypatch.setenv(f"STOCKSYNC_{name}", value)
+    security = load_settings().kafka_security()
+    assert security.librdkafka() == {"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-256",
+                                     "sasl.username": "web", "sasl.password": "s3cret-value",
+                                     "ssl.ca.location": str(ca)}
+    assert "s3cret" not in repr(security) and "s3cret" not in repr(load_settings())
+    assert security.environment()["STOCKSYNC_SASL_PASSWORD"] == "s3cret-value"  # for a child process only
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"SECURITY_PROTOCOL": "SASL_SSL"}, "STOCKSYNC_SECURITY_PROTOCOL=SASL_SSL needs STOCKSYNC_SASL_USERNAME"),
+    ({"SECURITY_PROTOCOL": "SASL_SSL", "SASL_USERNAME": "u", "SASL_PASSWORD_FILE": "/nowhere/pw"},
+     "STOCKSYNC_SASL_PASSWORD_FILE: no file at /nowhere/pw"),
+    ({"SECURITY_PROTOCOL": "SSL", "SSL_CERT_FILE": __file__}, "STOCKSYNC_SSL_CERT_FILE and STOCKSYNC_SSL_KEY_FILE go"),
+    ({"SSL_CA_FILE": __file__}, "TLS files are set but STOCKSYNC_SECURITY_PROTOCOL is PLAINTEXT"),
+    ({"SECURITY_PROTOCOL": "SASL_TLS"}, "STOCKSYNC_SECURITY_PROTOCOL: Input should be"),
+])
+def test_a_wrong_security_setting_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch, env: dict[str, str],
+                                                        message: str) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(f"STOCKSYNC_{name}", value)
+    with pytest.raises(ConfigError) as refused:
+        load_settings().kafka_security()
+    assert str(refused.value).startswith(message)

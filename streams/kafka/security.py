@@ -1,0 +1,116 @@
+"""How stocksync authenticates to Kafka and encrypts the connection: one description (`KafkaSecurity`), turned into
+librdkafka's settings (confluent-kafka: channel clients, the CLI, admin, transactions) and aiokafka's (faust and
+the input reader), so both sides of a worker connect the same way. The password is kept out of every repr, log
+line and error."""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Protocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+Mechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+@dataclass(frozen=True)
+class KafkaSecurity:
+    protocol: Protocol = "PLAINTEXT"
+    mechanism: Mechanism = "SCRAM-SHA-512"  # SASL only
+    username: str | None = None  # SASL only
+    password: str | None = field(default=None, repr=False)  # SASL only
+    ca_file: Path | None = None  # TLS: the CAs that signed the brokers' certificates (else the system's)
+    cert_file: Path | None = None  # TLS client certificate (mutual TLS), PEM
+    key_file: Path | None = None  # its private key, PEM
+
+    @property
+    def sasl(self) -> bool:
+        return self.protocol.startswith("SASL")
+
+    @property
+    def tls(self) -> bool:
+        return self.protocol in ("SSL", "SASL_SSL")
+
+    def problem(self) -> str | None:
+        """What is missing or inconsistent, as the settings name it (None when it can connect)."""
+        if self.sasl and not (self.username and self.password):
+            return f"STOCKSYNC_SECURITY_PROTOCOL={self.protocol} needs STOCKSYNC_SASL_USERNAME and " \
+                   "STOCKSYNC_SASL_PASSWORD (or STOCKSYNC_SASL_PASSWORD_FILE)"
+        if (self.cert_file is None) != (self.key_file is None):
+            return "STOCKSYNC_SSL_CERT_FILE and STOCKSYNC_SSL_KEY_FILE go together (a client certificate and its key)"
+        if not self.tls and (self.ca_file or self.cert_file):
+            return f"TLS files are set but STOCKSYNC_SECURITY_PROTOCOL is {self.protocol} (use SSL or SASL_SSL)"
+        return None
+
+    def environment(self) -> dict[str, str]:
+        """The STOCKSYNC_ variables that give a child process (a worker) this security."""
+        values = {"SECURITY_PROTOCOL": self.protocol, "SASL_MECHANISM": self.mechanism,
+                  "SASL_USERNAME": self.username, "SASL_PASSWORD": self.password, "SSL_CA_FILE": self.ca_file,
+                  "SSL_CERT_FILE": self.cert_file, "SSL_KEY_FILE": self.key_file}
+        return {f"STOCKSYNC_{name}": str(value) for name, value in values.items() if value is not None}
+
+    def librdkafka(self) -> dict[str, Any]:
+        """librdkafka's settings (confluent-kafka)."""
+        config: dict[str, Any] = {"security.protocol": self.protocol}
+        if self.sasl:
+            config.update({"sasl.mechanism": self.mechanism, "sasl.username": self.username,
+                           "sasl.password": self.password})
+        if self.tls:
+            config.update({k: str(v) for k, v in (("ssl.ca.location", self.ca_file),
+                                                  ("ssl.certificate.location", self.cert_file),
+                                                  ("ssl.key.location", self.key_file)) if v is not None})
+        return config
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context of the aiokafka side: the CA file (or the system's CAs), the client certificate."""
+        if not self.tls:
+            return None
+        context = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+        if self.cert_file is not None and self.key_file is not None:
+            context.load_cert_chain(str(self.cert_file), str(self.key_file))
+        return context
+
+    def aiokafka(self) -> dict[str, Any]:
+        """aiokafka's keyword arguments."""
+        options: dict[str, Any] = {"security_protocol": self.protocol}
+        if self.sasl:
+            options.update({"sasl_mechanism": self.mechanism, "sasl_plain_username": self.username,
+                            "sasl_plain_password": self.password})
+        if self.tls:
+            options["ssl_context"] = self.ssl_context()
+        return options
+
+    def faust_credentials(self) -> Any:
+        """faust's broker_credentials (None: plaintext)."""
+        import faust
+
+        if self.sasl:
+            return faust.SASLCredentials(username=self.username, password=self.password,
+                                         mechanism=self.mechanism, ssl_context=self.ssl_context())
+        if self.tls:
+            return faust.SSLCredentials(self.ssl_context())
+        return None
+
+
+PLAINTEXT = KafkaSecurity()
+
+
+@dataclass(frozen=True)
+class KafkaConnection:
+    """A cluster to talk to: its bootstrap servers and how to connect. Every client is made from one."""
+
+    servers: str
+    security: KafkaSecurity = PLAINTEXT
+
+    def __str__(self) -> str:
+        return self.servers
+
+
+# What a client is made from: a connection, or a plain "host:port,..." of an unsecured cluster.
+Kafka = KafkaConnection | str
+
+
+def connection_of(target: Kafka) -> KafkaConnection:
+    """A plain "host:port,..." string means an unsecured cluster (tests, the local broker)."""
+    return target if isinstance(target, KafkaConnection) else KafkaConnection(target)

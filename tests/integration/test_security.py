@@ -1,0 +1,91 @@
+"""A secured cluster (a broker of its own: TLS with a certificate made by the project, SASL users): a worker, the
+CLI and a channel client work end to end over SASL_SSL; a wrong password, a client without TLS and a missing CA
+fail with one clear line; the password appears in no log, no /ready and no metric."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from streams.channel import ChannelClient
+from streams.dev.local_kafka import LocalKafka
+from streams.domain import Kind
+from streams.kafka.security import KafkaConnection, KafkaSecurity
+from streams.settings import load_settings
+from tests.integration.conftest import repo_root, wait_for
+from tests.integration.harness import Deployment
+from tests.integration.workload import NETWORK
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
+    settings = load_settings()
+    broker = LocalKafka(home=settings.broker_home, workdir=tmp_path_factory.mktemp("secured-broker"),
+                        kafka_version=settings.kafka_version, heap="384m", secure=True).start()
+    yield broker
+    broker.stop()
+
+
+def cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("STOCKSYNC_", "KAFKA_"))}
+    return subprocess.run([sys.executable, "-m", "streams.cli", *args], cwd=repo_root(), capture_output=True,
+                          text=True, timeout=120, env={**clean, "STOCKSYNC_CACHE_DIR": os.environ.get(
+                              "STOCKSYNC_CACHE_DIR", str(repo_root() / ".cache")), **env})
+
+
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-512", "PLAIN"])
+def test_a_worker_and_a_channel_work_end_to_end_over_sasl_ssl(secured: LocalKafka, tmp_path: Path,
+                                                              mechanism: str) -> None:
+    security = replace(secured.client_security(), mechanism=mechanism)  # type: ignore[arg-type]
+    unique = f"sec-{mechanism.lower()}-{os.getpid()}"
+    deployment = Deployment(secured.bootstrap_servers, unique, tmp_path, security=security)
+    try:
+        deployment.apply_network(NETWORK)
+        worker = deployment.start_worker("w1")
+        settings = load_settings(bootstrap_servers=secured.bootstrap_servers, topic_prefix=f"t-{unique}")
+        with ChannelClient("wms", KafkaConnection(secured.bootstrap_servers, security), settings=settings) as wms:
+            seen: dict[str, int] = {}
+            wms.subscribe_ats(lambda update: seen.__setitem__(update.sku, update.ats))
+            wms.report(Kind.RECEIPT, "SKU-SEC", "w1", 12, event_id="r-sec-1")
+            wms.flush()
+            wait_for(lambda: seen.get("SKU-SEC") == 12, 60, "the ATS update over SASL_SSL")
+        with urllib.request.urlopen(f"http://127.0.0.1:{worker.port}/ready", timeout=5) as response:
+            ready = response.read().decode()
+        with urllib.request.urlopen(f"http://127.0.0.1:{worker.port}/metrics", timeout=5) as response:
+            metrics = response.read().decode()
+    finally:
+        deployment.stop_all()
+    assert security.password is not None
+    for where, text in (("/ready", ready), ("/metrics", metrics), ("the worker's log", worker.log.read_text())):
+        assert security.password not in text, f"the password is in {where}"
+
+
+def test_a_wrong_password_fails_with_one_line_naming_what_to_fix(secured: LocalKafka, tmp_path: Path) -> None:
+    env = {**replace(secured.client_security(), password="not-the-password").environment(),
+           "STOCKSYNC_BOOTSTRAP_SERVERS": secured.bootstrap_servers, "STOCKSYNC_TOPIC_PREFIX": "t-wrong"}
+    done = cli(["topics", "create"], env)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith("stocksync: error: ") and "refused user 'stocksync' (SCRAM-SHA-512)" in lines[-1]
+    assert "STOCKSYNC_SASL_PASSWORD" in lines[-1] and "Traceback" not in done.stderr
+    assert "not-the-password" not in done.stdout + done.stderr
+
+
+def test_tls_without_the_ca_or_without_tls_at_all_is_refused_clearly(secured: LocalKafka) -> None:
+    right = secured.client_security()
+    base = {"STOCKSYNC_BOOTSTRAP_SERVERS": secured.bootstrap_servers, "STOCKSYNC_TOPIC_PREFIX": "t-tls"}
+    untrusted = cli(["topics", "create"], {**base, **replace(right, ca_file=None).environment()})  # system CAs
+    assert untrusted.returncode == 2 and "TLS with Kafka at" in untrusted.stderr.splitlines()[-1]
+    assert "STOCKSYNC_SSL_CA_FILE" in untrusted.stderr.splitlines()[-1]
+    plaintext = cli(["topics", "create"], {**base, **KafkaSecurity().environment()})
+    assert plaintext.returncode == 2 and "Traceback" not in plaintext.stderr
+    assert plaintext.stderr.strip().splitlines()[-1].startswith("stocksync: error: cannot list topics: ")
+    missing = cli(["topics", "create"], {**base, "STOCKSYNC_SECURITY_PROTOCOL": "SASL_SSL"})
+    assert missing.returncode == 2 and "needs STOCKSYNC_SASL_USERNAME" in missing.stderr
