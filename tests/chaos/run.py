@@ -233,6 +233,8 @@ def main() -> None:
     parser.add_argument("--faults", default="all", help="'all' or a comma-separated list of " + ", ".join(FAULTS))
     parser.add_argument("--movements", type=int, default=6_000, help="movements per run (plus re-sends)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--keep-logs", type=Path, metavar="DIR",
+                        help="copy the worker logs of every run with a problem into DIR/run-SEED/")
     args = parser.parse_args()
     faults = list(FAULTS) if args.faults == "all" else args.faults.split(",")
     unknown = sorted(set(faults) - set(FAULTS))
@@ -243,8 +245,14 @@ def main() -> None:
         cluster = LocalCluster(home=settings.broker_home, workdir=Path(tmp) / "cluster", size=3,
                                kafka_version=settings.kafka_version, heap="384m").start()
         try:
-            runs = [Run(cluster, Path(tmp) / f"run-{i}", args.seed + i, faults, args.movements).go()
-                    for i in range(args.runs)]
+            runs = []
+            for i in range(args.runs):
+                runs.append(Run(cluster, Path(tmp) / f"run-{i}", args.seed + i, faults, args.movements).go())
+                if args.keep_logs and runs[-1].get("problems"):
+                    kept = args.keep_logs / f"run-{args.seed + i}"
+                    kept.mkdir(parents=True, exist_ok=True)
+                    for log in (Path(tmp) / f"run-{i}").glob("*.log"):
+                        shutil.copy(log, kept / log.name)
         finally:
             cluster.stop()
     result = summary(runs)
