@@ -55,7 +55,8 @@ class Worker:
         self.pipeline = Pipeline(registry, codec, self.network, self.ats, self.expiries,
                                  StockRules(horizon_ms=settings.horizon_ms),
                                  max_record_bytes=settings.max_record_bytes)
-        self.transactions = PartitionTransactions(servers, settings.app_id, settings.crash_before_commit)
+        self.transactions = PartitionTransactions(servers, settings.app_id, settings.crash_before_commit,
+                                                  on_fenced=self.request_rebalance)
         app.before_recovery = self.transactions.fence
         self.health = Health()
         self.batcher = Batcher(self.transactions, self.table, self.pipeline, settings.max_batch,
@@ -64,6 +65,17 @@ class Worker:
                                   registry.stock_changelog.name, self.health)
         self.admin = new_admin(servers)
         self.follower = NetworkFollower(servers, registry, self.network, self.republish)
+
+    def request_rebalance(self) -> None:
+        """Ask the consumer group to rebalance (Kafka Streams does the same on a fenced producer: its thread
+        rejoins the group). faust has no call for it: its aiokafka consumer runs in a thread of its own, whose
+        group coordinator is asked there."""
+        thread = getattr(self.app.consumer, "_thread", None)
+        try:
+            coordinator = thread._ensure_consumer()._coordinator  # type: ignore[union-attr]  # noqa: SLF001
+            thread.thread_loop.call_soon_threadsafe(coordinator.request_rejoin)  # type: ignore[union-attr]
+        except (AttributeError, RuntimeError) as exc:  # not started or stopping: a rebalance comes anyway
+            log.warning("could not ask for a rebalance: %r", exc)
 
     def recovered(self) -> bool:
         return not self.app.rebalancing and self.app.recovered.is_set()

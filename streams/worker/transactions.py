@@ -16,7 +16,7 @@ import asyncio
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -65,9 +65,15 @@ class CommitFailed(StocksyncError):
 class PartitionTransactions:
     """The transactional producers of the table partitions this worker owns."""
 
-    def __init__(self, servers: Kafka, app_id: str, crash_before_commit: int = 0) -> None:
+    def __init__(self, servers: Kafka, app_id: str, crash_before_commit: int = 0,
+                 on_fenced: Callable[[], None] = lambda: None) -> None:
         self.servers, self.app_id = servers, app_id
         self.producers: dict[int, Producer] = {}
+        # A fenced partition (or a producer that failed for good) is written again only after a rebalance, which
+        # fences afresh and recovers the partition: this asks the group for one. Waiting for one that nobody
+        # asked for stalled the partition for good when the failure was not another worker's doing (a broker
+        # fault can leave a producer in an invalid transaction state).
+        self.on_fenced = on_fenced
         # Fault injection for tests (0: off): the process exits after writing this many batch transactions'
         # records, before committing the last one.
         self.crash_before_commit = crash_before_commit
@@ -118,8 +124,9 @@ class PartitionTransactions:
         except Fenced as exc:
             self.producers.pop(partition, None)
             metrics.TRANSACTIONS.labels("fenced").inc()
-            log.warning("%s: fenced, another worker has taken the partition over; nothing of this transaction is "
-                        "committed", exc)
+            log.warning("%s: fenced (another worker has taken the partition over, or the producer failed for good); "
+                        "nothing of this transaction is committed; asking the workers to rebalance", exc)
+            self.on_fenced()
             raise
         except CommitFailed:
             metrics.TRANSACTIONS.labels("aborted").inc()
