@@ -134,3 +134,28 @@ def test_a_record_the_broker_refuses_isolates_its_message(deployment: Deployment
     assert [stocks[m.sku].position("s1").on_hand for m in again] == [2, 2, 2]
     assert {key for key, _, _, _ in deployment.read(feed)} == {m.sku.encode() for m in refused + taken
                                                                 if m.location == "s1"}
+
+
+def test_a_partition_whose_producer_is_fenced_is_written_again_after_the_rebalance_it_asks_for(
+        deployment: Deployment) -> None:
+    """Alone in its group, a worker whose partition producer is fenced by something else than another worker
+    (here the test itself takes the transactional id, as a broker fault can leave a producer unusable) must not
+    wait for a rebalance nobody else will cause: it asks for one, fences afresh, recovers and goes on."""
+    from streams.kafka.clients import new_transactional_producer
+    from streams.wire.partitioner import sku_partition
+
+    deployment.apply_network(NETWORK)
+    worker = deployment.start_worker("alone")
+    at = int(time.time() * 1000)
+    sku = next(f"SKU-F{i}" for i in range(1000) if sku_partition(f"SKU-F{i}", deployment.partitions) == 0)
+    deployment.send_applied([Movement(Kind.RECEIPT, "f-1", "wms", sku, "w1", 10, at)])
+    usurper = new_transactional_producer(deployment.kafka, f"{deployment.settings.app_id}-stock-0")
+    usurper.init_transactions(30)  # the worker's producer of partition 0 is fenced from now on
+    deployment.send_applied([Movement(Kind.SALE, "f-2", "pos-1", sku, "s1", 1, at + 1),
+                             Movement(Kind.RECEIPT, "f-3", "wms", sku, "w1", 5, at + 2)], timeout_s=90)
+    log = worker.log.read_text()
+    assert "fenced" in log and "asking the workers to rebalance" in log
+    deployment.settle()
+    stocks, _ = deployment.replay_ledger()
+    deployment.assert_outputs_match(stocks)
+    assert stocks[sku].position("w1").on_hand == 15
