@@ -75,7 +75,7 @@ def test_a_paused_worker_is_fenced_and_writes_nothing_stale(deployment: Deployme
     finally:
         paused.proc.send_signal(signal.SIGCONT)
     deployment.send(movements[16_000:], pack=10)  # the woken worker still has its batch and reads on
-    wait_for(lambda: "fenced, another worker has taken the partition over" in paused.log.read_text(), 60,
+    wait_for(lambda: "fenced (another worker has taken the partition over" in paused.log.read_text(), 60,
              "the woken worker to find itself fenced")
     deployment.settle()
 
