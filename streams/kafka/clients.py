@@ -194,7 +194,21 @@ def last_committed_offsets(servers: KafkaConnection | str, partitions: list[tupl
     """For each (topic, partition), the offset of its last committed record (-1 if it has none): what a
     read_committed reader has seen once it is up to date. The partition's end offset is past that by the commit
     markers and any aborted records, so it cannot tell a recovering reader when it is done. Read from the end
-    backwards in growing windows, so only the tail is fetched."""
+    backwards in growing windows, so only the tail is fetched. A broker going away meanwhile (a leader moving)
+    means reading again, within `timeout_s`: a worker's recovery depends on it (it crashed the worker once)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return _last_committed_offsets(servers, partitions, max(1.0, deadline - time.monotonic()))
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            if (error is not None and error.fatal()) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.5)
+
+
+def _last_committed_offsets(servers: KafkaConnection | str, partitions: list[tuple[str, int]], timeout_s: float
+                            ) -> dict[tuple[str, int], int]:
     # An end is known from the fetch that reaches it: the broker must not hold that fetch open waiting for more.
     consumer = new_consumer(servers, f"stocksync-tail-{uuid.uuid4()}", **{"enable.partition.eof": True,
                                                                           "fetch.wait.max.ms": 10})
