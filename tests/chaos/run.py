@@ -43,6 +43,10 @@ FAULTS = ("kill_worker", "wipe_worker", "term_worker", "pause_worker", "scale", 
 SESSION_TIMEOUT_S = 6.0  # the harness's workers (Deployment.env)
 
 
+class WorkersCrashed(Exception):
+    """No worker is left running: stocksync's failure (a worker must survive any fault), not the harness's."""
+
+
 class Run:
     """One chaos run on `cluster`: its deployment, the faults injected and what they cost."""
 
@@ -94,6 +98,9 @@ class Run:
     # --- faults ----------------------------------------------------------------------------------------------
     def inject(self, fault: str) -> None:
         d = self.deployment
+        if not self.running():
+            raise WorkersCrashed("every worker has exited: " + "; ".join(
+                f"{w.name} exited with {w.proc.returncode}" for w in d.workers))
         victim = self.rnd.choice(self.running())
         if fault in ("kill_worker", "wipe_worker", "term_worker"):
             self.restart(victim, signal.SIGTERM if fault == "term_worker" else signal.SIGKILL,
@@ -170,6 +177,10 @@ class Run:
                 d.send(self.movements, pack=10)
                 self.movements = []
                 d.settle(300)
+            except WorkersCrashed as exc:
+                result["problems"].append(str(exc)[:2000])
+                result["crashed"] = 1
+                return result
             except AssertionError as exc:  # the harness could not drive or settle the run: no verdict on stocksync
                 result["problems"].append(f"harness: {exc}"[:2000])
                 result["harness_error"] = 1
@@ -214,7 +225,8 @@ def spread(seconds: list[float]) -> dict[str, float]:
 
 def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     totals = {key: sum(int(r.get(key, 0)) for r in runs) for key in
-              ("movements", "lost", "double_counted", "mismatched", "went_back", "dead_letters", "harness_error")}
+              ("movements", "lost", "double_counted", "mismatched", "went_back", "dead_letters", "crashed",
+               "harness_error")}
     faults: dict[str, int] = {}
     for r in runs:
         for fault in r.get("faults", []):
