@@ -51,9 +51,14 @@ def _connect(target: KafkaConnection | str) -> dict[str, Any]:
             **kafka.security.librdkafka()}
 
 
+def _recent_access_failures() -> dict[str, tuple[KafkaConnection, str, float]]:
+    return {kind: found for kind, found in _ACCESS_FAILURES.items()
+            if time.monotonic() - found[2] < ACCESS_FAILURE_RECENT_S}
+
+
 def access_refused() -> bool:
     """Whether Kafka refused a client's credentials or TLS handshake lately (retrying will not help)."""
-    return any(time.monotonic() - found[2] < ACCESS_FAILURE_RECENT_S for found in _ACCESS_FAILURES.values())
+    return bool(_recent_access_failures())
 
 
 def explain_failure(exc: KafkaException, client: AdminClient | Consumer | None = None) -> str:
@@ -63,8 +68,7 @@ def explain_failure(exc: KafkaException, client: AdminClient | Consumer | None =
     partitions: polling would take a message)."""
     if client is not None:
         client.poll(0)
-    recent = {kind: found for kind, found in _ACCESS_FAILURES.items()
-              if time.monotonic() - found[2] < ACCESS_FAILURE_RECENT_S}
+    recent = _recent_access_failures()
     if "sasl" in recent:
         kafka, text, _ = recent["sasl"]
         return (f"Kafka at {kafka.servers} refused user {kafka.security.username!r} ({kafka.security.mechanism}): "
