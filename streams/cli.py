@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from confluent_kafka import KafkaException
 
 from streams.errors import ConfigError, StocksyncError
+from streams.kafka.security import KafkaSecurity
 from streams.settings import Settings, load_settings
 
 
@@ -58,13 +60,18 @@ def _secure_broker(args: argparse.Namespace, settings: Settings) -> int:
         home=settings.broker_home, workdir=workdir, kafka_version=settings.kafka_version, heap=settings.kafka_heap,
         start_timeout_s=settings.broker_start_timeout_s, port=current.port if current else 0,
         controller_port=current.controller_port if current else 0, secure=True).start()
-    security = broker.client_security()
-    print(f"export STOCKSYNC_BOOTSTRAP_SERVERS={broker.bootstrap_servers} "
-          f"STOCKSYNC_SECURITY_PROTOCOL={security.protocol} STOCKSYNC_SASL_MECHANISM={security.mechanism} "
-          f"STOCKSYNC_SASL_USERNAME={security.username} "
-          f"STOCKSYNC_SASL_PASSWORD_FILE={broker.secrets / f'{security.username}.password'} "
-          f"STOCKSYNC_SSL_CA_FILE={security.ca_file}")
+    # The operator's shell gets the admin (a super user: topics, the network, 'stocksync acl apply'); workers
+    # connect as stocksync, which may do nothing until 'stocksync acl apply' has given it its ACLs.
+    print(_exports(broker.bootstrap_servers, broker.client_security("admin"), broker.secrets))
+    print(f"# workers: {_exports(broker.bootstrap_servers, broker.client_security('stocksync'), broker.secrets)}")
     return 0
+
+
+def _exports(servers: str, security: KafkaSecurity, secrets: Path) -> str:
+    return (f"export STOCKSYNC_BOOTSTRAP_SERVERS={servers} STOCKSYNC_SECURITY_PROTOCOL={security.protocol} "
+            f"STOCKSYNC_SASL_MECHANISM={security.mechanism} STOCKSYNC_SASL_USERNAME={security.username} "
+            f"STOCKSYNC_SASL_PASSWORD_FILE={secrets / f'{security.username}.password'} "
+            f"STOCKSYNC_SSL_CA_FILE={security.ca_file}")
 
 
 def _broker(args: argparse.Namespace, settings: Settings) -> int:
@@ -137,8 +144,6 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _network(args: argparse.Namespace, settings: Settings) -> int:
-    from pathlib import Path
-
     import yaml
 
     from streams.kafka.admin import ensure_topics
@@ -169,9 +174,55 @@ def _network(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _demo(args: argparse.Namespace, settings: Settings) -> int:
-    from pathlib import Path
+def _acl(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.kafka import acls
+    from streams.kafka.clients import new_admin
+    from streams.kafka.cluster import connect
+    from streams.kafka.network import load_network_file, read_network
+    from streams.kafka.topics import TopicRegistry
 
+    registry = TopicRegistry(settings)
+    principals = acls.Principals(settings.workers_principal, settings.admin_principal, settings.channel_principal)
+    servers = connect(settings)
+    admin = new_admin(servers)
+    if args.action == "show":
+        found = acls.in_force(admin, registry, principals)
+        for grant in found.grants:
+            print(grant)
+        for line in found.foreign:
+            print(f"# not managed by stocksync: {line}")
+        print(f"# {len(found.grants)} ACLs on {registry.prefix}.* and {settings.app_id}*", file=sys.stderr)
+        return 0
+    if args.file:
+        channels = load_network_file(Path(args.file)).channels
+    else:
+        in_force = read_network(servers, registry)
+        if in_force is None:
+            raise ConfigError("no network applied yet: give the network FILE, or run 'stocksync network apply' first")
+        channels = in_force[0].channels
+    if args.dry_run:
+        wanted = set(acls.plan(registry, channels, principals))
+        current = set(acls.in_force(admin, registry, principals).grants)
+        for grant in sorted(wanted - current):
+            print(f"+ {grant}")
+        for grant in sorted(current - wanted):
+            print(f"- {grant}")
+        return 0
+    done = acls.apply(admin, registry, channels, principals, Path(args.passwords) if args.passwords else None)
+    for grant in done.added:
+        print(f"+ {grant}")
+    for grant in done.removed:
+        print(f"- {grant}")
+    for user in done.users_created:
+        print(f"user {user} created (SCRAM-SHA-512 and -256), its password in {Path(args.passwords) / user}.password")
+    for user in done.users_deleted:
+        print(f"user {user} deleted")
+    print(f"{len(done.added)} ACLs added, {len(done.removed)} removed, for {len(channels)} channels",
+          file=sys.stderr)
+    return 0
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from streams.dev.demo import DEMO_NETWORK, DemoOptions, run_demo
 
     return run_demo(settings, DemoOptions(workers=args.workers, network_file=Path(args.network or DEMO_NETWORK),
@@ -180,8 +231,6 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
-    from pathlib import Path
-
     from streams.channel import ChannelClient
     from streams.dev.simulator import Simulator, print_progress
     from streams.kafka.cluster import connect
@@ -310,6 +359,18 @@ def build_parser() -> argparse.ArgumentParser:
     network.add_argument("action", choices=["apply", "check", "show"])
     network.add_argument("file", nargs="?", help="the network YAML file (apply, check)")
     network.set_defaults(handler=_network)
+
+    acl = commands.add_parser("acl", help="least-privilege ACLs (and channel users) derived from the network",
+                              description="apply: make the cluster's ACLs on this deployment's topics, groups "
+                              "and transactional ids exactly those the network needs (a channel writes only its "
+                              "sales and restock topics and reads only its ATS feed and replies); ACLs of channels "
+                              "no longer in the network are removed. show: the ACLs in force.")
+    acl.add_argument("action", choices=["apply", "show"])
+    acl.add_argument("file", nargs="?", help="the network YAML (default: the network in force)")
+    acl.add_argument("--passwords", metavar="DIR", help="also create a SCRAM user for each channel that has none "
+                     "(its password in DIR/<user>.password) and delete those of removed channels")
+    acl.add_argument("--dry-run", action="store_true", help="print what would be added (+) and removed (-)")
+    acl.set_defaults(handler=_acl)
 
     demo = commands.add_parser("demo", help="run the main job end to end on a local Kafka",
                                description="Start (or reuse) a Kafka, create the topics, apply the network, run "

@@ -13,5 +13,9 @@ class BrokerError(StocksyncError):
     """The local Kafka broker cannot be fetched, started, reached or stopped."""
 
 
+class AccessDenied(StocksyncError):
+    """The cluster's ACLs do not let this principal read or write a topic (see 'stocksync acl apply')."""
+
+
 class TopicMismatch(StocksyncError):
     """An existing topic differs from the registry (partition count or a pinned config)."""

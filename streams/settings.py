@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     ssl_ca_file: Path | None = None  # the CAs that signed the brokers' certificates (default: the system's)
     ssl_cert_file: Path | None = None  # a client certificate (mutual TLS), PEM
     ssl_key_file: Path | None = None  # its private key, PEM
+    # Who is who on a cluster with ACLs ('stocksync acl apply'): a principal is TYPE:NAME, as the brokers name it.
+    workers_principal: str = Field(default="User:stocksync", pattern=r"^[A-Za-z]+:.+$")
+    admin_principal: str = Field(default="User:admin", pattern=r"^[A-Za-z]+:.+$")
+    channel_principal: str = Field(default="User:channel-{channel}", pattern=r"^[A-Za-z]+:.*\{channel\}.*$")
     topic_prefix: str = Field(default="stocksync", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$")
     # Every input topic has the same partition count, so all positions of a SKU meet on one worker.
     partitions: int = Field(default=6, ge=1, le=10_000)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.errors import StocksyncError
+from streams.errors import AccessDenied, StocksyncError
 
 
 class ChannelError(StocksyncError):
@@ -11,6 +11,10 @@ class ChannelError(StocksyncError):
 
 class ChannelTopicMissing(ChannelError):
     """A topic of the channel does not exist: the channel is not in the network, or its topics were not made."""
+
+
+class ChannelAccessDenied(ChannelError, AccessDenied):
+    """The cluster's ACLs do not let the channel's principal use one of its topics."""
 
 
 class ClientClosed(ChannelError):

@@ -37,7 +37,7 @@ class AtsSubscription:
         self.latest: dict[str, AtsUpdate] = {}
         self.skipped_stale = 0
         self.errors: list[str] = []
-        self.consumer = unassigned_consumer(servers)
+        self.consumer = unassigned_consumer(servers, topic)
         self.topic = topic
         self._ends = assign_all(self.consumer, topic, from_beginning)
         self._caught_up = threading.Event()

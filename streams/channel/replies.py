@@ -31,7 +31,7 @@ class ReplyListener:
 
     def __init__(self, servers: Kafka, topic: str, codec: SingleObjectCodec) -> None:
         self.codec = codec
-        self.consumer = unassigned_consumer(servers)
+        self.consumer = unassigned_consumer(servers, topic)
         assign_all(self.consumer, topic, from_beginning=False)  # explicit end offsets: nothing can slip past
         self.waiting: dict[str, Future[Decision]] = {}
         self.lock = threading.Lock()

@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from streams.channel.errors import ChannelTopicMissing, ClientClosed, DeliveryError
+from streams.channel.errors import ChannelAccessDenied, ChannelTopicMissing, ClientClosed, DeliveryError
 from streams.domain import Movement
 from streams.domain.movements import SALES_SIDE
-from streams.kafka.clients import new_producer, produce
+from streams.errors import AccessDenied
+from streams.kafka.clients import new_producer, produce, topic_metadata
 from streams.kafka.security import Kafka
 from streams.wire.codec import SingleObjectCodec
 from streams.wire.partitioner import sku_partition
@@ -40,9 +41,11 @@ class MovementSender:
             self._flusher.start()
 
     def _partition_count(self, topic: str) -> int:
-        metadata = self._producer.list_topics(topic, timeout=10)
-        found = metadata.topics.get(topic)
-        if found is None or found.error is not None or not found.partitions:
+        try:
+            found = topic_metadata(self._producer.list_topics(topic, timeout=10), topic, "write")
+        except AccessDenied as exc:
+            raise ChannelAccessDenied(f"channel {self.channel!r}: {exc}") from None
+        if found is None:
             raise ChannelTopicMissing(f"channel {self.channel!r}: topic {topic} does not exist (is the channel in "
                                       "the network, and have the workers or 'stocksync topics create' made its "
                                       "topics?)")

@@ -55,7 +55,7 @@ class LiveView:
         self.registry, self.network, self.sent_at, self.busy = registry, network, sent_at, busy
         self.codec = default_codec()
         self.state = LiveState()
-        self.consumer = unassigned_consumer(servers)
+        self.consumer = unassigned_consumer(servers, registry.positions.name)
         self.kind_of: dict[str, str] = {}
         assignment = []
         for kind, topics, from_start in (

@@ -102,6 +102,7 @@ class LocalKafka:
     cluster_id: str = ""  # the cluster's id, its storage is formatted with ("": a new one)
     replicas: int = 1  # replication of Kafka's internal topics and the default for new topics
     secure: bool = False  # clients authenticate (SASL SCRAM-SHA-512/256 or PLAIN) over TLS (SASL_SSL)
+    shared_secrets: Path | None = None  # a cluster's nodes share one certificate and one set of passwords
 
     @property
     def bootstrap_servers(self) -> str:
@@ -121,7 +122,7 @@ class LocalKafka:
         data = self.workdir / "data"
         config = self.workdir / "server.properties"
         in_sync = max(1, self.replicas - 1)  # 3 replicas: a write needs 2 of them (min.insync.replicas=2)
-        listener = "SASL_SSL" if self.secure else "PLAINTEXT"
+        listener = controller = "SASL_SSL" if self.secure else "PLAINTEXT"
         config.write_text("\n".join([
             "process.roles=broker,controller",
             f"node.id={self.node_id}",
@@ -129,7 +130,7 @@ class LocalKafka:
             f"listeners={listener}://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
             f"advertised.listeners={listener}://127.0.0.1:{self.port}",
             "controller.listener.names=CONTROLLER",
-            f"listener.security.protocol.map={listener}:{listener},CONTROLLER:PLAINTEXT",
+            f"listener.security.protocol.map={listener}:{listener},CONTROLLER:{controller}",
             f"inter.broker.listener.name={listener}",
             *(self._secure_config() if self.secure else []),
             f"log.dirs={data}",
@@ -155,7 +156,7 @@ class LocalKafka:
     @property
     def secrets(self) -> Path:
         """Where a secured broker keeps its certificate (ca.pem: what clients trust) and users' passwords."""
-        return self.workdir / "secrets"
+        return self.shared_secrets or self.workdir / "secrets"
 
     def password(self, user: str) -> str:
         """The password of `user` (admin: the broker's own; stocksync: for workers and the CLI), made once."""
@@ -191,6 +192,16 @@ class LocalKafka:
         admin, store = self.password("admin"), self.password("keystore")
         users = " ".join(f'user_{u}="{self.password(u)}"' for u in SECURE_USERS)
         return [
+            # Every request is authorized; nothing is allowed that no ACL allows ('stocksync acl apply' makes them).
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "allow.everyone.if.no.acl.found=false",
+            "super.users=User:admin",
+            # The controllers' listener is secured too: its requests come as admin (plaintext would make them
+            # ANONYMOUS, which only a super user ANONYMOUS would let through: anyone on the controller port).
+            "sasl.mechanism.controller.protocol=PLAIN",
+            "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule "
+            f'required username="admin" password="{admin}" user_admin="{admin}";',
             "sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN",
             "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
             "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram."
@@ -319,7 +330,8 @@ class LocalKafka:
         (self.workdir / STATE_FILE).write_text(json.dumps(
             {"pid": self.pid, "port": self.port, "controller_port": self.controller_port,
              "kafka_version": self.kafka_version, "node_id": self.node_id, "voters": self.voters,
-             "cluster_id": self.cluster_id, "replicas": self.replicas, "secure": self.secure}))
+             "cluster_id": self.cluster_id, "replicas": self.replicas, "secure": self.secure,
+             "shared_secrets": str(self.shared_secrets) if self.shared_secrets else None}))
 
     @classmethod
     def from_state(cls, home: Path, workdir: Path) -> LocalKafka | None:
@@ -331,7 +343,8 @@ class LocalKafka:
         return cls(home=home, workdir=workdir, kafka_version=state["kafka_version"], port=state["port"],
                    controller_port=state["controller_port"], pid=state["pid"], node_id=state.get("node_id", 1),
                    voters=state.get("voters", ""), cluster_id=state.get("cluster_id", ""),
-                   replicas=state.get("replicas", 1), secure=state.get("secure", False))
+                   replicas=state.get("replicas", 1), secure=state.get("secure", False),
+                   shared_secrets=Path(state["shared_secrets"]) if state.get("shared_secrets") else None)
 
 
 def _alive(pid: int) -> bool:
@@ -363,6 +376,7 @@ class LocalCluster:
     kafka_version: str = "4.1.1"
     heap: str = "512m"
     start_timeout_s: float = 180.0
+    secure: bool = False  # every node as LocalKafka(secure=True), sharing the certificate and the users
     nodes: list[LocalKafka] = field(default_factory=list)
 
     @property
@@ -377,7 +391,9 @@ class LocalCluster:
             self.nodes = [LocalKafka(home=self.home, workdir=self.workdir / f"node-{i + 1}",
                                      kafka_version=self.kafka_version, heap=self.heap,
                                      start_timeout_s=self.start_timeout_s, port=port, controller_port=controller,
-                                     node_id=i + 1, voters=voters, cluster_id=cluster_id, replicas=self.size)
+                                     node_id=i + 1, voters=voters, cluster_id=cluster_id, replicas=self.size,
+                                     secure=self.secure,
+                                     shared_secrets=self.workdir / "secrets" if self.secure else None)
                           for i, (port, controller) in enumerate(ports)]
         launched = [(node, node.launch()) for node in self.nodes if not node.running()]
         try:
@@ -390,6 +406,10 @@ class LocalCluster:
 
     def node(self, node_id: int) -> LocalKafka:
         return self.nodes[node_id - 1]
+
+    def client_security(self, user: str = "stocksync") -> KafkaSecurity:
+        """How a client connects to the cluster as `user` (the nodes share their users and certificate)."""
+        return self.nodes[0].client_security(user)
 
     def start_node(self, node_id: int) -> None:
         """Start a node that was stopped or killed again, on its ports, and wait until it answers."""
@@ -414,4 +434,4 @@ class LocalCluster:
                 break
             nodes.append(node)
         return cls(home=home, workdir=workdir, size=len(nodes), kafka_version=nodes[0].kafka_version,
-                   nodes=nodes) if nodes else None
+                   secure=nodes[0].secure, nodes=nodes) if nodes else None

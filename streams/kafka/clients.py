@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from streams.errors import StocksyncError
+from streams.errors import AccessDenied, StocksyncError
 from streams.kafka.security import KafkaConnection, connection_of
 
 if TYPE_CHECKING:
@@ -104,9 +104,17 @@ def new_consumer(servers: KafkaConnection | str, group_id: str, **overrides: Any
     return Consumer({**_connect(servers), "group.id": group_id, "enable.auto.commit": False, **overrides})
 
 
-def unassigned_consumer(servers: KafkaConnection | str) -> Consumer:
-    """A consumer for explicitly assigned partitions: its group is its own and nothing is committed."""
-    return new_consumer(servers, f"stocksync-client-{uuid.uuid4()}", **{"enable.partition.eof": False})
+def reader_group(topic: str) -> str:
+    """The group of a consumer that reads `topic` by assignment: never joined and nothing committed, but librdkafka
+    still looks its coordinator up. Named after the topic, it falls under the reader's group ACLs (a channel's
+    `<prefix>.channel.<id>.*`), so a cluster with ACLs logs no denial for it."""
+    return f"{topic}.reader-{uuid.uuid4()}"
+
+
+def unassigned_consumer(servers: KafkaConnection | str, topic: str) -> Consumer:
+    """A consumer for explicitly assigned partitions (of `topic`, first of all): its group is its own and nothing
+    is committed."""
+    return new_consumer(servers, reader_group(topic), **{"enable.partition.eof": False})
 
 
 def new_admin(servers: KafkaConnection | str) -> AdminClient:
@@ -169,16 +177,27 @@ def watermarks(consumer: Consumer, tp: TopicPartition, wait_s: float = 30.0) -> 
             time.sleep(0.2)
 
 
+def topic_metadata(metadata: Any, topic: str, doing: str) -> Any:
+    """`topic`'s metadata, or None if it does not exist; AccessDenied when the cluster's ACLs hide it from us (a
+    channel asking for another channel's feed): that is not a missing topic, and saying so would mislead."""
+    found = metadata.topics.get(topic)
+    error = found.error if found is not None else None
+    if error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+        raise AccessDenied(f"not allowed to {doing} topic {topic}: the cluster's ACLs do not grant it to this "
+                           "principal ('stocksync acl show' lists what is granted)")
+    return found if found is not None and error is None and found.partitions else None
+
+
 def start_positions(consumer: Consumer, topic: str, from_beginning: bool
                     ) -> tuple[list[TopicPartition], dict[int, int]]:
     """Every partition of `topic` at its start or at its current end (explicit offsets: nothing produced after
     this call can slip past), and the end offsets found."""
-    metadata = consumer.list_topics(topic, timeout=10)
-    if topic not in metadata.topics or metadata.topics[topic].error is not None:
+    found = topic_metadata(consumer.list_topics(topic, timeout=10), topic, "read")
+    if found is None:
         raise StocksyncError(f"topic {topic} does not exist")
     ends: dict[int, int] = {}
     positions = []
-    for partition in sorted(metadata.topics[topic].partitions):
+    for partition in sorted(found.partitions):
         _, high = watermarks(consumer, TopicPartition(topic, partition))
         ends[partition] = high
         positions.append(TopicPartition(topic, partition, OFFSET_BEGINNING if from_beginning else high))
@@ -214,8 +233,8 @@ def last_committed_offsets(servers: KafkaConnection | str, partitions: list[tupl
 def _last_committed_offsets(servers: KafkaConnection | str, partitions: list[tuple[str, int]], timeout_s: float
                             ) -> dict[tuple[str, int], int]:
     # An end is known from the fetch that reaches it: the broker must not hold that fetch open waiting for more.
-    consumer = new_consumer(servers, f"stocksync-tail-{uuid.uuid4()}", **{"enable.partition.eof": True,
-                                                                          "fetch.wait.max.ms": 10})
+    consumer = new_consumer(servers, reader_group(partitions[0][0] if partitions else "stocksync"),
+                            **{"enable.partition.eof": True, "fetch.wait.max.ms": 10})
     try:
         found: dict[tuple[str, int], int] = {}
         bounds = {}

@@ -11,7 +11,7 @@ from confluent_kafka import KafkaException, TopicPartition
 
 from streams.domain import Network, NetworkError
 from streams.errors import ConfigError
-from streams.kafka.clients import explain_failure, new_consumer, new_producer, produce
+from streams.kafka.clients import explain_failure, new_consumer, new_producer, produce, reader_group
 from streams.kafka.security import Kafka
 from streams.kafka.topics import TopicRegistry
 from streams.wire.codec import DecodeError, default_codec
@@ -60,7 +60,8 @@ def publish_network(bootstrap_servers: Kafka, registry: TopicRegistry, network: 
 def read_network(bootstrap_servers: Kafka, registry: TopicRegistry, timeout_s: float = 30.0
                  ) -> tuple[Network, int] | None:
     """The network in force (the last valid record of the network topic) and its offset, or None if none yet."""
-    consumer = new_consumer(bootstrap_servers, "stocksync-network-reader", **{"auto.offset.reset": "earliest"})
+    consumer = new_consumer(bootstrap_servers, reader_group(registry.network.name),
+                            **{"auto.offset.reset": "earliest"})
     try:
         tp = TopicPartition(registry.network.name, 0)
         try:

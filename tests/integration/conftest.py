@@ -13,6 +13,7 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from streams.dev.local_kafka import LocalKafka
 from streams.kafka.clients import new_admin, new_consumer, new_producer
 from streams.kafka.cluster import Cluster, start_cluster
 from streams.settings import load_settings
@@ -36,6 +37,17 @@ def bootstrap(kafka: Cluster) -> str:
 @pytest.fixture(scope="session")
 def admin(bootstrap: str) -> AdminClient:
     return new_admin(bootstrap)
+
+
+@pytest.fixture(scope="session")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
+    """A secured broker of its own (started only by the tests that ask for it): SASL_SSL with a certificate made
+    by the project, SCRAM users, and the StandardAuthorizer allowing nothing that no ACL allows."""
+    settings = load_settings()
+    broker = LocalKafka(home=settings.broker_home, workdir=tmp_path_factory.mktemp("secured-broker"),
+                        kafka_version=settings.kafka_version, heap="384m", secure=True).start()
+    yield broker
+    broker.stop()
 
 
 @pytest.fixture

@@ -75,7 +75,8 @@ class Deployment:
     partitions: int = 4
     store: str = "memory://"
     replication_factor: int = 1
-    security: KafkaSecurity = PLAINTEXT  # how the harness and its workers connect
+    security: KafkaSecurity = PLAINTEXT  # how the harness connects (topics, the network, the checks)
+    worker_security: KafkaSecurity | None = None  # how its workers connect (default: as the harness)
     workers: list[WorkerProcess] = field(default_factory=list)
     sent: dict[str, Movement] = field(default_factory=dict)
 
@@ -95,7 +96,8 @@ class Deployment:
         return publish_network(self.kafka, self.registry, self.network)
 
     def env(self, port: int, name: str) -> dict[str, str]:
-        return {**os.environ, **self.security.environment(), "STOCKSYNC_BOOTSTRAP_SERVERS": self.bootstrap,
+        return {**os.environ, **(self.worker_security or self.security).environment(),
+                "STOCKSYNC_BOOTSTRAP_SERVERS": self.bootstrap,
                 "STOCKSYNC_TOPIC_PREFIX": self.settings.topic_prefix, "STOCKSYNC_APP_ID": self.settings.app_id,
                 "STOCKSYNC_PARTITIONS": str(self.partitions), "STOCKSYNC_STORE": self.store,
                 "STOCKSYNC_BROKER_SESSION_TIMEOUT_S": "6", "STOCKSYNC_WEB_PORT": str(port),

@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,20 +16,11 @@ import pytest
 from streams.channel import ChannelClient
 from streams.dev.local_kafka import LocalKafka
 from streams.domain import Kind
+from streams.kafka import acls
 from streams.kafka.security import KafkaConnection, KafkaSecurity
-from streams.settings import load_settings
 from tests.integration.conftest import repo_root, wait_for
 from tests.integration.harness import Deployment
 from tests.integration.workload import NETWORK
-
-
-@pytest.fixture(scope="module")
-def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
-    settings = load_settings()
-    broker = LocalKafka(home=settings.broker_home, workdir=tmp_path_factory.mktemp("secured-broker"),
-                        kafka_version=settings.kafka_version, heap="384m", secure=True).start()
-    yield broker
-    broker.stop()
 
 
 def cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -41,16 +31,24 @@ def cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str
 
 
 @pytest.mark.parametrize("mechanism", ["SCRAM-SHA-512", "PLAIN"])
-def test_a_worker_and_a_channel_work_end_to_end_over_sasl_ssl(secured: LocalKafka, tmp_path: Path,
-                                                              mechanism: str) -> None:
-    security = replace(secured.client_security(), mechanism=mechanism)  # type: ignore[arg-type]
+def test_a_worker_and_a_channel_work_end_to_end_over_sasl_ssl_with_least_privilege(
+        secured: LocalKafka, tmp_path: Path, mechanism: str) -> None:
+    """The worker connects as stocksync (PLAIN or SCRAM) with only the ACLs `acl apply` gives it, the channel as
+    its own SCRAM user with only its own."""
+    worker_security = replace(secured.client_security("stocksync"), mechanism=mechanism)  # type: ignore[arg-type]
     unique = f"sec-{mechanism.lower()}-{os.getpid()}"
-    deployment = Deployment(secured.bootstrap_servers, unique, tmp_path, security=security)
+    deployment = Deployment(secured.bootstrap_servers, unique, tmp_path, security=secured.client_security("admin"),
+                            worker_security=worker_security)
     try:
         deployment.apply_network(NETWORK)
+        principals = acls.Principals(channel_template=f"User:{unique}-{{channel}}")  # users are the cluster's
+        acls.apply(deployment.admin, deployment.registry, deployment.network.channels, principals,
+                   passwords=tmp_path / "passwords")
         worker = deployment.start_worker("w1")
-        settings = load_settings(bootstrap_servers=secured.bootstrap_servers, topic_prefix=f"t-{unique}")
-        with ChannelClient("wms", KafkaConnection(secured.bootstrap_servers, security), settings=settings) as wms:
+        wms_security = replace(worker_security, mechanism="SCRAM-SHA-512", username=f"{unique}-wms",
+                               password=(tmp_path / "passwords" / f"{unique}-wms.password").read_text())
+        with ChannelClient("wms", KafkaConnection(secured.bootstrap_servers, wms_security),
+                           settings=deployment.settings) as wms:
             seen: dict[str, int] = {}
             wms.subscribe_ats(lambda update: seen.__setitem__(update.sku, update.ats))
             wms.report(Kind.RECEIPT, "SKU-SEC", "w1", 12, event_id="r-sec-1")
@@ -62,9 +60,11 @@ def test_a_worker_and_a_channel_work_end_to_end_over_sasl_ssl(secured: LocalKafk
             metrics = response.read().decode()
     finally:
         deployment.stop_all()
-    assert security.password is not None
-    for where, text in (("/ready", ready), ("/metrics", metrics), ("the worker's log", worker.log.read_text())):
-        assert security.password not in text, f"the password is in {where}"
+    assert "denied" not in worker.log.read_text().lower()
+    for password in (worker_security.password, wms_security.password):
+        assert password is not None
+        for where, text in (("/ready", ready), ("/metrics", metrics), ("the worker's log", worker.log.read_text())):
+            assert password not in text, f"a password is in {where}"
 
 
 def test_a_wrong_password_fails_with_one_line_naming_what_to_fix(secured: LocalKafka, tmp_path: Path) -> None:
