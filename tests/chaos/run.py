@@ -22,6 +22,7 @@ import os
 import random
 import shutil
 import signal
+import sys
 import tempfile
 import time
 import uuid
@@ -265,6 +266,10 @@ def main() -> None:
                     kept.mkdir(parents=True, exist_ok=True)
                     for log in (Path(tmp) / f"run-{i}").glob("*.log"):
                         shutil.copy(log, kept / log.name)
+                    (kept / "run.json").write_text(json.dumps(runs[-1], indent=2, default=str))
+                print(f"run {args.seed + i}: {'PROBLEMS ' if runs[-1].get('problems') else ''}"
+                      f"{json.dumps(runs[-1].get('problems') or runs[-1].get('faults'), default=str)[:300]}",
+                      file=sys.stderr, flush=True)
         finally:
             cluster.stop()
     result = summary(runs)
