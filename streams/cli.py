@@ -260,7 +260,9 @@ def _query(args: argparse.Namespace, settings: Settings) -> int:
     import urllib.parse
     import urllib.request
 
-    base = (args.url or f"http://127.0.0.1:{settings.web_port}").rstrip("/")
+    access = settings.api_access()
+    scheme = "https" if access.cert_file else "http"
+    base = (args.url or settings.advertised_url or f"{scheme}://127.0.0.1:{settings.web_port}").rstrip("/")
     quote = urllib.parse.quote
     if args.what == "positions":
         path = f"/skus/{quote(args.sku, safe='')}/positions"
@@ -273,7 +275,9 @@ def _query(args: argparse.Namespace, settings: Settings) -> int:
                   "mode": args.mode}
         path = f"/skus/{quote(args.sku, safe='')}/sourcing?{urllib.parse.urlencode(params)}"
     try:
-        with urllib.request.urlopen(base + path, timeout=15) as response:
+        request = urllib.request.Request(base + path, headers=access.headers())
+        context = access.client_context() if base.startswith("https:") else None
+        with urllib.request.urlopen(request, timeout=15, context=context) as response:
             print(json.dumps(json.loads(response.read()), indent=2))
             return 0
     except urllib.error.HTTPError as exc:

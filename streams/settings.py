@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from streams.api_access import MIN_API_TOKEN_CHARS, ApiAccess
 from streams.errors import ConfigError
 from streams.kafka.security import KafkaSecurity
 
@@ -52,6 +53,13 @@ class Settings(BaseSettings):
     # The query API: where it listens, and the URL other workers use to reach it (routing by SKU owner).
     web_host: str = "127.0.0.1"
     advertised_url: str | None = Field(default=None, pattern=r"^https?://[^/\s]+$")
+    # The API's guard: a bearer token every request needs but /ready, /live and /metrics (probes and Prometheus),
+    # and TLS. The workers share them: a request reaching a worker that does not own the SKU is forwarded with it.
+    api_token: SecretStr | None = None  # or, better, a file (a mounted Kubernetes Secret):
+    api_token_file: Path | None = None
+    web_tls_cert_file: Path | None = None  # the API's certificate (chain), PEM: the API then speaks HTTPS only
+    web_tls_key_file: Path | None = None  # its private key, PEM
+    web_ca_file: Path | None = None  # the CA that signed the workers' API certificates (default: the system's)
     log_level: Literal["crit", "error", "warn", "info", "debug"] = "warn"
     # json: one JSON object per line, for a log pipeline; a line about a movement has its sku, channel, event_id.
     log_format: Literal["text", "json"] = "text"
@@ -109,6 +117,30 @@ class Settings(BaseSettings):
         if problem:
             raise ConfigError(problem)
         return security
+
+    def api_access(self) -> ApiAccess:
+        """How the API is guarded; a ConfigError naming the setting when a file is missing or they disagree."""
+        for name in ("api_token_file", "web_tls_cert_file", "web_tls_key_file", "web_ca_file"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ConfigError(f"STOCKSYNC_{name.upper()}: no file at {path}")
+        if self.api_token is not None and self.api_token_file is not None:
+            raise ConfigError("STOCKSYNC_API_TOKEN and STOCKSYNC_API_TOKEN_FILE: set one, not both")
+        if (self.web_tls_cert_file is None) != (self.web_tls_key_file is None):
+            raise ConfigError("STOCKSYNC_WEB_TLS_CERT_FILE and STOCKSYNC_WEB_TLS_KEY_FILE go together")
+        token = self.api_token.get_secret_value() if self.api_token is not None else None
+        if self.api_token_file is not None:
+            token = self.api_token_file.read_text().strip()
+        if token is not None and len(token) < MIN_API_TOKEN_CHARS:
+            raise ConfigError(f"the API token is {len(token)} characters: use at least {MIN_API_TOKEN_CHARS} "
+                              "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+        return ApiAccess(token, self.web_tls_cert_file, self.web_tls_key_file, self.web_ca_file)
+
+    @property
+    def api_url(self) -> str:
+        """Where this worker's API is reached (other workers forward to it; `stocksync query` asks it)."""
+        scheme = "https" if self.web_tls_cert_file else "http"
+        return self.advertised_url or f"{scheme}://{self.web_host}:{self.web_port}"
 
     @property
     def broker_home(self) -> Path:

@@ -100,6 +100,7 @@ def create_app(settings: Settings, kafka: KafkaConnection | None = None, committ
     """A faust App wired to the configured cluster, with the settings the streaming rules ask for (see
     StocksyncApp for `committed_only`)."""
     kafka = kafka or connect(settings)
+    access = settings.api_access()
     return StocksyncApp(
         settings.app_id,
         kafka=kafka,
@@ -120,7 +121,8 @@ def create_app(settings: Settings, kafka: KafkaConnection | None = None, committ
         # faust's own pages: "/" would serve its monitor's statistics (seconds to build), and the table and graph
         # pages internals; "/" is then a plain status answer.
         web_stats_enabled=False, web_graph_enabled=False, web_tables_enabled=False, web_router_enabled=False,
-        canonical_url=settings.advertised_url or f"http://{settings.web_host}:{settings.web_port}",
+        canonical_url=settings.api_url,
+        web_ssl_context=access.server_context(),
         consumer_auto_offset_reset="earliest",
         committed_only=committed_only,
     )

@@ -172,7 +172,8 @@ def build_worker(settings: Settings, servers: KafkaConnection, network: Network,
     # mode's SignalHandlerT (written with mypy_extensions' VarArg/NamedArg) matches no function in mypy's eyes.
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
     app.on_partitions_assigned.connect(on_assigned)  # type: ignore[arg-type]
-    add_routes(app, worker.table, worker.network, settings.partitions, worker.reader, worker.health)
+    add_routes(app, worker.table, worker.network, settings.partitions, worker.reader, worker.health,
+               settings.api_access())
     return app
 
 

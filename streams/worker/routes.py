@@ -3,13 +3,15 @@ that owns the SKU (a request reaching another worker is forwarded to the owner o
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from yarl import URL
 
+from streams.api_access import ApiAccess
 from streams.wire.partitioner import sku_partition
 from streams.worker.app import StocksyncApp
 from streams.worker.health import Health
@@ -21,13 +23,32 @@ from streams.worker.table import StockTable
 ROUTED_HEADER = "X-Stocksync-Routed"
 
 
+Handler = Callable[..., Awaitable[Any]]
+
+
+def guarded(app: StocksyncApp, access: ApiAccess) -> Callable[[str], Callable[[Handler], Any]]:
+    """`app.page`, with every request checked against the API's access rules first (401 when refused)."""
+    def page(path: str) -> Callable[[Handler], Any]:
+        def register(handler: Handler) -> Any:
+            @functools.wraps(handler)
+            async def checked(web: Any, request: Any, **params: Any) -> Any:
+                refused = access.refusal(path, request.headers.get("Authorization"))
+                if refused:
+                    return web.json({"error": refused}, status=401, headers={"WWW-Authenticate": "Bearer"})
+                return await handler(web, request, **params)
+            return app.page(path)(checked)
+        return register
+    return page
+
+
 def add_routes(app: StocksyncApp, table: StockTable, network: NetworkInForce, partitions: int, reader: InputReader,
-               health: Health) -> None:
+               health: Health, access: ApiAccess) -> None:
     """Register the worker's pages on its faust app (handlers get faust's view and the aiohttp request)."""
     query = QueryService(lookup=table.stock, network=lambda: (network.network, network.version))
     changelog = table.changelog
+    page = guarded(app, access)
 
-    @app.page("/ready")
+    @page("/ready")
     async def ready(web: Any, request: Any) -> Any:
         """200 when the worker does its job now: recovered, not rebalancing, Kafka answering, the inputs read and
         progressing; else 503 with the reasons."""
@@ -37,7 +58,7 @@ def add_routes(app: StocksyncApp, table: StockTable, network: NetworkInForce, pa
                          "assigned_partitions": reader.assigned_partitions(), "input_lag": health.lag},
                         status=503 if reasons else 200)
 
-    @app.page("/live")
+    @page("/live")
     async def live(web: Any, request: Any) -> Any:
         """200 while the worker can recover by itself (answering at all means its event loop runs); 503 with the
         reasons when only a restart helps."""
@@ -56,41 +77,42 @@ def add_routes(app: StocksyncApp, table: StockTable, network: NetworkInForce, pa
             if URL(owner) != URL(str(app.conf.canonical_url)):
                 if request.headers.get(ROUTED_HEADER):
                     raise ApiError(503, "ownership of the SKU is moving between workers; retry")
-                return await _forward(app, web, request, owner)
+                return await _forward(app, web, request, owner, access)
             return web.json(compute())
         except ApiError as exc:
             return web.json({"error": exc.message}, status=exc.status)
 
-    @app.page("/skus/{sku}/positions")
+    @page("/skus/{sku}/positions")
     async def sku_positions(web: Any, request: Any, sku: str) -> Any:
         return await answer(web, request, sku, lambda: query.positions(sku))
 
-    @app.page("/skus/{sku}/positions/{location}")
+    @page("/skus/{sku}/positions/{location}")
     async def one_position(web: Any, request: Any, sku: str, location: str) -> Any:
         return await answer(web, request, sku, lambda: query.position(sku, location))
 
-    @app.page("/channels/{channel}/ats/{sku}")
+    @page("/channels/{channel}/ats/{sku}")
     async def ats_of_channel(web: Any, request: Any, channel: str, sku: str) -> Any:
         return await answer(web, request, sku, lambda: query.channel_ats(channel, sku))
 
-    @app.page("/skus/{sku}/sourcing")
+    @page("/skus/{sku}/sourcing")
     async def sourcing(web: Any, request: Any, sku: str) -> Any:
         return await answer(web, request, sku, lambda: query.sourcing(sku, dict(request.query)))
 
-    @app.page("/openapi.json")
+    @page("/openapi.json")
     async def openapi(web: Any, request: Any) -> Any:
         return web.json(OPENAPI)
 
-    @app.page("/metrics")
+    @page("/metrics")
     async def prometheus(web: Any, request: Any) -> Any:
         return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
 
-async def _forward(app: StocksyncApp, web: Any, request: Any, owner: str) -> Any:
+async def _forward(app: StocksyncApp, web: Any, request: Any, owner: str, access: ApiAccess) -> Any:
     """Ask the owning worker the same question and pass its answer on."""
     url = URL(owner).with_path(request.url.path).with_query(request.url.query)
     try:
-        async with app.http_client.get(url, headers={ROUTED_HEADER: "1"},
+        async with app.http_client.get(url, headers={ROUTED_HEADER: "1", **access.headers()},
+                                       ssl=access.client_context() if url.scheme == "https" else True,
                                        timeout=aiohttp.ClientTimeout(total=10)) as response:
             body = await response.read()
             return web.bytes(body, content_type="application/json", status=response.status)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -38,21 +39,29 @@ class WorkerProcess:
     port: int
     proc: subprocess.Popen[bytes]
     log: Path
+    ca_file: Path | None = None  # set when the worker's API speaks HTTPS (trusting this CA)
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.ca_file else 'http'}://127.0.0.1:{self.port}"
+
+    def _ready_page(self) -> dict[str, Any]:
+        context = ssl.create_default_context(cafile=str(self.ca_file)) if self.ca_file else None
+        with urllib.request.urlopen(f"{self.url}/ready", timeout=1, context=context) as response:
+            return dict(json.loads(response.read()))
 
     def ready(self) -> bool:
         if self.proc.poll() is not None:
             raise AssertionError(f"worker {self.name} exited with {self.proc.returncode}: "
                                  f"{self.log.read_text()[-3000:]}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/ready", timeout=1) as response:
-                return bool(json.loads(response.read())["ready"])
+            return bool(self._ready_page()["ready"])
         except OSError:
             return False
 
     def status(self) -> dict[str, Any]:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/ready", timeout=1) as response:
-                return dict(json.loads(response.read()))
+            return self._ready_page()
         except OSError:
             return {}
 
@@ -116,7 +125,9 @@ class Deployment:
             proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"],
                                     env={**self.env(port, name), **(env or {})},
                                     cwd=repo_root(), stdout=out, stderr=subprocess.STDOUT)
-        worker = WorkerProcess(name, port, proc, log)
+        settings = {**self.env(port, name), **(env or {})}
+        ca = settings.get("STOCKSYNC_WEB_CA_FILE") if settings.get("STOCKSYNC_WEB_TLS_CERT_FILE") else None
+        worker = WorkerProcess(name, port, proc, log, Path(ca) if ca else None)
         self.workers.append(worker)
         if wait:
             wait_for(worker.ready, 120, f"worker {name} ready")

@@ -18,7 +18,7 @@ ALLOWED = {
     "domain": set(),
     "wire": {"domain"},
     "kafka": {"domain", "wire", "settings"},
-    "worker": {"domain", "wire", "kafka", "settings"},
+    "worker": {"domain", "wire", "kafka", "settings", "api_access"},
     "channel": {"domain", "wire", "kafka", "settings"},
     "dev": {"domain", "wire", "kafka", "channel", "settings"},
 }
