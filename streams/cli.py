@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -431,6 +432,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "network" and args.action in ("apply", "check") and not args.file:
         parser.error(f"network {args.action} needs a FILE")
+    if args.command not in ("worker", "demo", "simulate"):
+        # A one-shot command says what went wrong in one line (explain_failure); librdkafka's retries would repeat
+        # it on every attempt.
+        logging.getLogger("librdkafka").setLevel(logging.CRITICAL)
     try:
         settings = load_settings()
         return int(args.handler(args, settings))

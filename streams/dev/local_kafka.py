@@ -103,10 +103,16 @@ class LocalKafka:
     replicas: int = 1  # replication of Kafka's internal topics and the default for new topics
     secure: bool = False  # clients authenticate (SASL SCRAM-SHA-512/256 or PLAIN) over TLS (SASL_SSL)
     shared_secrets: Path | None = None  # a cluster's nodes share one certificate and one set of passwords
+    mtls_port: int = 0  # secure only: the listener for clients with certificates (SSL, mutual TLS)
 
     @property
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def mtls_bootstrap_servers(self) -> str:
+        """Secure only: where clients with certificates connect (SSL)."""
+        return f"127.0.0.1:{self.mtls_port}"
 
     def _java(self) -> str:
         return _require("java", "Java 17 or newer (e.g. openjdk-17-jre-headless)")
@@ -122,15 +128,21 @@ class LocalKafka:
         data = self.workdir / "data"
         config = self.workdir / "server.properties"
         in_sync = max(1, self.replicas - 1)  # 3 replicas: a write needs 2 of them (min.insync.replicas=2)
-        listener = controller = "SASL_SSL" if self.secure else "PLAINTEXT"
+        listener = "SASL_SSL" if self.secure else "PLAINTEXT"
+        clients = [f"{listener}://127.0.0.1:{self.port}"]
+        protocols = [f"{listener}:{listener}", f"CONTROLLER:{listener}"]
+        if self.secure:  # and a listener for clients with certificates (mutual TLS)
+            self.mtls_port = self.mtls_port if self.mtls_port and _bindable(self.mtls_port) else _free_port()
+            clients.append(f"SSL://127.0.0.1:{self.mtls_port}")
+            protocols.append("SSL:SSL")
         config.write_text("\n".join([
             "process.roles=broker,controller",
             f"node.id={self.node_id}",
             f"controller.quorum.voters={self.voters or f'{self.node_id}@127.0.0.1:{self.controller_port}'}",
-            f"listeners={listener}://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            f"advertised.listeners={listener}://127.0.0.1:{self.port}",
+            f"listeners={','.join(clients)},CONTROLLER://127.0.0.1:{self.controller_port}",
+            f"advertised.listeners={','.join(clients)}",
             "controller.listener.names=CONTROLLER",
-            f"listener.security.protocol.map={listener}:{listener},CONTROLLER:{controller}",
+            f"listener.security.protocol.map={','.join(protocols)}",
             f"inter.broker.listener.name={listener}",
             *(self._secure_config() if self.secure else []),
             f"log.dirs={data}",
@@ -168,28 +180,29 @@ class LocalKafka:
         return path.read_text()
 
     def _certificate(self) -> None:
-        """A self-signed certificate for 127.0.0.1 and localhost, made with Java's keytool (Java runs Kafka): the
-        broker's key store, a trust store with it (inter-broker), and ca.pem for clients."""
-        if (self.secrets / "ca.pem").exists():
+        """The broker's certificate for 127.0.0.1 and localhost, signed by a CA of the broker's own (ca.pem is what
+        clients trust; the CA also signs the client certificates of mutual TLS): PEM files the broker reads."""
+        if (self.secrets / "broker-keystore.pem").exists():
             return
-        keytool = _require("keytool", "Java's keytool (it comes with the JDK or JRE)")
-        store = self.password("keystore")
-        ks, ts = self.secrets / "broker.p12", self.secrets / "truststore.p12"
-        for command in (
-                ["-genkeypair", "-alias", "broker", "-keyalg", "RSA", "-keysize", "2048", "-validity", "3650",
-                 "-dname", "CN=localhost,O=stocksync local broker", "-ext", "SAN=dns:localhost,ip:127.0.0.1",
-                 "-keystore", str(ks), "-storetype", "PKCS12", "-storepass", store, "-keypass", store],
-                ["-exportcert", "-rfc", "-alias", "broker", "-keystore", str(ks), "-storepass", store,
-                 "-file", str(self.secrets / "ca.pem")],
-                ["-importcert", "-noprompt", "-alias", "ca", "-file", str(self.secrets / "ca.pem"),
-                 "-keystore", str(ts), "-storetype", "PKCS12", "-storepass", store]):
-            done = subprocess.run([keytool, *command], capture_output=True, text=True)
-            if done.returncode != 0:
-                raise BrokerError(f"keytool {command[0]} failed: {done.stderr.strip() or done.stdout.strip()}")
+        from streams.dev.certificates import CertificateAuthority
+
+        ca = CertificateAuthority(self.secrets)
+        broker = ca.issue("broker", server=True)
+        (self.secrets / "broker-keystore.pem").write_bytes(  # Kafka's PEM key store: the key, then the chain
+            broker.key.read_bytes() + broker.cert.read_bytes() + ca.pem.read_bytes())
+        (self.secrets / "broker-keystore.pem").chmod(0o600)
+
+    def client_certificate(self, name: str) -> KafkaSecurity:
+        """How a client connects to the mutual-TLS listener as `name` (its certificate's CN, and so its principal
+        User:<name>), with a certificate the broker's CA signs now."""
+        from streams.dev.certificates import CertificateAuthority
+
+        issued = CertificateAuthority(self.secrets).issue(name, server=False)
+        return KafkaSecurity("SSL", cert_file=issued.cert, key_file=issued.key, ca_file=self.secrets / "ca.pem")
 
     def _secure_config(self) -> list[str]:
         self._certificate()
-        admin, store = self.password("admin"), self.password("keystore")
+        admin = self.password("admin")
         users = " ".join(f'user_{u}="{self.password(u)}"' for u in SECURE_USERS)
         return [
             # Every request is authorized; nothing is allowed that no ACL allows ('stocksync acl apply' makes them).
@@ -210,10 +223,12 @@ class LocalKafka:
             "ScramLoginModule required;",
             "listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule "
             f'required username="admin" password="{admin}" {users};',
-            "ssl.keystore.type=PKCS12", f"ssl.keystore.location={self.secrets / 'broker.p12'}",
-            f"ssl.keystore.password={store}", f"ssl.key.password={store}",
-            "ssl.truststore.type=PKCS12", f"ssl.truststore.location={self.secrets / 'truststore.p12'}",
-            f"ssl.truststore.password={store}",
+            "ssl.keystore.type=PEM", f"ssl.keystore.location={self.secrets / 'broker-keystore.pem'}",
+            "ssl.truststore.type=PEM", f"ssl.truststore.location={self.secrets / 'ca.pem'}",
+            # The mutual-TLS listener: a client shows a certificate the CA signed, and its CN is its principal
+            # (CN=stocksync is User:stocksync, with the same ACLs as the SCRAM user).
+            "listener.name.ssl.ssl.client.auth=required",
+            "ssl.principal.mapping.rules=RULE:^CN=([^,]+).*$/$1/,DEFAULT",
         ]
 
     def _scram_users(self) -> list[str]:
@@ -331,7 +346,8 @@ class LocalKafka:
             {"pid": self.pid, "port": self.port, "controller_port": self.controller_port,
              "kafka_version": self.kafka_version, "node_id": self.node_id, "voters": self.voters,
              "cluster_id": self.cluster_id, "replicas": self.replicas, "secure": self.secure,
-             "shared_secrets": str(self.shared_secrets) if self.shared_secrets else None}))
+             "shared_secrets": str(self.shared_secrets) if self.shared_secrets else None,
+             "mtls_port": self.mtls_port}))
 
     @classmethod
     def from_state(cls, home: Path, workdir: Path) -> LocalKafka | None:
@@ -344,7 +360,8 @@ class LocalKafka:
                    controller_port=state["controller_port"], pid=state["pid"], node_id=state.get("node_id", 1),
                    voters=state.get("voters", ""), cluster_id=state.get("cluster_id", ""),
                    replicas=state.get("replicas", 1), secure=state.get("secure", False),
-                   shared_secrets=Path(state["shared_secrets"]) if state.get("shared_secrets") else None)
+                   shared_secrets=Path(state["shared_secrets"]) if state.get("shared_secrets") else None,
+                   mtls_port=state.get("mtls_port", 0))
 
 
 def _alive(pid: int) -> bool:
@@ -410,6 +427,10 @@ class LocalCluster:
     def client_security(self, user: str = "stocksync") -> KafkaSecurity:
         """How a client connects to the cluster as `user` (the nodes share their users and certificate)."""
         return self.nodes[0].client_security(user)
+
+    @property
+    def mtls_bootstrap_servers(self) -> str:
+        return ",".join(node.mtls_bootstrap_servers for node in self.nodes)
 
     def start_node(self, node_id: int) -> None:
         """Start a node that was stopped or killed again, on its ports, and wait until it answers."""

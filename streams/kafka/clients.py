@@ -40,6 +40,11 @@ ACCESS_FAILURE_RECENT_S = 120.0
 
 def _on_error(kafka: KafkaConnection, error: KafkaError) -> None:
     kind = _ACCESS_ERRORS.get(error.code())
+    # A broker that refuses our client certificate (or the lack of one) says so with a TLS alert, which librdkafka
+    # reports as a transport failure.
+    if kind is None and error.code() == KafkaError._TRANSPORT and "alert" in error.str() \
+            and "certificate" in error.str():  # noqa: SLF001 - librdkafka's names
+        kind = "tls"
     if kind is not None:
         _ACCESS_FAILURES[kind] = (kafka, error.str().split(" (after")[0], time.monotonic())
 
@@ -75,8 +80,10 @@ def explain_failure(exc: KafkaException, client: AdminClient | Consumer | None =
                 f"{text}; check STOCKSYNC_SASL_USERNAME and STOCKSYNC_SASL_PASSWORD (or STOCKSYNC_SASL_PASSWORD_FILE)")
     if "tls" in recent:
         kafka, text, _ = recent["tls"]
-        return (f"TLS with Kafka at {kafka.servers} failed: {text}; check STOCKSYNC_SECURITY_PROTOCOL and "
-                "STOCKSYNC_SSL_CA_FILE (the CA that signed the brokers' certificates)")
+        certificate = " and STOCKSYNC_SSL_CERT_FILE/STOCKSYNC_SSL_KEY_FILE (a client certificate the brokers trust)" \
+            if kafka.security.protocol == "SSL" else ""
+        return (f"TLS with Kafka at {kafka.servers} failed: {text}; check STOCKSYNC_SECURITY_PROTOCOL, "
+                f"STOCKSYNC_SSL_CA_FILE (the CA that signed the brokers' certificates){certificate}")
     error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
     return error.str() if error is not None else str(exc)
 

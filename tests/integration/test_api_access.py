@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
+from streams.dev.certificates import CertificateAuthority
 from streams.domain import Kind, Movement
 from streams.wire.partitioner import sku_partition
-from tests.integration.certs import CertificateAuthority
 from tests.integration.conftest import repo_root, wait_for
 from tests.integration.harness import Deployment, WorkerProcess
 from tests.integration.workload import NETWORK

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.channel import ChannelClient
+from streams.channel import ChannelAccessDenied, ChannelClient
+from streams.dev.certificates import CertificateAuthority
 from streams.dev.local_kafka import LocalKafka
 from streams.domain import Kind
 from streams.kafka import acls
@@ -73,6 +74,7 @@ def test_a_wrong_password_fails_with_one_line_naming_what_to_fix(secured: LocalK
     done = cli(["topics", "create"], env)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
     assert lines[-1].startswith("stocksync: error: ") and "refused user 'stocksync' (SCRAM-SHA-512)" in lines[-1]
     assert "STOCKSYNC_SASL_PASSWORD" in lines[-1] and "Traceback" not in done.stderr
     assert "not-the-password" not in done.stdout + done.stderr
@@ -89,3 +91,45 @@ def test_tls_without_the_ca_or_without_tls_at_all_is_refused_clearly(secured: Lo
     assert plaintext.stderr.strip().splitlines()[-1].startswith("stocksync: error: cannot list topics: ")
     missing = cli(["topics", "create"], {**base, "STOCKSYNC_SECURITY_PROTOCOL": "SASL_SSL"})
     assert missing.returncode == 2 and "needs STOCKSYNC_SASL_USERNAME" in missing.stderr
+
+
+def test_a_worker_and_a_channel_work_end_to_end_with_client_certificates(secured: LocalKafka, tmp_path: Path) -> None:
+    """Mutual TLS: the certificate's CN is the principal (CN=stocksync is User:stocksync, with the workers' ACLs),
+    on the broker's SSL listener."""
+    unique = f"sec-mtls-{os.getpid()}"
+    # The harness connects as admin over SASL_SSL; the worker and the channel over the certificates' listener.
+    deployment = Deployment(secured.bootstrap_servers, unique, tmp_path, security=secured.client_security("admin"),
+                            worker_security=secured.client_certificate("stocksync"))
+    try:
+        deployment.apply_network(NETWORK)
+        principals = acls.Principals(channel_template=f"User:{unique}-{{channel}}")
+        acls.apply(deployment.admin, deployment.registry, deployment.network.channels, principals)
+        deployment.start_worker("w1", env={"STOCKSYNC_BOOTSTRAP_SERVERS": secured.mtls_bootstrap_servers})
+        wms = KafkaConnection(secured.mtls_bootstrap_servers, secured.client_certificate(f"{unique}-wms"))
+        with ChannelClient("wms", wms, settings=deployment.settings) as client:
+            seen: dict[str, int] = {}
+            client.subscribe_ats(lambda update: seen.__setitem__(update.sku, update.ats))
+            client.report(Kind.RECEIPT, "SKU-MTLS", "w1", 7, event_id="r-mtls-1")
+            client.flush()
+            wait_for(lambda: seen.get("SKU-MTLS") == 7, 60, "the ATS update over mutual TLS")
+        # A certificate the broker's CA signed, for a principal without ACLs: in, but refused everything.
+        stranger = KafkaConnection(secured.mtls_bootstrap_servers, secured.client_certificate(f"{unique}-x"))
+        with pytest.raises(ChannelAccessDenied):
+            ChannelClient("wms", stranger, settings=deployment.settings)
+    finally:
+        deployment.stop_all()
+
+
+def test_the_certificate_listener_refuses_a_client_without_a_certificate_in_one_line(
+        secured: LocalKafka, tmp_path: Path) -> None:
+    base = {"STOCKSYNC_BOOTSTRAP_SERVERS": secured.mtls_bootstrap_servers, "STOCKSYNC_TOPIC_PREFIX": "t-mtls"}
+    right = secured.client_certificate("admin")
+    without = cli(["topics", "create"], {**base, **replace(right, cert_file=None, key_file=None).environment()})
+    assert without.returncode == 2 and without.stderr.strip().count("\n") == 0, without.stderr
+    assert "STOCKSYNC_SSL_CERT_FILE" in without.stderr
+    other_ca = CertificateAuthority(tmp_path / "other-ca").issue("admin", server=False)
+    foreign = cli(["topics", "create"], {**base, **replace(right, cert_file=other_ca.cert,
+                                                                 key_file=other_ca.key).environment()})
+    assert foreign.returncode == 2 and "STOCKSYNC_SSL_CERT_FILE" in foreign.stderr.strip().splitlines()[-1]
+    done = cli(["topics", "create"], {**base, **right.environment()})
+    assert done.returncode == 0, done.stderr
