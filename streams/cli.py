@@ -20,7 +20,7 @@ def _cluster(args: argparse.Namespace, settings: Settings) -> int:
     from streams.dev.local_kafka import LocalCluster
     from streams.kafka.cluster import local_broker_dir
 
-    workdir = local_broker_dir(settings, f"cluster-{args.nodes}")
+    workdir = local_broker_dir(settings, f"cluster-{args.nodes}{'-secure' if args.secure else ''}")
     current = LocalCluster.from_state(settings.broker_home, workdir)
     running = [node.node_id for node in current.nodes if node.running()] if current else []
     if args.action == "status":
@@ -36,8 +36,15 @@ def _cluster(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     print(f"starting a local {args.nodes}-node Kafka {settings.kafka_version} cluster...", file=sys.stderr)
     cluster = current or LocalCluster(home=settings.broker_home, workdir=workdir, size=args.nodes,
-                                      kafka_version=settings.kafka_version, heap=settings.kafka_heap)
-    print(cluster.start().bootstrap_servers)
+                                      kafka_version=settings.kafka_version, heap=settings.kafka_heap,
+                                      secure=args.secure)
+    cluster.start()
+    if cluster.secure:
+        secrets = cluster.node(1).secrets
+        print(_exports(cluster.bootstrap_servers, cluster.client_security("admin"), secrets))
+        print(f"# workers: {_exports(cluster.bootstrap_servers, cluster.client_security('stocksync'), secrets)}")
+    else:
+        print(cluster.bootstrap_servers)
     return 0
 
 
@@ -337,8 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a local KRaft cluster of N nodes (replication factor N, min.insync.replicas N-1); "
                              "export the servers it prints as STOCKSYNC_BOOTSTRAP_SERVERS")
     broker.add_argument("--secure", action="store_true",
-                        help="a broker of its own that clients reach over TLS with SASL (SCRAM-SHA-512/256, "
-                             "PLAIN) only; it prints the settings to export")
+                        help="a broker (or, with --nodes, a cluster) of its own: SASL_SSL (SCRAM-SHA-512/256, "
+                             "PLAIN) and mutual-TLS listeners, ACLs enforced; it prints the settings to export")
     broker.set_defaults(handler=_broker)
 
     topics = commands.add_parser("topics", help="create or list the registry's topics",

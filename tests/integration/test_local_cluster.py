@@ -3,6 +3,7 @@ node comes back on its own port while the others carry on, stocksync workers inc
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 from typing import Any
@@ -13,12 +14,14 @@ from confluent_kafka.admin import NewTopic
 from streams.dev.local_kafka import LocalCluster
 from streams.domain import Kind, Movement
 from streams.kafka.clients import new_admin, new_consumer, new_producer, watermarks
+from streams.kafka.security import Kafka, KafkaConnection
+from streams.settings import load_settings
 from tests.integration.conftest import wait_for
 from tests.integration.harness import Deployment
 from tests.integration.workload import NETWORK
 
 
-def partition_zero(servers: str, topic: str) -> Any:
+def partition_zero(servers: Kafka, topic: str) -> Any:
     """The metadata of the topic's partition 0, once every node knows the topic and it has a leader."""
     found: list[Any] = []
 
@@ -85,3 +88,35 @@ def test_a_worker_goes_on_through_a_broker_s_death(local_cluster: LocalCluster, 
         assert all(stocks[f"SKU-{i}"].position("w1").on_hand == 6 for i in range(20))
     finally:
         deployment.stop_all()
+
+
+def record_outcome(outcomes: dict[str, str | None], who: str, err: Any, _msg: Any) -> None:
+    outcomes[who] = err.name() if err else None
+
+
+def test_a_secured_three_node_cluster_replicates_over_tls_and_authorizes(tmp_path: Path, unique: str) -> None:
+    """The nodes talk to each other over SASL_SSL (controllers included) with one CA and one set of users: a topic
+    gets three in-sync replicas; a user without ACLs is refused, the admin is not, by certificate or password."""
+    settings = load_settings()
+    cluster = LocalCluster(home=settings.broker_home, workdir=tmp_path / "cluster", size=3,
+                           kafka_version=settings.kafka_version, heap="320m", secure=True).start()
+    try:
+        admin_kafka = KafkaConnection(cluster.bootstrap_servers, cluster.client_security("admin"))
+        topic = f"t-{unique}-secured"
+        admin = new_admin(admin_kafka)
+        for future in admin.create_topics([NewTopic(topic, 1)]).values():
+            future.result(30)
+        wait_for(lambda: len(partition_zero(admin_kafka, topic).isrs) == 3, 60, "three in-sync replicas")
+        outcomes: dict[str, str | None] = {}
+        for who, kafka in (("admin by password", admin_kafka),
+                           ("admin by certificate", KafkaConnection(cluster.mtls_bootstrap_servers,
+                                                                    cluster.node(1).client_certificate("admin"))),
+                           ("stocksync without ACLs", KafkaConnection(cluster.bootstrap_servers,
+                                                                      cluster.client_security("stocksync")))):
+            producer = new_producer(kafka, **{"message.timeout.ms": 20_000})
+            producer.produce(topic, b"v", b"k", on_delivery=functools.partial(record_outcome, outcomes, who))
+            producer.flush(30)
+        assert outcomes == {"admin by password": None, "admin by certificate": None,
+                            "stocksync without ACLs": "TOPIC_AUTHORIZATION_FAILED"}
+    finally:
+        cluster.stop()
