@@ -230,6 +230,57 @@ def _acl(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _load(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.channel import ChannelClient
+    from streams.channel.snapshot import load_snapshot
+    from streams.kafka.cluster import connect
+    from streams.kafka.network import read_network
+    from streams.kafka.topics import TopicRegistry
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file")
+    as_of = args.as_of if args.as_of is not None else int(path.stat().st_mtime * 1000)
+    kafka = connect(settings)
+    in_force = read_network(kafka, TopicRegistry(settings))
+    if in_force is None:
+        raise ConfigError("no network applied yet: run 'stocksync network apply' first")
+    network = in_force[0]
+    if args.channel not in network.channels:
+        raise ConfigError(f"--channel {args.channel!r} is not in the network (channels: "
+                          f"{', '.join(sorted(network.channels))})")
+    print(f"loading {path} as counts of {args.channel} as of {_iso(as_of)} (event ids from the rows: loading it "
+          "again changes nothing)", file=sys.stderr)
+    with ChannelClient(args.channel, kafka, settings=settings, linger_ms=20, max_batch=500) as client:
+        result = load_snapshot(path, client, as_of, network, kafka, settings.input_group, args.timeout,
+                               report=not args.no_report)
+    for line in result.lines() if not args.no_report else result.lines()[:1]:
+        print(line)
+    return 0
+
+
+def _as_of(text: str) -> int:
+    """An epoch in milliseconds, or an ISO 8601 time (with its offset, or UTC)."""
+    import datetime
+
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither epoch milliseconds nor an ISO 8601 time "
+                                         "(e.g. 2026-11-26T06:00:00Z)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def _iso(epoch_ms: int) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(epoch_ms / 1000, datetime.UTC).isoformat().replace("+00:00", "Z")
+
+
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from streams.dev.demo import DEMO_NETWORK, DemoOptions, run_demo
 
@@ -383,6 +434,21 @@ def build_parser() -> argparse.ArgumentParser:
                      "(its password in DIR/<user>.password) and delete those of removed channels")
     acl.add_argument("--dry-run", action="store_true", help="print what would be added (+) and removed (-)")
     acl.set_defaults(handler=_acl)
+
+    load = commands.add_parser("load", help="load a full stock snapshot (CSV: sku,location,on_hand) as counts",
+                               description="Send every row of an ERP/WMS snapshot as a count of CHANNEL at the "
+                               "snapshot's time, then report what changed (read from the ledger once the workers "
+                               "have applied it). Plain or gzip CSV with a header naming sku, location and "
+                               "on_hand. Idempotent: the event ids come from the rows.")
+    load.add_argument("file", help="the snapshot (CSV, or CSV gzip)")
+    load.add_argument("--channel", required=True, help="the channel whose counts these are (e.g. wms)")
+    load.add_argument("--as-of", type=_as_of, metavar="TIME",
+                      help="when the snapshot was taken: ISO 8601 or epoch ms (default: the file's modification "
+                           "time)")
+    load.add_argument("--no-report", action="store_true", help="send, and do not wait for the workers")
+    load.add_argument("--timeout", type=_positive, default=3600.0, metavar="S",
+                      help="how long to wait for the workers to apply everything (default 3600)")
+    load.set_defaults(handler=_load)
 
     demo = commands.add_parser("demo", help="run the main job end to end on a local Kafka",
                                description="Start (or reuse) a Kafka, create the topics, apply the network, run "
