@@ -1,0 +1,423 @@
+"""stocksync side by side with the plain confluent-kafka loop, on one broker, one workload, in one run. Prints JSON.
+
+The workload: `--movements` movements over `--skus` SKUs with Zipf(`--zipf`) popularity and `--locations`
+locations, the mix a retailer sees (mostly sales; receipts; reservations and their closing; returns; counts;
+adjustments), pre-produced to the input topics twice: packed as the SDK packs them (up to `--pack` movements of
+one partition per message) and one movement per message (any Kafka client). Then:
+
+- **plain loop**: one confluent-kafka consumer/producer process decodes each message (Avro), keeps on_hand per
+  SKU and location in a dict, and produces one Avro change event per movement (at-least-once, no state store):
+  the floor any stream processor pays for reading, decoding and writing.
+- **stocksync**: one worker (RocksDB, exactly-once transactions, every output: positions, ledger, ATS feeds,
+  replies) started on the backlog; movements/s is timed from /ready until its input group has read everything.
+  Then end-to-end latency at fixed offered rates (a receipt reported through the channel client -> the channel's
+  ATS feed update consumed), peak RSS, and recovery: SIGKILL and restart on its disk, then on an empty disk (the
+  state from the changelog alone), each timed to /ready.
+
+Uses STOCKSYNC_/KAFKA_BOOTSTRAP_SERVERS, else starts a local broker. The machine is shared by broker, worker and
+load: compare figures from one run only.
+
+    python -m bench.compare [--movements 200000] [--skus 10000] [--zipf 1.0] [--rates 200,2000] [--seconds 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import json
+import os
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import NewTopic
+
+from streams.channel import ChannelClient
+from streams.channel.snapshot import await_inputs_read
+from streams.domain import Kind, Movement, Network
+from streams.domain.movements import ADJUSTMENT_REASONS, SALES_SIDE
+from streams.kafka.admin import ensure_topics
+from streams.kafka.clients import new_admin, new_consumer, new_producer, start_positions
+from streams.kafka.cluster import start_cluster
+from streams.kafka.network import publish_network
+from streams.kafka.security import KafkaConnection
+from streams.kafka.topics import TopicRegistry
+from streams.settings import Settings, load_settings
+from streams.wire.codec import default_codec
+from streams.wire.partitioner import sku_partition
+from streams.wire.records import movement_to_record
+from streams.wire.schemas import Schema
+
+PARTITIONS = 6
+SELLERS = ("web", "app", "market")
+
+
+def network(locations: int) -> dict[str, Any]:
+    """`locations` locations (a fifth of them warehouses) spread over Germany; web and app sell from all, the
+    marketplace from the warehouses, the WMS reports for all."""
+    rng = random.Random(11)
+    places = [{"id": f"{'wh' if i % 5 == 0 else 'st'}-{i:03d}", "kind": "warehouse" if i % 5 == 0 else "store",
+               "latitude": round(rng.uniform(47.5, 54.5), 3), "longitude": round(rng.uniform(6.5, 14.5), 3),
+               "ship_from": True, "pickup": i % 5 != 0} for i in range(locations)]
+    everywhere = [p["id"] for p in places]
+    warehouses = [p["id"] for p in places if p["kind"] == "warehouse"]
+    return {"locations": places, "channels": [
+        {"id": "web", "locations": everywhere, "buffer": 2}, {"id": "app", "locations": everywhere, "buffer": 1},
+        {"id": "market", "locations": warehouses, "buffer": 3}, {"id": "wms", "locations": everywhere}]}
+
+
+def workload(size: int, skus: int, zipf: float, net: dict[str, Any], seed: int) -> list[Movement]:
+    """`size` movements in arrival order; event times end now. Reservations are closed later in the stream."""
+    rng = random.Random(seed)
+    cumulative, total = [], 0.0
+    for rank in range(1, skus + 1):
+        total += 1.0 / rank ** zipf
+        cumulative.append(total)
+    sku_ids = [f"SKU-{i:06d}" for i in range(skus)]
+    rng.shuffle(sku_ids)  # the hottest SKUs land on any partition
+    owned = {c["id"]: c["locations"] for c in net["channels"]}
+    start = int(time.time() * 1000) - size
+    open_holds: list[tuple[str, str, str]] = []  # (channel, sku, reservation id)
+    out: list[Movement] = []
+    for i in range(size):
+        sku = sku_ids[bisect.bisect_left(cumulative, rng.random() * total)]
+        at, r = start + i, rng.random()
+        event = f"e{i}"
+        if r < 0.60:
+            channel = rng.choice(SELLERS)
+            out.append(Movement(Kind.SALE, event, channel, sku, rng.choice(owned[channel]), rng.randint(1, 2), at))
+        elif r < 0.72:
+            out.append(Movement(Kind.RECEIPT, event, "wms", sku, rng.choice(owned["wms"]), rng.randint(10, 60), at))
+        elif r < 0.80:
+            channel = rng.choice(("web", "app"))
+            out.append(Movement(Kind.RESERVATION_PLACED, event, channel, sku, None, 1, at, reservation_id=event,
+                                expires_at=at + 3_600_000))
+            open_holds.append((channel, sku, event))
+        elif r < 0.86 and open_holds:
+            channel, held_sku, reservation = open_holds.pop(rng.randrange(len(open_holds)))
+            kind = Kind.RESERVATION_FULFILLED if rng.random() < 0.7 else Kind.RESERVATION_RELEASED
+            out.append(Movement(kind, event, channel, held_sku, None, 1, at, reservation_id=reservation))
+        elif r < 0.90:
+            out.append(Movement(Kind.RETURN, event, "web", sku, rng.choice(owned["web"]), 1, at))
+        elif r < 0.93:
+            out.append(Movement(Kind.COUNT, event, "wms", sku, rng.choice(owned["wms"]), rng.randint(0, 80), at))
+        else:
+            out.append(Movement(Kind.ADJUSTMENT, event, "wms", sku, rng.choice(owned["wms"]),
+                                rng.choice((-2, -1, 1, 2)), at, reason=rng.choice(sorted(ADJUSTMENT_REASONS))))
+    return out
+
+
+class Deployment:
+    """One stocksync deployment (its own topic prefix and app id) with the workload pre-produced to its inputs."""
+
+    def __init__(self, servers: str, name: str, net: dict[str, Any], tmp: Path) -> None:
+        self.servers, self.tmp = servers, tmp
+        self.settings = load_settings(bootstrap_servers=servers, topic_prefix=name, app_id=f"{name}-app",
+                                      partitions=PARTITIONS)
+        self.registry = TopicRegistry(self.settings)
+        self.network = Network.from_dict(net)
+        ensure_topics(new_admin(servers), self.registry.all(self.network.channels))
+        publish_network(servers, self.registry, self.network)
+
+    def topic_for(self, m: Movement) -> str:
+        return (self.registry.sales if m.kind in SALES_SIDE else self.registry.restock)(m.channel).name
+
+    def produce(self, movements: list[Movement], pack: int) -> int:
+        """The movements on their channel topics, `pack` per message at most (one partition's, in order);
+        returns the messages sent."""
+        codec = default_codec()
+        producer = new_producer(self.servers, **{"linger.ms": 20, "batch.size": 1_000_000})
+        pending: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+        messages = 0
+
+        def send(key: tuple[str, int], records: list[dict[str, Any]]) -> None:
+            value = codec.encode(Schema.MOVEMENT, records[0]) if len(records) == 1 else \
+                codec.encode(Schema.MOVEMENT_BATCH, {"movements": records})
+            while True:
+                try:
+                    producer.produce(key[0], value, records[0]["sku"].encode(), key[1])
+                    break
+                except BufferError:
+                    producer.poll(0.1)
+
+        for m in movements:
+            key = (self.topic_for(m), sku_partition(m.sku, PARTITIONS))
+            pending[key].append(movement_to_record(m))
+            if len(pending[key]) >= pack:
+                send(key, pending.pop(key))
+                messages += 1
+        for key, records in pending.items():
+            send(key, records)
+            messages += 1
+        assert producer.flush(120) == 0, "the workload was not all produced"
+        return messages
+
+    def input_ends(self) -> dict[tuple[str, int], int]:
+        consumer = new_consumer(self.servers, f"bench-{uuid.uuid4()}")
+        ends: dict[tuple[str, int], int] = {}
+        try:
+            for topic in self.network_inputs():
+                ends.update({(topic, p): end for p, end in start_positions(consumer, topic, False)[1].items()})
+        finally:
+            consumer.close()
+        return ends
+
+    def network_inputs(self) -> list[str]:
+        return [spec.name for c in sorted(self.network.channels) for spec in (self.registry.sales(c),
+                                                                              self.registry.restock(c))]
+
+
+class WorkerRun:
+    """A stocksync worker process of a deployment (RocksDB), on a disk of its own."""
+
+    def __init__(self, deployment: Deployment, data: Path) -> None:
+        self.deployment, self.data = deployment, data
+        self.port = 17000 + (os.getpid() + len(str(data))) % 1000
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> float:
+        """Start it; returns the seconds until /ready says ready."""
+        s = self.deployment.settings
+        env = {**os.environ, "STOCKSYNC_BOOTSTRAP_SERVERS": s.bootstrap_servers, "STOCKSYNC_TOPIC_PREFIX":
+               s.topic_prefix, "STOCKSYNC_APP_ID": s.app_id, "STOCKSYNC_PARTITIONS": str(PARTITIONS),
+               "STOCKSYNC_STORE": "rocksdb://", "STOCKSYNC_BROKER_SESSION_TIMEOUT_S": "6",
+               "STOCKSYNC_WEB_PORT": str(self.port), "STOCKSYNC_DATA_DIR": str(self.data),
+               "STOCKSYNC_LOG_LEVEL": "warn"}
+        began = time.monotonic()
+        log = open(self.data.parent / f"{self.data.name}.log", "ab")  # noqa: SIM115 - the worker's, until it ends
+        self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=log,
+                                     stderr=subprocess.STDOUT)
+        log.close()
+        deadline = began + 600
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"the worker exited with {self.proc.returncode}: see {log.name}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/ready", timeout=1) as response:
+                    if json.loads(response.read())["ready"]:
+                        return time.monotonic() - began
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise SystemExit("the worker was not ready within 600 s")
+
+    def peak_rss_mb(self) -> float:
+        assert self.proc is not None
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        return round(int(status.split("VmHWM:")[1].split()[0]) / 1024, 1)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(120)
+
+
+def throughput(deployment: Deployment, movements: int, data: Path) -> tuple[WorkerRun, dict[str, Any]]:
+    """A worker on the pre-produced backlog: movements/s from /ready until its input group has read it all."""
+    worker = WorkerRun(deployment, data)
+    ready_s = worker.start()
+    began = time.monotonic()
+    await_inputs_read(KafkaConnection(deployment.servers), deployment.settings.input_group,
+                      deployment.input_ends(), timeout_s=3600)
+    seconds = time.monotonic() - began
+    return worker, {"movements": movements, "seconds": round(seconds, 2),
+                    "movements_per_s": round(movements / seconds), "ready_after_s": round(ready_s, 2),
+                    "peak_rss_mb": worker.peak_rss_mb()}
+
+
+def plain_loop(deployment: Deployment, movements: int) -> dict[str, Any]:
+    """The floor: decode, a dict of on_hand, one Avro change event per movement (at-least-once)."""
+    codec = default_codec()
+    out_topic = f"{deployment.settings.topic_prefix}.plain-out"
+    admin = new_admin(deployment.servers)
+    for future in admin.create_topics([NewTopic(out_topic, PARTITIONS, 1)]).values():
+        future.result()
+    consumer = Consumer({"bootstrap.servers": deployment.servers, "group.id": f"plain-{uuid.uuid4()}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    producer = Producer({"bootstrap.servers": deployment.servers, "linger.ms": 5, "acks": "all",
+                         "enable.idempotence": True})
+    consumer.subscribe(deployment.network_inputs())
+    on_hand: dict[tuple[str, str], int] = defaultdict(int)
+    done, began, last_commit = 0, 0.0, time.monotonic()
+    while done < movements:
+        batch = consumer.consume(500, 1.0)
+        if batch and not began:
+            began = time.monotonic()
+        for message in batch:
+            raw = message.value()
+            if message.error() is not None or raw is None:
+                continue
+            schema, record = codec.decode(raw)
+            for r in record["movements"] if schema == Schema.MOVEMENT_BATCH else [record]:
+                key = (r["sku"], r["location"] or "")
+                kind, quantity = r["kind"], r["quantity"]
+                if kind in ("sale",):
+                    on_hand[key] -= quantity
+                elif kind in ("receipt", "return", "adjustment"):
+                    on_hand[key] += quantity
+                elif kind == "count":
+                    on_hand[key] = quantity
+                value = codec.encode(Schema.POSITION_STATE, {
+                    "sku": r["sku"], "location": key[1], "figures": {
+                        "on_hand": on_hand[key], "reserved": 0, "safety_stock": 0, "in_transit": 0,
+                        "available": on_hand[key]}, "version": done, "updated_at": r["occurred_at"]})
+                while True:
+                    try:
+                        producer.produce(out_topic, value, f"{key[0]}|{key[1]}".encode())
+                        break
+                    except BufferError:
+                        producer.poll(0.05)
+                done += 1
+        producer.poll(0)
+        if batch and time.monotonic() - last_commit > 1.0:
+            producer.flush()
+            _commit(consumer)
+            last_commit = time.monotonic()
+    producer.flush()
+    _commit(consumer)
+    seconds = time.monotonic() - began
+    consumer.close()
+    return {"movements": done, "seconds": round(seconds, 2), "movements_per_s": round(done / seconds)}
+
+
+def _commit(consumer: Consumer) -> None:
+    """Commit what was consumed; nothing new since the last commit is not an error here."""
+    try:
+        consumer.commit(asynchronous=False)
+    except KafkaException as exc:
+        if exc.args[0].code() != KafkaError._NO_OFFSET:  # noqa: SLF001 - librdkafka's names
+            raise
+
+
+def latency(deployment: Deployment, rate: float, seconds: float) -> dict[str, Any]:
+    """Receipts of new SKUs through the channel client at `rate`/s; produced -> web's ATS update consumed."""
+    feed = deployment.registry.ats("web").name
+    arrived: dict[str, float] = {}
+    stop = threading.Event()
+
+    def follow() -> None:
+        consumer = new_consumer(deployment.servers, f"bench-{uuid.uuid4()}")
+        consumer.assign(start_positions(consumer, feed, from_beginning=False)[0])
+        while not stop.is_set():
+            message = consumer.poll(0.05)
+            key = None if message is None or message.error() else message.key()
+            if key is not None:
+                arrived.setdefault(key.decode(), time.time())
+        consumer.close()
+
+    follower = threading.Thread(target=follow, daemon=True)
+    follower.start()
+    time.sleep(1.0)  # the follower has its positions
+    tag = uuid.uuid4().hex[:6]
+    sent: dict[str, float] = {}
+    location = deployment.network.channels["wms"].locations
+    where = sorted(location)[0]
+    with ChannelClient("wms", deployment.servers, settings=deployment.settings, linger_ms=2) as wms:
+        began, i = time.time(), 0
+        while time.time() - began < seconds:
+            sku = f"LAT-{tag}-{i:07d}"
+            sent[sku] = time.time()
+            wms.receipt(sku, where, 5, event_id=f"lat-{tag}-{i}")
+            i += 1
+            pause = began + i / rate - time.time()
+            if pause > 0:
+                time.sleep(pause)
+        achieved = i / (time.time() - began)
+    deadline = time.time() + 60
+    while len(arrived.keys() & sent.keys()) < len(sent) and time.time() < deadline:
+        time.sleep(0.1)
+    stop.set()
+    follower.join(5)
+    values = sorted((arrived[s] - t) * 1000 for s, t in sent.items() if s in arrived)
+    if not values:
+        return {"offered_per_s": rate, "sent": len(sent), "received": 0}
+
+    def pct(p: float) -> float:
+        return round(values[min(len(values) - 1, int(len(values) * p))], 1)
+
+    return {"offered_per_s": rate, "achieved_per_s": round(achieved), "sent": len(sent), "received": len(values),
+            "latency_ms": {"p50": round(statistics.median(values), 1), "p95": pct(0.95), "p99": pct(0.99),
+                           "max": round(values[-1], 1)}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--movements", type=int, default=200_000)
+    parser.add_argument("--skus", type=int, default=10_000)
+    parser.add_argument("--locations", type=int, default=20)
+    parser.add_argument("--zipf", type=float, default=1.0)
+    parser.add_argument("--pack", type=int, default=50, help="movements per message, packed as the SDK does")
+    parser.add_argument("--rates", default="200,2000", help="offered rates for the latency phase (per second)")
+    parser.add_argument("--seconds", type=float, default=30.0, help="length of each latency phase")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--skip", default="", help="phases to leave out: single,latency,recovery")
+    args = parser.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    tmp = Path(tempfile.mkdtemp(prefix="stocksync-compare-"))
+    base: Settings = load_settings(partitions=PARTITIONS)
+    cluster = start_cluster(base, tmp / "kafka")
+    run = uuid.uuid4().hex[:6]
+    net = network(args.locations)
+    movements = workload(args.movements, args.skus, args.zipf, net, args.seed)
+    per_sku: dict[str, int] = defaultdict(int)
+    for m in movements:
+        per_sku[m.sku] += 1
+    result: dict[str, Any] = {
+        "benchmark": "compare", "broker": cluster.origin, "partitions": PARTITIONS,
+        "workload": {"movements": args.movements, "skus": args.skus, "locations": args.locations, "zipf": args.zipf,
+                     "hottest_sku_movements": max(per_sku.values()),
+                     "mix": dict(sorted(((k.value, n) for k in Kind
+                                         if (n := sum(1 for m in movements if m.kind is k))),
+                                        key=lambda kv: -kv[1]))}}
+    workers: list[WorkerRun] = []
+    try:
+        packed = Deployment(cluster.bootstrap_servers, f"cmp-{run}-packed", net, tmp)
+        result["workload"]["packed_messages"] = packed.produce(movements, args.pack)
+        result["plain_loop_packed"] = plain_loop(packed, args.movements)
+        worker, result["stocksync_packed"] = throughput(packed, args.movements, tmp / "packed-data")
+        workers.append(worker)
+        result["stocksync_packed"]["ratio_to_plain_loop"] = round(
+            result["stocksync_packed"]["movements_per_s"] / result["plain_loop_packed"]["movements_per_s"], 3)
+        if "latency" not in skip:
+            result["latency"] = [latency(packed, float(rate), args.seconds) for rate in args.rates.split(",")]
+        if "recovery" not in skip:
+            worker.stop(signal.SIGKILL)
+            result["recovery"] = {"positions": len({(m.sku, m.location) for m in movements if m.location}),
+                                  "from_local_rocksdb_s": round(worker.start(), 2)}
+            worker.stop(signal.SIGKILL)
+            shutil.rmtree(worker.data)
+            result["recovery"]["from_changelog_s"] = round(worker.start(), 2)
+        worker.stop()
+        if "single" not in skip:
+            single = Deployment(cluster.bootstrap_servers, f"cmp-{run}-single", net, tmp)
+            single.produce(movements, 1)
+            result["plain_loop_single"] = plain_loop(single, args.movements)
+            worker, result["stocksync_single"] = throughput(single, args.movements, tmp / "single-data")
+            workers.append(worker)
+            worker.stop()
+            result["stocksync_single"]["ratio_to_plain_loop"] = round(
+                result["stocksync_single"]["movements_per_s"] / result["plain_loop_single"]["movements_per_s"], 3)
+        result["machine"] = {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
+                             "note": "broker, worker and load generator share these cores"}
+        print(json.dumps(result, indent=2))
+    finally:
+        for worker in workers:
+            worker.stop(signal.SIGKILL)
+        cluster.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
