@@ -137,27 +137,40 @@ class ChannelClient:
 
     # --- reservations ----------------------------------------------------------------------------------------
     def request_reservation(self, sku: str, quantity: int, *, reservation_id: str, location: str | None = None,
-                            ttl_s: float = 900.0, event_id: str | None = None, occurred_at: int | None = None
+                            ttl_s: float = 900.0, event_id: str | None = None, occurred_at: int | None = None,
+                            deliver_to: tuple[float, float] | None = None, mode: str = "ship"
                             ) -> Future[Decision]:
         """Ask for `quantity` units (at `location`, or anywhere the channel sells from); the Future resolves with
-        the owner's decision. The event id defaults to `reserve:<reservation_id>` so a retry is a duplicate."""
+        the owner's decision. The event id defaults to `reserve:<reservation_id>` so a retry is a duplicate.
+
+        `deliver_to=(latitude, longitude)` (without `location`) sources the order: the SKU's owner plans it as the
+        sourcing API does (cheapest single location that can fill it, else, shipping and if the channel allows
+        splitting, the fewest and cheapest) and holds the units where the plan says; `mode="pickup"` plans a
+        collection (one location, that offers pickup). The decision names each location, its units, distance and
+        cost."""
         at = _now_ms() if occurred_at is None else occurred_at
         listener = self._reply_listener()
         future = listener.expect(reservation_id)
         try:
-            self.report(Kind.RESERVATION_PLACED, sku, location, quantity,
-                        event_id=event_id or f"reserve:{reservation_id}", occurred_at=at,
-                        reservation_id=reservation_id, expires_at=at + int(ttl_s * 1000))
+            movement = Movement(Kind.RESERVATION_PLACED, event_id or f"reserve:{reservation_id}", self.channel, sku,
+                                location, quantity, at, reservation_id=reservation_id,
+                                expires_at=at + int(ttl_s * 1000),
+                                latitude=deliver_to[0] if deliver_to else None,
+                                longitude=deliver_to[1] if deliver_to else None,
+                                mode=mode if deliver_to else None)
+            self.send(movement)
         except Exception:
             listener.forget(reservation_id)
             raise
         return future
 
     def reserve(self, sku: str, quantity: int, *, reservation_id: str, location: str | None = None,
-                ttl_s: float = 900.0, timeout_s: float = 10.0) -> Decision:
-        """Request a reservation and wait for its decision (DecisionTimeout after `timeout_s`)."""
+                ttl_s: float = 900.0, timeout_s: float = 10.0, deliver_to: tuple[float, float] | None = None,
+                mode: str = "ship") -> Decision:
+        """Request a reservation and wait for its decision (DecisionTimeout after `timeout_s`); see
+        request_reservation for `deliver_to` and `mode` (a sourced reservation)."""
         future = self.request_reservation(sku, quantity, reservation_id=reservation_id, location=location,
-                                          ttl_s=ttl_s)
+                                          ttl_s=ttl_s, deliver_to=deliver_to, mode=mode)
         try:
             return future.result(timeout_s)
         except TimeoutError:

@@ -24,6 +24,9 @@ class Decision:
     parts: tuple[tuple[str, int], ...]
     expires_at: int | None
     version: int
+    # A sourced reservation (reserve(..., deliver_to=...)): per location held, its distance to the delivery
+    # point in km and its cost, as the sourcing API ranks them.
+    sourcing: tuple[tuple[str, float, float], ...] = ()
 
 
 class ReplyListener:
@@ -67,7 +70,8 @@ class ReplyListener:
                     future.set_result(Decision(
                         record["reservation_id"], record["sku"], record["accepted"], record["quantity"],
                         record["reason"], tuple((p["location"], p["quantity"]) for p in record["parts"]),
-                        record["expires_at"], record["version"]))
+                        record["expires_at"], record["version"],
+                        tuple((s["location"], s["distance_km"], s["cost"]) for s in record.get("sourcing", ()))))
         finally:
             self.consumer.close()
 

@@ -141,6 +141,15 @@ def plan(network: Network, *, seed: int, rate: float, duration_s: float, skus: i
     def busy_sku() -> str:
         return rnd.choices(sku_ids, popularity)[0]
 
+    latitudes = [spec.latitude for spec in network.locations.values()]
+    longitudes = [spec.longitude for spec in network.locations.values()]
+
+    def customer() -> dict[str, Any]:
+        """Where an online order goes (somewhere around the network), and how: mostly shipped, some collected."""
+        return {"latitude": round(rnd.uniform(min(latitudes) - 0.5, max(latitudes) + 0.5), 4),
+                "longitude": round(rnd.uniform(min(longitudes) - 0.5, max(longitudes) + 0.5), 4),
+                "mode": "pickup" if rnd.random() < 0.2 else "ship"}
+
     for sku in sku_ids:  # opening stock
         for location in wms_locations:
             units = rnd.randint(10, 30) if location in warehouses else rnd.randint(5, 15)
@@ -170,8 +179,8 @@ def plan(network: Network, *, seed: int, rate: float, duration_s: float, skus: i
         elif roll < 0.62 and roles.online:  # an online order: a reservation, then paid, cancelled or left to expire
             channel = rnd.choice(roles.online)
             reservation = event_id(f"order-{channel}")
-            add(at, channel, Kind.RESERVATION_PLACED, busy_sku(), None, rnd.randint(1, 2),
-                reservation_id=reservation, expires_at=start_ms + at + 20_000)
+            add(at, channel, Kind.RESERVATION_PLACED, busy_sku(), None, rnd.randint(1, 2),  # sourced: held where
+                reservation_id=reservation, expires_at=start_ms + at + 20_000, **customer())  # the plan says
             sku = steps[-1].movement.sku
             outcome = rnd.random()
             later = at + rnd.randint(2_000, 12_000)
@@ -284,7 +293,9 @@ class Simulator:
         if m.kind is Kind.RESERVATION_PLACED:
             self.decisions[m.reservation_id or ""] = client.request_reservation(
                 m.sku, m.quantity, reservation_id=m.reservation_id, location=m.location,
-                ttl_s=((m.expires_at or 0) - m.occurred_at) / 1000, event_id=m.event_id, occurred_at=m.occurred_at)
+                ttl_s=((m.expires_at or 0) - m.occurred_at) / 1000, event_id=m.event_id, occurred_at=m.occurred_at,
+                deliver_to=(m.latitude, m.longitude) if m.latitude is not None and m.longitude is not None else None,
+                mode=m.mode or "ship")
         else:
             client.send(m)
         self.sent_at[m.key] = int(time.time() * 1000)

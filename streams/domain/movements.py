@@ -66,6 +66,11 @@ class Movement:
     transfer_id: str | None = None
     reservation_id: str | None = None
     expires_at: int | None = None  # reservations placed: event time after which the hold lapses
+    # A sourced reservation (placed without a location): where the order goes, and how it gets there. The SKU's
+    # owner plans it as the sourcing API does and holds the units where the plan says, in the same step.
+    latitude: float | None = None
+    longitude: float | None = None
+    mode: str | None = None  # "ship" (default) or "pickup"
 
     def __post_init__(self) -> None:
         if not isinstance(self.kind, Kind):
@@ -109,11 +114,25 @@ class Movement:
         if kind is Kind.RESERVATION_PLACED:
             _check(self.expires_at is not None and self.expires_at > self.occurred_at,
                    "expires_at: a reservation needs an expiry after occurred_at")
+        sourced = self.latitude is not None or self.longitude is not None or self.mode is not None
+        if sourced:
+            _check(kind is Kind.RESERVATION_PLACED, "latitude/longitude/mode: only a reservation is sourced")
+            _check(self.latitude is not None and self.longitude is not None,
+                   "latitude, longitude: a sourced reservation needs both (where the order goes)")
+            assert self.latitude is not None and self.longitude is not None
+            _check(-90 <= self.latitude <= 90, f"latitude: {self.latitude} is outside -90..90")
+            _check(-180 <= self.longitude <= 180, f"longitude: {self.longitude} is outside -180..180")
+            _check(self.mode in (None, "ship", "pickup"), f"mode: {self.mode!r} is neither 'ship' nor 'pickup'")
 
     @property
     def key(self) -> str:
         """What makes the movement unique: event ids are unique per channel."""
         return f"{self.channel}:{self.event_id}"
+
+    @property
+    def sourced(self) -> bool:
+        """A reservation to plan from a delivery point (no location of its own)."""
+        return self.latitude is not None and self.location is None
 
     @property
     def reservation_key(self) -> str:

@@ -39,6 +39,7 @@ class Channel:
     excluded_skus: frozenset[str] = frozenset()
     excluded_locations: frozenset[str] = frozenset()
     coalesce_ms: int = 0
+    split: bool = True  # a sourced reservation may be held at several locations (False: one, or refused)
 
     @property
     def selling_locations(self) -> frozenset[str]:
@@ -97,7 +98,8 @@ class Network:
                           for loc in self.locations.values()],
             "channels": [{"id": ch.id, "locations": sorted(ch.locations), "buffer": ch.buffer,
                           "excluded_skus": sorted(ch.excluded_skus),
-                          "excluded_locations": sorted(ch.excluded_locations), "coalesce_ms": ch.coalesce_ms}
+                          "excluded_locations": sorted(ch.excluded_locations), "coalesce_ms": ch.coalesce_ms,
+                          "split": ch.split}
                          for ch in self.channels.values()],
         }
 
@@ -147,8 +149,8 @@ def _int(raw: Mapping[str, Any], key: str, path: str, default: int) -> int:
     return value
 
 
-def _bool(raw: Mapping[str, Any], key: str, path: str) -> bool:
-    value = raw.get(key, False)
+def _bool(raw: Mapping[str, Any], key: str, path: str, default: bool = False) -> bool:
+    value = raw.get(key, default)
     if not isinstance(value, bool):
         raise NetworkError(f"{path}: expected true or false, got {value!r}")
     return value
@@ -199,4 +201,5 @@ def _channel(index: int, raw: Any) -> Channel:
     return Channel(ident, locations, _int(raw, "buffer", f"{path}.buffer", 0),
                    _strings(raw, "excluded_skus", f"{path}.excluded_skus"),
                    _strings(raw, "excluded_locations", f"{path}.excluded_locations"),
-                   _int(raw, "coalesce_ms", f"{path}.coalesce_ms", 0))
+                   _int(raw, "coalesce_ms", f"{path}.coalesce_ms", 0),
+                   _bool(raw, "split", f"{path}.split", default=True))

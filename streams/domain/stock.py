@@ -33,7 +33,7 @@ from streams.domain.history import (
     transfer_key,
 )
 from streams.domain.movements import DELTA_KINDS, MAX_QUANTITY, WORKER_EVENT_PREFIX, Kind, Movement, expiry_of
-from streams.domain.network import Network
+from streams.domain.network import Channel, Network, distance_km
 
 # A position's on-hand stays within this (far inside the 64-bit range of the records, and exact in a JavaScript
 # number): a movement that would take it beyond is rejected as out_of_range.
@@ -107,6 +107,8 @@ class ReservationDecision:
     reason: str = ""  # why it was refused
     parts: tuple[tuple[str, int], ...] = ()
     expires_at: int | None = None
+    # A sourced reservation's plan: per location held, its distance to the delivery point and its cost.
+    sourcing: tuple[tuple[str, float, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,7 +327,7 @@ class SkuStock:
         held = self._held(m.reservation_key)
         if held is not None:  # the same reservation re-sent under a new event id: same answer
             decision = ReservationDecision(m.channel, m.reservation_id, self.sku, True, held.quantity, "",
-                                           held.parts, held.expires_at)
+                                           held.parts, held.expires_at, _sourcing(m, held.parts, network))
             return Outcome(m, Status.DUPLICATE, self.version, decision=decision)
         reason, parts = self._allocate(m, network, now)
         if reason:
@@ -339,7 +341,7 @@ class SkuStock:
         self.records.put(reservation_key(m.reservation_key),
                          Reservation(m.channel, m.reservation_id, parts, m.expires_at, m.occurred_at))
         decision = ReservationDecision(m.channel, m.reservation_id, self.sku, True, m.quantity, "", parts,
-                                       m.expires_at)
+                                       m.expires_at, _sourcing(m, parts, network))
         return Outcome(m, Status.APPLIED, self.version, changes=tuple(changes), decision=decision)
 
     def _allocate(self, m: Movement, network: Network, now: int) -> tuple[str, tuple[tuple[str, int], ...]]:
@@ -355,6 +357,8 @@ class SkuStock:
             if self.available(m.location) < m.quantity:
                 return "insufficient_stock", ()
             return "", ((m.location, m.quantity),)
+        if m.sourced:
+            return self._source(m, network, channel)
         # Channel-wide: grant only within the channel's ATS, held where most is available.
         candidates = sorted(((self.available(loc), loc) for loc in channel.selling_locations),
                             key=lambda c: (-c[0], c[1]))
@@ -370,6 +374,20 @@ class SkuStock:
             if remaining == 0:
                 break
         return "", tuple(sorted(parts))
+
+    def _source(self, m: Movement, network: Network, channel: Channel) -> tuple[str, tuple[tuple[str, int], ...]]:
+        """Hold a sourced request where the sourcing plan says (the API's rules, on this very state): the cheapest
+        single location that can fill it, else (shipping, and the channel allows it) the fewest, cheapest ones."""
+        from streams.domain.sourcing import plan_fulfilment  # sourcing builds on this module
+
+        assert m.latitude is not None and m.longitude is not None
+        plan = plan_fulfilment(self, network, m.channel, m.quantity, m.latitude, m.longitude,
+                               "pickup" if m.mode == "pickup" else "ship")
+        if not plan.complete:
+            return "insufficient_stock", ()
+        if len(plan.allocations) > 1 and not channel.split:
+            return "no_single_location", ()  # the plan splits only when no one location can fill it
+        return "", tuple(sorted((a.location, a.quantity) for a in plan.allocations))
 
     def _close(self, m: Movement, network: Network, now: int) -> Outcome:
         """Release, fulfilment or expiry of a reservation."""
@@ -440,3 +458,20 @@ def _merge(changes: list[PositionChange]) -> tuple[PositionChange, ...]:
         first = merged.get(location)
         merged[location] = change if first is None else PositionChange(first.before, change.after)
     return tuple(merged.values())
+
+
+def _sourcing(m: Movement, parts: tuple[tuple[str, int], ...], network: Network
+              ) -> tuple[tuple[str, float, float], ...]:
+    """For a sourced reservation, each held location's distance to the delivery point and its cost (the sourcing
+    API's cost: distance_weight x km + handling cost); nothing for any other."""
+    if not m.sourced:
+        return ()
+    assert m.latitude is not None and m.longitude is not None
+    found = []
+    for location_id, _ in parts:
+        location = network.locations.get(location_id)
+        if location is None:
+            continue
+        km = distance_km(m.latitude, m.longitude, location.latitude, location.longitude)
+        found.append((location_id, round(km, 3), round(network.distance_weight * km + location.handling_cost, 3)))
+    return tuple(found)

@@ -15,7 +15,7 @@ import fastavro
 from fastavro.schema import to_parsing_canonical_form
 
 from streams.errors import StocksyncError
-from streams.wire.schemas import legacy_fingerprint_forms, load_history, load_schemas
+from streams.wire.schemas import history_legacy_forms, legacy_fingerprint_forms, load_history, load_schemas
 
 MARKER = b"\xc3\x01"  # Avro single-object encoding, format version 1
 _EMPTY64 = 0xC15D213AA4D7A795
@@ -67,6 +67,14 @@ class SingleObjectCodec:
         self.headers = {name: MARKER + self.fingerprint(name).to_bytes(8, "little") for name in self.schemas}
         self.by_header = {header: name for name, header in self.headers.items()}
         self.writers: dict[bytes, Any] = {}  # the header of an earlier version -> the schema it was written with
+        if schemas is None and history is None:
+            # Legacy fingerprints were written by the first versions only: one an earlier version shares with the
+            # current schema (a bare type name hides what changed inside) is read with that earlier version.
+            for name, forms in history_legacy_forms().items():
+                for form, writer in forms if name in self.schemas else []:
+                    header = MARKER + crc64_avro(form.encode()).to_bytes(8, "little")
+                    if header not in self.by_header:
+                        self.by_header[header], self.writers[header] = name, writer
         if schemas is None:  # records written with the fingerprints of older versions are still read
             for name, form in legacy_fingerprint_forms().items():
                 self.by_header.setdefault(MARKER + crc64_avro(form.encode()).to_bytes(8, "little"), name)

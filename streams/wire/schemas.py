@@ -153,6 +153,57 @@ def legacy_fingerprint_forms() -> Mapping[str, str]:
     return forms
 
 
+def history_legacy_forms() -> Mapping[str, list[tuple[str, Any]]]:
+    """Per schema, the legacy canonical form of each earlier version (see legacy_fingerprint_forms: a type that
+    another schema file defines kept as a bare name) with that version parsed: records an even older stocksync
+    wrote with such a version's legacy fingerprint are read with it. Only versions that differ from their full
+    form appear."""
+    from fastavro.schema import to_parsing_canonical_form
+
+    top_level = set(_read_files())
+    found: dict[str, list[tuple[str, Any]]] = {}
+    for path in sorted(history_dir().glob("*.avsc")) if history_dir().is_dir() else []:
+        schema = json.loads(path.read_text())
+        name = _full_name(schema["name"], schema.get("namespace"))
+        definitions: dict[str, Any] = {}
+        bare = _referencing(schema, schema.get("namespace"), top_level - {name}, definitions)
+        if not definitions:
+            continue
+        named: dict[str, Any] = {}
+        for definition in definitions.values():
+            fastavro.parse_schema(definition, named_schemas=named)
+        form = to_parsing_canonical_form(fastavro.parse_schema(bare, named_schemas=named))
+        found.setdefault(name, []).append((form, fastavro.parse_schema(schema)))
+    return found
+
+
+def _referencing(schema: Any, namespace: str | None, others: set[str], definitions: dict[str, Any]) -> Any:
+    """`schema` with every named type defined in full that is one of `others` (a top-level schema of its own)
+    replaced by its name, the definitions collected (the inverse of _standalone)."""
+    if isinstance(schema, list):
+        return [_referencing(branch, namespace, others, definitions) for branch in schema]
+    if not isinstance(schema, dict):
+        return schema
+    kind = schema.get("type")
+    if kind in _NAMED:
+        namespace = schema.get("namespace", namespace)
+        full = _full_name(schema["name"], namespace)
+        if full in others:
+            definitions[full] = {**schema, "namespace": namespace} if "." not in schema["name"] else schema
+            return full
+        if "fields" in schema:
+            return {**schema, "fields": [{**field, "type": _referencing(field["type"], namespace, others,
+                                                                         definitions)} for field in schema["fields"]]}
+        return schema
+    if kind == "array":
+        return {**schema, "items": _referencing(schema["items"], namespace, others, definitions)}
+    if kind == "map":
+        return {**schema, "values": _referencing(schema["values"], namespace, others, definitions)}
+    if isinstance(kind, (dict, list)):
+        return {**schema, "type": _referencing(kind, namespace, others, definitions)}
+    return schema
+
+
 def history_dir() -> Path:
     """schemas/history/: earlier versions of schemas, each complete on its own (Avro JSON, any file name)."""
     return schemas_dir() / "history"

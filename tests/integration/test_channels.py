@@ -116,6 +116,33 @@ def test_reservation_decisions_come_back_to_the_requesting_channel(deployment: D
         assert third.accepted
 
 
+def test_a_sourced_reservation_is_held_where_the_sourcing_api_plans_it(deployment: Deployment) -> None:
+    deployment.apply_network(NETWORK)
+    worker = deployment.start_worker("one")
+    near_w2 = (51.30, 12.40)
+    with client(deployment, "wms") as wms, client(deployment, "web", linger_ms=0) as web:
+        for location, units in (("w1", 5), ("w2", 5), ("s1", 1)):
+            wms.receipt("SRC-1", location, units, event_id=f"rcpt-src-{location}")
+        wms.flush()
+        wait_for(lambda: len(deployment.latest(deployment.registry.positions.name)) == 3, 30, "the receipts")
+        url = f"{worker.url}/skus/SRC-1/sourcing?channel=web&quantity=2&lat={near_w2[0]}&lon={near_w2[1]}"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            planned = [(a["location"], a["quantity"]) for a in json.loads(response.read())["allocations"]]
+        first = web.reserve("SRC-1", 2, reservation_id="src-1", deliver_to=near_w2, timeout_s=20)
+        assert first.accepted and list(first.parts) == planned == [("w2", 2)]
+        assert [loc for loc, _, _ in first.sourcing] == ["w2"] and first.sourcing[0][1] < 5  # km
+        # 6 more (web's ATS is 7: 9 available, a buffer of 2): no one location has them (w2 has 3 left), so the
+        # fewest that do and the cheapest of those: w2 and w1 (w1 and s1 would do too, but s1 is farther).
+        second = web.reserve("SRC-1", 6, reservation_id="src-2", deliver_to=near_w2, timeout_s=20)
+        assert second.accepted and dict(second.parts) == {"w1": 3, "w2": 3}
+        collect = web.reserve("SRC-1", 1, reservation_id="src-3", deliver_to=(52.5, 13.4), mode="pickup",
+                              timeout_s=20)
+        assert (collect.accepted, collect.parts) == (True, (("s1", 1),))  # the one store with a unit left
+    wait_for(lambda: {key: value["figures"]["reserved"] for key, value in
+                      deployment.latest(deployment.registry.positions.name).items()}
+             == {b"SRC-1|w1": 3, b"SRC-1|w2": 5, b"SRC-1|s1": 1}, 30, "the holds in the positions")
+
+
 def test_a_lapsed_hold_expires_and_its_re_sent_request_is_refused(deployment: Deployment) -> None:
     deployment.apply_network(NETWORK)
     deployment.start_worker("one")

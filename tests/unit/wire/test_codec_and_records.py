@@ -163,10 +163,10 @@ def test_schemas_parse_with_plain_fastavro() -> None:
 
 def test_records_written_with_the_fingerprints_of_older_versions_are_still_read() -> None:
     codec = default_codec()
-    batch = {"movements": [movement_to_record(mv(Kind.SALE))]}
-    data = codec.encode(Schema.MOVEMENT_BATCH, batch)
-    old_form = legacy_fingerprint_forms()[Schema.MOVEMENT_BATCH]
+    held = {"channel": "web", "reservation_id": "r-1", "parts": [{"location": "w1", "quantity": 2}],
+            "expires_at": 1_700_000_900_000, "placed_at": 1_700_000_000_000}
+    data = codec.encode(Schema.HELD_RESERVATION, held)
+    old_form = legacy_fingerprint_forms()[Schema.HELD_RESERVATION]
     old = MARKER + crc64_avro(old_form.encode()).to_bytes(8, "little") + data[10:]
-    assert old[:10] != data[:10]  # MovementBatch refers to Movement: its fingerprint changed
-    assert codec.decode(old) == codec.decode(data) == (Schema.MOVEMENT_BATCH, batch)
-
+    assert old[:10] != data[:10]  # HeldReservation refers to Hold: its fingerprint changed
+    assert codec.decode(old) == codec.decode(data) == (Schema.HELD_RESERVATION, held)
