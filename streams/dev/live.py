@@ -21,6 +21,7 @@ from streams.kafka.topics import TopicRegistry
 from streams.wire.codec import DecodeError, default_codec
 
 WINDOW_S = 30.0  # latency percentiles over this many seconds
+SUGGESTIONS_SHOWN = 10
 HISTORY_S = 300  # the charts show the last five minutes, a sample a second
 
 
@@ -33,6 +34,7 @@ def percentile(values: list[float], q: float) -> float:
 class LiveState:
     positions: dict[tuple[str, str], Mapping[str, int]] = field(default_factory=dict)
     ats: dict[tuple[str, str], int] = field(default_factory=dict)
+    suggestions: dict[bytes, Mapping[str, Any]] = field(default_factory=dict)  # in force, by "sku|destination"
     activity: Counter[str] = field(default_factory=Counter)
     accepted: int = 0
     refused: int = 0
@@ -63,7 +65,8 @@ class LiveView:
                 ("ats", [registry.ats(ch).name for ch in network.channels], True),
                 ("ledger", [registry.ledger.name], False),
                 ("reply", [registry.replies(ch).name for ch in network.channels], False),
-                ("deadletter", [registry.deadletter.name], False)):
+                ("deadletter", [registry.deadletter.name], False),
+                ("suggestion", [registry.transfer_suggestions.name], True)):
             for topic in topics:
                 self.kind_of[topic] = kind
                 assignment += start_positions(self.consumer, topic, from_start)[0]
@@ -77,7 +80,9 @@ class LiveView:
         while (left := until - time.time()) > 0:
             for message in self.consumer.consume(500, min(left, 0.2)):
                 kind = self.kind_of.get(message.topic() or "")
-                if kind is not None and message.error() is None and message.value() is not None:
+                if kind == "suggestion" and message.error() is None and message.value() is None:
+                    self.state.suggestions.pop(message.key() or b"", None)  # withdrawn
+                elif kind is not None and message.error() is None and message.value() is not None:
                     try:
                         self._take(kind, message)
                     except DecodeError:
@@ -117,6 +122,8 @@ class LiveView:
                 s.refused += 1
         elif kind == "deadletter":
             s.dead_letters += 1
+        elif kind == "suggestion":
+            s.suggestions[message.key() or b""] = r
 
     def snapshot(self) -> dict[str, Any]:
         """What the view shows, JSON-ready (the terminal and the web page draw the same)."""
@@ -132,6 +139,9 @@ class LiveView:
             "reservations": {"accepted": s.accepted, "refused": s.refused}, "negative_flags": s.negative_flags,
             "locations": locations, "channels": channels,
             "charts": self._charts(busiest),
+            "suggestions": [{k: s.suggestions[key][k] for k in ("sku", "source", "destination", "units", "reason")}
+                            for key in sorted(s.suggestions)[:SUGGESTIONS_SHOWN]],
+            "suggestions_total": len(s.suggestions),
             "skus": [{"sku": sku,
                       "positions": {loc: dict(s.positions[(sku, loc)]) for loc in locations
                                     if (sku, loc) in s.positions},
@@ -175,6 +185,10 @@ class LiveView:
         for row in view["skus"]:
             lines.append(row["sku"].ljust(26) + "".join(str(row["ats"].get(ch, "-")).rjust(width)
                                                         for ch in channels))
+        if view["suggestions"]:
+            lines += ["", f"transfer suggestions ({view['suggestions_total']} in force)"]
+            lines += [f"  {t['sku']}: {t['units']} from {t['source']} to {t['destination']} ({t['reason']})"
+                      for t in view["suggestions"]]
         return "\n".join(lines)
 
     def close(self) -> None:

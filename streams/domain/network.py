@@ -46,11 +46,23 @@ class Channel:
         return self.locations - self.excluded_locations
 
 
+@dataclass(frozen=True, slots=True)
+class StockLevel:
+    """Where a location's stock should be: below `minimum` units available it needs a transfer, up to `target`;
+    above `target` it has units to spare. A location without a level keeps none back (it can give all)."""
+
+    minimum: int
+    target: int
+
+
 @dataclass(frozen=True)
 class Network:
     locations: Mapping[str, Location] = field(default_factory=dict)
     channels: Mapping[str, Channel] = field(default_factory=dict)
     distance_weight: float = 1.0  # cost per km of distance in sourcing, against each location's handling cost
+    # Stock levels for transfer suggestions: per location kind, and per location (which wins over its kind).
+    levels_by_kind: Mapping[str, StockLevel] = field(default_factory=dict)
+    levels_by_location: Mapping[str, StockLevel] = field(default_factory=dict)
     _by_location: Mapping[str, frozenset[str]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -66,6 +78,16 @@ class Network:
         object.__setattr__(self, "channels", MappingProxyType(dict(self.channels)))
         object.__setattr__(self, "_by_location",
                            MappingProxyType({loc: frozenset(chs) for loc, chs in index.items()}))
+        for location in self.levels_by_location:
+            if location not in self.locations:
+                raise NetworkError(f"stock_levels: unknown location {location!r}")
+
+    def level(self, location: str) -> StockLevel | None:
+        """The stock level a location keeps (its own, else its kind's), if any."""
+        found = self.levels_by_location.get(location)
+        if found is None and location in self.locations:
+            found = self.levels_by_kind.get(self.locations[location].kind)
+        return found
 
     def channels_selling_from(self, location: str) -> frozenset[str]:
         """The channels whose ATS includes `location`."""
@@ -88,7 +110,9 @@ class Network:
         weight = _number(data, "distance_weight", "distance_weight", 1.0)
         if weight < 0:
             raise NetworkError("distance_weight: must be >= 0")
-        return cls({loc.id: loc for loc in locations}, {ch.id: ch for ch in channels}, weight)
+        by_kind, by_location = _stock_levels(data.get("stock_levels") or [])
+        return cls({loc.id: loc for loc in locations}, {ch.id: ch for ch in channels}, weight, by_kind,
+                   by_location)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -101,6 +125,10 @@ class Network:
                           "excluded_locations": sorted(ch.excluded_locations), "coalesce_ms": ch.coalesce_ms,
                           "split": ch.split}
                          for ch in self.channels.values()],
+            "stock_levels": [{"kind": kind, "location": None, "minimum": level.minimum, "target": level.target}
+                             for kind, level in sorted(self.levels_by_kind.items())]
+            + [{"kind": None, "location": location, "minimum": level.minimum, "target": level.target}
+               for location, level in sorted(self.levels_by_location.items())],
         }
 
 
@@ -203,3 +231,32 @@ def _channel(index: int, raw: Any) -> Channel:
                    _strings(raw, "excluded_locations", f"{path}.excluded_locations"),
                    _int(raw, "coalesce_ms", f"{path}.coalesce_ms", 0),
                    _bool(raw, "split", f"{path}.split", default=True))
+
+
+def _stock_levels(raw: Any) -> tuple[dict[str, StockLevel], dict[str, StockLevel]]:
+    """`stock_levels`: a list of {kind or location, minimum, target}."""
+    if not isinstance(raw, list):
+        raise NetworkError(f"stock_levels: expected a list, got {type(raw).__name__}")
+    by_kind: dict[str, StockLevel] = {}
+    by_location: dict[str, StockLevel] = {}
+    for index, item in enumerate(raw):
+        path = f"stock_levels[{index}]"
+        item = _mapping(item, path)
+        kind, location = item.get("kind"), item.get("location")
+        if (kind is None) == (location is None):
+            raise NetworkError(f"{path}: name either a location kind or a location")
+        minimum = _int(item, "minimum", f"{path}.minimum", 0)
+        target = _int(item, "target", f"{path}.target", minimum)
+        if target < minimum or target == 0:
+            raise NetworkError(f"{path}.target: must be at least the minimum ({minimum}) and above 0")
+        if kind is not None:
+            if kind not in LOCATION_KINDS:
+                raise NetworkError(f"{path}.kind: {kind!r} is not one of {sorted(LOCATION_KINDS)}")
+            if kind in by_kind:
+                raise NetworkError(f"{path}: a second level for kind {kind!r}")
+            by_kind[kind] = StockLevel(minimum, target)
+        else:
+            if location in by_location:
+                raise NetworkError(f"{path}: a second level for location {location!r}")
+            by_location[str(location)] = StockLevel(minimum, target)
+    return by_kind, by_location

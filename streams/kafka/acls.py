@@ -98,6 +98,8 @@ def plan(registry: TopicRegistry, channels: Iterable[str], principals: Principal
     for spec in (registry.positions, registry.ledger, registry.deadletter):
         allow(workers, "topic", spec.name, ("WRITE", "DESCRIBE_CONFIGS"))
     allow(workers, "topic", registry.expiries.name, ("READ", "WRITE", "DESCRIBE_CONFIGS"))
+    # Transfer suggestions: written by a SKU's owner, read whole by every worker (for the API).
+    allow(workers, "topic", registry.transfer_suggestions.name, ("READ", "WRITE", "DESCRIBE_CONFIGS"))
     allow(workers, "topic", registry.network.name, ("READ", "DESCRIBE_CONFIGS"))
     # The stock table's changelog and faust's own topics (it declares them: CREATE), all named "<app id>-...".
     allow(workers, "topic", f"{app_id}-", ("READ", "WRITE", "CREATE", "DESCRIBE_CONFIGS"), prefixed=True)

@@ -81,6 +81,12 @@ class TopicRegistry:
                           {"cleanup.policy": "delete", "retention.ms": str(7 * 24 * 3600 * 1000)})
 
     @property
+    def transfer_suggestions(self) -> TopicSpec:
+        return self._spec("transfer-suggestions", "sku|destination", Schema.TRANSFER_SUGGESTION,
+                          "transfers that would bring a location below its minimum back to target; a tombstone "
+                          "withdraws one (the network's stock_levels)", COMPACTED)
+
+    @property
     def stock_changelog(self) -> TopicSpec:
         # faust names a table's changelog <app id>-<table>-changelog; created here so its configs are ours.
         return TopicSpec(name=f"{self.settings.app_id}-stock-changelog", key="sku",
@@ -88,7 +94,8 @@ class TopicRegistry:
                          purpose="the stock table (per SKU its head and history records; input offsets), for recovery")
 
     def core(self) -> list[TopicSpec]:
-        return [self.positions, self.ledger, self.deadletter, self.network, self.expiries, self.stock_changelog]
+        return [self.positions, self.ledger, self.deadletter, self.network, self.expiries, self.transfer_suggestions,
+                self.stock_changelog]
 
     # --- per channel ---------------------------------------------------------------------------------------
     def _channel(self, channel: str) -> str:

@@ -18,6 +18,7 @@ from streams.domain.history import (
     transfer_key,
 )
 from streams.domain.stock import Reservation
+from streams.domain.transfers import TransferSuggestion
 from streams.wire.schemas import Schema
 
 
@@ -51,6 +52,11 @@ def decision_record(d: ReservationDecision, version: int, event_id: str, now: in
             "parts": [{"location": loc, "quantity": units} for loc, units in d.parts],
             "expires_at": d.expires_at, "version": version, "event_id": event_id, "decided_at": now,
             "sourcing": [{"location": loc, "distance_km": km, "cost": cost} for loc, km, cost in d.sourcing]}
+
+
+def suggestion_record(s: TransferSuggestion, version: int, now: int) -> dict[str, Any]:
+    return {"sku": s.sku, "source": s.source, "destination": s.destination, "units": s.units,
+            "distance_km": s.distance_km, "reason": s.reason, "version": version, "suggested_at": now}
 
 
 def network_to_record(network: Network, now: int) -> dict[str, Any]:

@@ -35,6 +35,7 @@ class Schema(StrEnum):
     RESERVATION_DECISION = "stocksync.ReservationDecision"
     DEAD_LETTER = "stocksync.DeadLetter"
     NETWORK_CONFIG = "stocksync.NetworkConfig"
+    TRANSFER_SUGGESTION = "stocksync.TransferSuggestion"
 
 
 def schemas_dir() -> Path:

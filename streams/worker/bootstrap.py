@@ -30,6 +30,7 @@ from streams.worker.network import NetworkFollower, NetworkInForce
 from streams.worker.pipeline import Pipeline
 from streams.worker.reader import InputReader
 from streams.worker.routes import add_routes
+from streams.worker.suggestions import SuggestionIndex
 from streams.worker.table import StockTable
 from streams.worker.transactions import PartitionTransactions
 
@@ -65,6 +66,7 @@ class Worker:
                                   registry.stock_changelog.name, self.health)
         self.admin = new_admin(servers)
         self.follower = NetworkFollower(servers, registry, self.network, self.republish)
+        self.suggestions = SuggestionIndex(servers, registry, codec)
 
     def request_rebalance(self) -> None:
         """Ask the consumer group to rebalance (Kafka Streams does the same on a fenced producer: its thread
@@ -120,6 +122,9 @@ class Worker:
     async def follow_network(self) -> None:
         await self.follower.run(lambda: self.app.should_stop)
 
+    async def follow_suggestions(self) -> None:
+        await self.suggestions.run(lambda: self.app.should_stop)
+
     async def probe_broker(self) -> None:
         """Ask Kafka for its metadata: whether it answers is part of readiness."""
         try:
@@ -157,6 +162,7 @@ def build_worker(settings: Settings, servers: KafkaConnection, network: Network,
     worker = Worker(app, settings, servers, network, network_version)
     app.task(worker.read_inputs)
     app.task(worker.follow_network)
+    app.task(worker.follow_suggestions)
     app.task(worker.announce_ready)
     app.timer(settings.expiry_interval_s)(worker.expire_reservations)
     app.timer(0.25)(worker.release_coalesced_ats)
@@ -173,7 +179,7 @@ def build_worker(settings: Settings, servers: KafkaConnection, network: Network,
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
     app.on_partitions_assigned.connect(on_assigned)  # type: ignore[arg-type]
     add_routes(app, worker.table, worker.network, settings.partitions, worker.reader, worker.health,
-               settings.api_access())
+               settings.api_access(), worker.suggestions)
     return app
 
 

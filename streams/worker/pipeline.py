@@ -25,11 +25,18 @@ from streams.domain import (
 )
 from streams.domain.movements import SALES_SIDE, WORKER_EVENT_PREFIX, WORKER_MADE, Kind, channel_of_expiry
 from streams.domain.stock import MAX_ON_HAND, Reservation
+from streams.domain.transfers import transfer_suggestions
 from streams.kafka.topics import TopicRegistry
 from streams.settings import DEFAULT_MAX_RECORD_BYTES
 from streams.wire.codec import DecodeError, SingleObjectCodec
 from streams.wire.partitioner import sku_partition
-from streams.wire.records import decision_record, figures, movement_from_record, position_record
+from streams.wire.records import (
+    decision_record,
+    figures,
+    movement_from_record,
+    position_record,
+    suggestion_record,
+)
 from streams.wire.schemas import Schema
 from streams.worker import metrics
 from streams.worker.ats import AtsPublisher
@@ -199,6 +206,8 @@ class Pipeline:
         for location in sorted(touched):
             records_out.append((self.registry.positions.name, f"{sku}|{location}".encode(), self._encode(
                 Schema.POSITION_STATE, position_record(stock.position(location), now)), item.partition))
+        if changed:
+            records_out += self._suggestion_changes(before, stock, item.partition, now)
         # Every record is built: from here on nothing fails.
         result.outcomes += len(outcomes)
         outbox.on_commit(partial(_count_outcomes, outcomes))
@@ -220,6 +229,22 @@ class Pipeline:
             ats = channel_ats(stock, channel)
             if channel_id in republish or ats != channel_ats(before, channel):
                 self.ats.publish(outbox, channel_id, sku, ats, stock.version, item.partition, now)
+
+    def _suggestion_changes(self, before: SkuStock, after: SkuStock, partition: int, now: int
+                            ) -> list[OutputRecord]:
+        """The transfer suggestions this batch made, changed or withdrew (a tombstone) for the SKU."""
+        network = self.network.network
+        old, new = transfer_suggestions(before, network), transfer_suggestions(after, network)
+        out: list[OutputRecord] = []
+        for destination in sorted(old.keys() | new.keys()):
+            if old.get(destination) == new.get(destination):
+                continue
+            suggestion = new.get(destination)
+            value = None if suggestion is None else self._encode(
+                Schema.TRANSFER_SUGGESTION, suggestion_record(suggestion, after.version, now))
+            out.append((self.registry.transfer_suggestions.name, f"{after.sku}|{destination}".encode(), value,
+                        partition))
+        return out
 
     def _hold_changes(self, sku: str, outcome: Outcome) -> list[Callable[[], None]]:
         """How the expiry index must follow an applied movement: a hold placed or ended."""

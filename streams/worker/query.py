@@ -174,9 +174,21 @@ OPENAPI: dict[str, Any] = {
                            _param("mode", "query", "ship (may split) or pickup (one location)",
                                   {"type": "string", "enum": ["ship", "pickup"]}, required=False)],
             "responses": _ok("Plan")}},
+        "/skus/{sku}/transfer-suggestions": {"get": {
+            "summary": "transfers suggested for a SKU (to each location below its minimum, from the nearest with "
+                       "units to spare)", "parameters": [_SKU], "responses": _ok("Suggestions")}},
+        "/locations/{location}/transfer-suggestions": {"get": {
+            "summary": "transfers suggested to or from a location",
+            "parameters": [_param("location", "path", "location id", {"type": "string"})],
+            "responses": _ok("Suggestions")}},
     },
     "components": {"schemas": {
         "Error": {"type": "object", "properties": {"error": {"type": "string"}}},
+        "Suggestions": {"type": "object", "properties": {"suggestions": {"type": "array", "items": {
+            "type": "object", "properties": {
+                "sku": {"type": "string"}, "source": {"type": "string"}, "destination": {"type": "string"},
+                "units": {"type": "integer"}, "distance_km": {"type": "number"}, "reason": {"type": "string"},
+                "version": {"type": "integer"}, "suggested_at": {"type": "integer"}}}}}},
         "Position": {"type": "object", "properties": {"sku": {"type": "string"}, "location": {"type": "string"},
                                                       **_FIGURES}},
         "Positions": {"type": "object", "properties": {

@@ -18,6 +18,7 @@ from streams.worker.health import Health
 from streams.worker.network import NetworkInForce
 from streams.worker.query import OPENAPI, ApiError, QueryService, check_sku
 from streams.worker.reader import InputReader
+from streams.worker.suggestions import SuggestionIndex
 from streams.worker.table import StockTable
 
 ROUTED_HEADER = "X-Stocksync-Routed"
@@ -42,7 +43,7 @@ def guarded(app: StocksyncApp, access: ApiAccess) -> Callable[[str], Callable[[H
 
 
 def add_routes(app: StocksyncApp, table: StockTable, network: NetworkInForce, partitions: int, reader: InputReader,
-               health: Health, access: ApiAccess) -> None:
+               health: Health, access: ApiAccess, suggestions: SuggestionIndex) -> None:
     """Register the worker's pages on its faust app (handlers get faust's view and the aiohttp request)."""
     query = QueryService(lookup=table.stock, network=lambda: (network.network, network.version))
     changelog = table.changelog
@@ -97,6 +98,20 @@ def add_routes(app: StocksyncApp, table: StockTable, network: NetworkInForce, pa
     @page("/skus/{sku}/sourcing")
     async def sourcing(web: Any, request: Any, sku: str) -> Any:
         return await answer(web, request, sku, lambda: query.sourcing(sku, dict(request.query)))
+
+    @page("/skus/{sku}/transfer-suggestions")
+    async def sku_suggestions(web: Any, request: Any, sku: str) -> Any:
+        """Answered by any worker: every worker follows all suggestions."""
+        try:
+            return web.json({"sku": check_sku(sku), "suggestions": suggestions.for_sku(sku)})
+        except ApiError as exc:
+            return web.json({"error": exc.message}, status=exc.status)
+
+    @page("/locations/{location}/transfer-suggestions")
+    async def location_suggestions(web: Any, request: Any, location: str) -> Any:
+        if location not in network.network.locations:
+            return web.json({"error": f"location: {location!r} is not in the network"}, status=404)
+        return web.json({"location": location, "suggestions": suggestions.for_location(location)})
 
     @page("/openapi.json")
     async def openapi(web: Any, request: Any) -> Any:

@@ -223,6 +223,11 @@ class Deployment:
     def messages(self, topic: str) -> list[tuple[bytes | None, bytes, int, int]]:
         """Every message of a topic, from the start to its current end: (key, value, partition, offset). Tombstones
         (a deleted key of a compacted topic) are left out."""
+        return [(key, value, partition, offset) for key, value, partition, offset in self.all_messages(topic)
+                if value is not None]
+
+    def all_messages(self, topic: str) -> list[tuple[bytes | None, bytes | None, int, int]]:
+        """Every message of a topic, tombstones (value None) included."""
         consumer = new_consumer(self.kafka, f"reader-{time.monotonic_ns()}")
         try:
             parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
@@ -238,8 +243,7 @@ class Deployment:
                     continue
                 value, partition, offset = msg.value(), msg.partition(), msg.offset()
                 assert partition is not None and offset is not None, f"{topic}: {msg}"
-                if value is not None:
-                    out.append((msg.key(), value, partition, offset))
+                out.append((msg.key(), value, partition, offset))
             return out
         finally:
             consumer.close()
@@ -256,10 +260,14 @@ class Deployment:
         return back
 
     def latest(self, topic: str) -> dict[bytes, dict[str, Any]]:
+        """What a compacted topic holds per key (a tombstone deletes its key)."""
         latest: dict[bytes, dict[str, Any]] = {}
-        for key, value, _, _ in self.read(topic):
+        for key, value, _, _ in self.all_messages(topic):
             assert key is not None
-            latest[key] = value
+            if value is None:
+                latest.pop(key, None)
+            else:
+                latest[key] = self.codec.decode(value)[1]
         return latest
 
     def input_lag(self) -> dict[str, int]:
