@@ -29,6 +29,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import KafkaException
+
 from streams.dev.local_kafka import LocalCluster
 from streams.domain import Movement
 from streams.settings import load_settings
@@ -182,8 +184,9 @@ class Run:
                 result["problems"].append(str(exc)[:2000])
                 result["crashed"] = 1
                 return result
-            except AssertionError as exc:  # the harness could not drive or settle the run: no verdict on stocksync
-                result["problems"].append(f"harness: {exc}"[:2000])
+            except (AssertionError, KafkaException) as exc:  # the harness could not drive or settle the run (its
+                # own Kafka calls failed past their retries): no verdict on stocksync
+                result["problems"].append(f"harness: {exc!r}"[:2000])
                 result["harness_error"] = 1
                 return result
             self.sample_rss()

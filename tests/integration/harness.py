@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 
 from streams.domain import Movement, Network, SkuStock, Status, channel_ats
 from streams.domain.movements import EXPIRY_EVENT_PREFIX, expiry_of
@@ -271,7 +271,18 @@ class Deployment:
         return latest
 
     def input_lag(self) -> dict[str, int]:
-        """Per input topic partition, how far the workers' group has yet to commit ({} when all consumed)."""
+        """Per input topic partition, how far the workers' group has yet to commit ({} when all consumed). A broker
+        fault meanwhile (a leader or the group's coordinator moving) means asking again, not failing the run."""
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                return self._input_lag()
+            except KafkaException as exc:
+                if time.monotonic() > deadline or exc.args[0].fatal():
+                    raise
+                time.sleep(0.5)
+
+    def _input_lag(self) -> dict[str, int]:
         topics = [spec.name for ch in self.network.channels for spec in
                   (self.registry.sales(ch), self.registry.restock(ch))]
         consumer = new_consumer(self.kafka, self.settings.input_group)
@@ -280,7 +291,7 @@ class Deployment:
             committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(tps, timeout=10)}
             lag = {}
             for tp in tps:
-                high = consumer.get_watermark_offsets(tp, timeout=10)[1]
+                high = watermarks(consumer, tp)[1]
                 if high > 0 and committed[(tp.topic, tp.partition)] < high:
                     lag[f"{tp.topic.rsplit('.', 2)[-2]}.{tp.topic.rsplit('.', 1)[-1]}/{tp.partition}"] = \
                         high - max(0, committed[(tp.topic, tp.partition)])
