@@ -213,6 +213,13 @@ class WorkerRun:
             time.sleep(0.1)
         raise SystemExit("the worker was not ready within 600 s")
 
+    def cpu_seconds(self) -> float:
+        """The worker's CPU time so far (user + system): on a machine shared with the broker and the load, the
+        cost per movement says more than the wall clock."""
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def peak_rss_mb(self) -> float:
         assert self.proc is not None
         status = Path(f"/proc/{self.proc.pid}/status").read_text()
@@ -224,17 +231,47 @@ class WorkerRun:
             self.proc.wait(120)
 
 
-def throughput(deployment: Deployment, movements: int, data: Path) -> tuple[WorkerRun, dict[str, Any]]:
-    """A worker on the pre-produced backlog: movements/s from /ready until its input group has read it all."""
+def throughput(deployment: Deployment, movements: int, data: Path, profile: Path | None = None
+               ) -> tuple[WorkerRun, dict[str, Any]]:
+    """A worker on the pre-produced backlog: movements/s from /ready until its input group has read it all. With
+    `profile`, py-spy samples the worker meanwhile (collapsed stacks in that file, the top functions by own time
+    in the result)."""
     worker = WorkerRun(deployment, data)
     ready_s = worker.start()
-    began = time.monotonic()
+    spy = None
+    if profile is not None:
+        assert worker.proc is not None
+        spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(worker.proc.pid),
+                                "-r", "200", "-f", "raw", "-o", str(profile)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    began, cpu = time.monotonic(), worker.cpu_seconds()
     await_inputs_read(KafkaConnection(deployment.servers), deployment.settings.input_group,
                       deployment.input_ends(), timeout_s=3600)
-    seconds = time.monotonic() - began
-    return worker, {"movements": movements, "seconds": round(seconds, 2),
-                    "movements_per_s": round(movements / seconds), "ready_after_s": round(ready_s, 2),
-                    "peak_rss_mb": worker.peak_rss_mb()}
+    seconds, cpu = time.monotonic() - began, worker.cpu_seconds() - cpu
+    result: dict[str, Any] = {"movements": movements, "seconds": round(seconds, 2),
+                              "movements_per_s": round(movements / seconds),
+                              "worker_cpu_us_per_movement": round(cpu * 1e6 / movements, 1),
+                              "ready_after_s": round(ready_s, 2), "peak_rss_mb": worker.peak_rss_mb()}
+    if spy is not None and profile is not None:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(60)
+        result["profile_own_time"] = own_time(profile)
+    return worker, result
+
+
+def own_time(collapsed: Path, top: int = 15) -> dict[str, float]:
+    """The share of samples each function was running itself in (the last frame of each stack), the top ones."""
+    own: dict[str, int] = defaultdict(int)
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frame = stack.rsplit(";", 1)[-1]
+        own[frame] += int(count)
+        total += int(count)
+    ranked = sorted(own.items(), key=lambda kv: -kv[1])[:top]
+    return {frame: round(100 * n / total, 1) for frame, n in ranked} if total else {}
 
 
 def plain_loop(deployment: Deployment, movements: int) -> dict[str, Any]:
@@ -363,6 +400,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each latency phase")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--skip", default="", help="phases to leave out: single,latency,recovery")
+    parser.add_argument("--profile", type=Path, metavar="FILE",
+                        help="sample the worker with py-spy during the packed throughput phase (collapsed stacks "
+                             "into FILE; the top functions by own time in the JSON)")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     tmp = Path(tempfile.mkdtemp(prefix="stocksync-compare-"))
@@ -386,7 +426,7 @@ def main() -> None:
         packed = Deployment(cluster.bootstrap_servers, f"cmp-{run}-packed", net, tmp)
         result["workload"]["packed_messages"] = packed.produce(movements, args.pack)
         result["plain_loop_packed"] = plain_loop(packed, args.movements)
-        worker, result["stocksync_packed"] = throughput(packed, args.movements, tmp / "packed-data")
+        worker, result["stocksync_packed"] = throughput(packed, args.movements, tmp / "packed-data", args.profile)
         workers.append(worker)
         result["stocksync_packed"]["ratio_to_plain_loop"] = round(
             result["stocksync_packed"]["movements_per_s"] / result["plain_loop_packed"]["movements_per_s"], 3)
