@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cache, cached_property
 from types import MappingProxyType
 
 from streams.errors import ConfigError
@@ -49,30 +50,30 @@ class TopicRegistry:
                          partitions=partitions or self.partitions, config=dict(config or {}), purpose=purpose)
 
     # --- shared topics -------------------------------------------------------------------------------------
-    @property
+    @cached_property
     def positions(self) -> TopicSpec:
         return self._spec("positions", "sku|location", Schema.POSITION_STATE,
                           "latest state of every position (SKU x location)", COMPACTED)
 
-    @property
+    @cached_property
     def ledger(self) -> TopicSpec:
         return self._spec("ledger", "sku", Schema.LEDGER_ENTRY,
                           "every applied movement with its cause event and before/after: the audit trail",
                           {"cleanup.policy": "delete", "retention.ms": str(self.settings.ledger_retention_ms)})
 
-    @property
+    @cached_property
     def deadletter(self) -> TopicSpec:
         return self._spec("deadletter", "source key", Schema.DEAD_LETTER,
                           "input that could not be applied, with the reason and the original bytes",
                           {"cleanup.policy": "delete", "retention.ms": str(self.settings.deadletter_retention_ms)})
 
-    @property
+    @cached_property
     def network(self) -> TopicSpec:
         # One partition: every worker reads the whole network, in order.
         return self._spec("network", "'network'", Schema.NETWORK_CONFIG,
                           "the locations and channels in force, applied with 'stocksync network apply'", COMPACTED, 1)
 
-    @property
+    @cached_property
     def expiries(self) -> TopicSpec:
         # One topic for every channel (the channel is in the event id): each input partition costs a worker fetch
         # work, and a topic per channel would add a partition set per channel.
@@ -80,13 +81,13 @@ class TopicRegistry:
                           "expiries of lapsed holds, made by the workers (no channel writes here)",
                           {"cleanup.policy": "delete", "retention.ms": str(7 * 24 * 3600 * 1000)})
 
-    @property
+    @cached_property
     def transfer_suggestions(self) -> TopicSpec:
         return self._spec("transfer-suggestions", "sku|destination", Schema.TRANSFER_SUGGESTION,
                           "transfers that would bring a location below its minimum back to target; a tombstone "
                           "withdraws one (the network's stock_levels)", COMPACTED)
 
-    @property
+    @cached_property
     def stock_changelog(self) -> TopicSpec:
         # faust names a table's changelog <app id>-<table>-changelog; created here so its configs are ours.
         return TopicSpec(name=f"{self.settings.app_id}-stock-changelog", key="sku",
@@ -103,19 +104,23 @@ class TopicRegistry:
             raise ConfigError(f"channel id {channel!r}: use lowercase letters, digits, '-' or '_' (max 63)")
         return f"channel.{channel}"
 
+    @cache  # noqa: B019 - a registry lives as long as its worker or client
     def sales(self, channel: str) -> TopicSpec:
         return self._spec(f"{self._channel(channel)}.sales", "sku", Schema.MOVEMENT_BATCH,
                           f"sales-side movements reported by {channel}")
 
+    @cache  # noqa: B019 - a registry lives as long as its worker or client
     def restock(self, channel: str) -> TopicSpec:
         return self._spec(f"{self._channel(channel)}.restock", "sku", Schema.MOVEMENT_BATCH,
                           f"supply-side movements reported by {channel}")
 
+    @cache  # noqa: B019 - a registry lives as long as its worker or client
     def replies(self, channel: str) -> TopicSpec:
         return self._spec(f"{self._channel(channel)}.replies", "sku", Schema.RESERVATION_DECISION,
                           f"accepted/refused decisions on {channel}'s reservation requests",
                           {"cleanup.policy": "delete", "retention.ms": str(7 * 24 * 3600 * 1000)})
 
+    @cache  # noqa: B019 - a registry lives as long as its worker or client
     def ats(self, channel: str) -> TopicSpec:
         return self._spec(f"{self._channel(channel)}.ats", "sku", Schema.ATS_UPDATE,
                           f"available-to-sell per SKU for {channel}; read from the start for full state",
