@@ -185,7 +185,12 @@ class Run:
                 result["crashed"] = 1
                 return result
             except (AssertionError, KafkaException) as exc:  # the harness could not drive or settle the run (its
-                # own Kafka calls failed past their retries): no verdict on stocksync
+                # own Kafka calls failed past their retries): no verdict on stocksync, unless settling found an
+                # event applied twice
+                if "written twice" in str(exc):
+                    result["double_counted"] = 1
+                    result["problems"].append(str(exc)[:4000])
+                    return result
                 result["problems"].append(f"harness: {exc!r}"[:2000])
                 result["harness_error"] = 1
                 return result

@@ -306,7 +306,8 @@ class Deployment:
         The ledger is exactly-once (each batch's entries are committed with the state that applied them): an
         event with two entries fails here. Entries are ordered per SKU by version, the change that made a version
         first."""
-        entries = [value for _, value, _, _ in self.read(self.registry.ledger.name)]
+        read = self.read(self.registry.ledger.name)
+        entries = [value for _, value, _, _ in read]
         first: dict[str, int] = {}
         doubled = []
         for index, entry in enumerate(entries):
@@ -314,7 +315,12 @@ class Deployment:
             if key in first:
                 doubled.append(key)
             first.setdefault(key, index)
-        assert doubled == [], f"{len(doubled)} ledger entries written twice, e.g. {doubled[:5]}"
+        if doubled:  # what a diagnosis needs: where each copy is, and which input message made it
+            where = [(f"{e['channel']}:{e['event_id']}", e["sku"], e["kind"], e["status"], e["version"],
+                      f"ledger {partition}@{offset}", f"from {e['source_topic']}[{e['source_partition']}]"
+                      f"@{e['source_offset']}", e["applied_at"])
+                     for _, e, partition, offset in read if f"{e['channel']}:{e['event_id']}" in doubled[:3]]
+            raise AssertionError(f"{len(doubled)} ledger entries written twice, e.g. {doubled[:5]}: {where}")
         history = sorted((entries[i] for i in first.values()),
                          key=lambda e: (e["version"], not e["changes"], first[f"{e['channel']}:{e['event_id']}"]))
         stocks: dict[str, SkuStock] = {}
