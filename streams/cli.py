@@ -230,6 +230,33 @@ def _acl(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _catalog(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.kafka.admin import ensure_topics
+    from streams.kafka.catalog import apply_catalog, load_catalog_file, read_catalog
+    from streams.kafka.clients import new_admin
+    from streams.kafka.cluster import connect
+    from streams.kafka.network import read_network
+    from streams.kafka.topics import TopicRegistry
+
+    registry = TopicRegistry(settings)
+    kafka = connect(settings)
+    if args.action == "show":
+        entries = sorted(read_catalog(kafka, registry).values(), key=lambda e: (e.channel, e.alias))
+        for entry in entries:
+            if args.channel in (None, entry.channel):
+                print(f"{entry.channel}\t{entry.alias}\t{entry.sku}")
+        print(f"# {len(entries)} aliases in force", file=sys.stderr)
+        return 0
+    in_force = read_network(kafka, registry)
+    if in_force is None:
+        raise ConfigError("no network applied yet: run 'stocksync network apply' first (aliases name its channels)")
+    entries = load_catalog_file(Path(args.file), in_force[0])
+    ensure_topics(new_admin(kafka), [registry.catalog], settings.replication_factor)
+    changed, removed, unchanged = apply_catalog(kafka, registry, entries)
+    print(f"catalog applied: {changed} aliases added or changed, {removed} removed, {unchanged} unchanged")
+    return 0
+
+
 def _load(args: argparse.Namespace, settings: Settings) -> int:
     from streams.channel import ChannelClient
     from streams.channel.snapshot import load_snapshot
@@ -435,6 +462,15 @@ def build_parser() -> argparse.ArgumentParser:
     acl.add_argument("--dry-run", action="store_true", help="print what would be added (+) and removed (-)")
     acl.set_defaults(handler=_acl)
 
+    catalog = commands.add_parser("catalog", help="apply or show the aliases channels know products by",
+                                  description="apply FILE: make the catalog exactly the aliases of FILE (CSV with a "
+                                  "header channel,alias,sku, or YAML: a list of {channel, alias, sku}); channel * "
+                                  "is every channel. Every worker follows it live. show: the aliases in force.")
+    catalog.add_argument("action", choices=["apply", "show"])
+    catalog.add_argument("file", nargs="?", help="the catalog (apply)")
+    catalog.add_argument("--channel", help="show only this channel's aliases")
+    catalog.set_defaults(handler=_catalog)
+
     load = commands.add_parser("load", help="load a full stock snapshot (CSV: sku,location,on_hand) as counts",
                                description="Send every row of an ERP/WMS snapshot as a count of CHANNEL at the "
                                "snapshot's time, then report what changed (read from the ledger once the workers "
@@ -505,6 +541,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "network" and args.action in ("apply", "check") and not args.file:
         parser.error(f"network {args.action} needs a FILE")
+    if args.command == "catalog" and args.action == "apply" and not args.file:
+        parser.error("catalog apply needs a FILE")
     if args.command not in ("worker", "demo", "simulate"):
         # A one-shot command says what went wrong in one line (explain_failure); librdkafka's retries would repeat
         # it on every attempt.

@@ -62,14 +62,17 @@ class ChannelClient:
         self._subscriptions: list[AtsSubscription] = []
 
     # --- reporting movements ---------------------------------------------------------------------------------
-    def report(self, kind: Kind | str, sku: str, location: str | None, quantity: int, *, event_id: str,
+    def report(self, kind: Kind | str, sku: str | None, location: str | None, quantity: int, *, event_id: str,
                occurred_at: int | None = None, reason: str = "", resellable: bool = True,
                other_location: str | None = None, transfer_id: str | None = None,
-               reservation_id: str | None = None, expires_at: int | None = None) -> Movement:
-        """Validate and queue one movement; it is sent within linger_ms (or at flush/close)."""
-        movement = Movement(kind, event_id, self.channel, sku, location, quantity,  # type: ignore[arg-type]
+               reservation_id: str | None = None, expires_at: int | None = None, alias: str | None = None
+               ) -> Movement:
+        """Validate and queue one movement; it is sent within linger_ms (or at flush/close). `alias` instead of
+        `sku` (None) names the product by this channel's own identifier (a barcode, a listing id): the catalog
+        ('stocksync catalog apply') says which SKU it is."""
+        movement = Movement(kind, event_id, self.channel, sku or "", location, quantity,  # type: ignore[arg-type]
                             _now_ms() if occurred_at is None else occurred_at, reason, resellable, other_location,
-                            transfer_id, reservation_id, expires_at)
+                            transfer_id, reservation_id, expires_at, alias=alias)
         self.send(movement)
         return movement
 
@@ -136,10 +139,10 @@ class ChannelClient:
         self._sender.flush(timeout_s)
 
     # --- reservations ----------------------------------------------------------------------------------------
-    def request_reservation(self, sku: str, quantity: int, *, reservation_id: str, location: str | None = None,
-                            ttl_s: float = 900.0, event_id: str | None = None, occurred_at: int | None = None,
-                            deliver_to: tuple[float, float] | None = None, mode: str = "ship"
-                            ) -> Future[Decision]:
+    def request_reservation(self, sku: str | None, quantity: int, *, reservation_id: str,
+                            location: str | None = None, ttl_s: float = 900.0, event_id: str | None = None,
+                            occurred_at: int | None = None, deliver_to: tuple[float, float] | None = None,
+                            mode: str = "ship", alias: str | None = None) -> Future[Decision]:
         """Ask for `quantity` units (at `location`, or anywhere the channel sells from); the Future resolves with
         the owner's decision. The event id defaults to `reserve:<reservation_id>` so a retry is a duplicate.
 
@@ -152,8 +155,8 @@ class ChannelClient:
         listener = self._reply_listener()
         future = listener.expect(reservation_id)
         try:
-            movement = Movement(Kind.RESERVATION_PLACED, event_id or f"reserve:{reservation_id}", self.channel, sku,
-                                location, quantity, at, reservation_id=reservation_id,
+            movement = Movement(Kind.RESERVATION_PLACED, event_id or f"reserve:{reservation_id}", self.channel,
+                                sku or "", location, quantity, at, reservation_id=reservation_id, alias=alias,
                                 expires_at=at + int(ttl_s * 1000),
                                 latitude=deliver_to[0] if deliver_to else None,
                                 longitude=deliver_to[1] if deliver_to else None,
@@ -164,13 +167,13 @@ class ChannelClient:
             raise
         return future
 
-    def reserve(self, sku: str, quantity: int, *, reservation_id: str, location: str | None = None,
+    def reserve(self, sku: str | None, quantity: int, *, reservation_id: str, location: str | None = None,
                 ttl_s: float = 900.0, timeout_s: float = 10.0, deliver_to: tuple[float, float] | None = None,
-                mode: str = "ship") -> Decision:
+                mode: str = "ship", alias: str | None = None) -> Decision:
         """Request a reservation and wait for its decision (DecisionTimeout after `timeout_s`); see
         request_reservation for `deliver_to` and `mode` (a sourced reservation)."""
         future = self.request_reservation(sku, quantity, reservation_id=reservation_id, location=location,
-                                          ttl_s=ttl_s, deliver_to=deliver_to, mode=mode)
+                                          ttl_s=ttl_s, deliver_to=deliver_to, mode=mode, alias=alias)
         try:
             return future.result(timeout_s)
         except TimeoutError:

@@ -25,6 +25,7 @@ class AtsUpdate:
     version: int
     network_version: int
     updated_at: int
+    alias: str | None = None  # the identifier this channel knows the SKU by (the catalog), if any
 
 
 class AtsSubscription:
@@ -80,7 +81,8 @@ class AtsSubscription:
         except Exception as exc:  # noqa: BLE001 - keep following; note what was unreadable
             self.errors.append(f"offset {message.offset()}: {exc}")
             return
-        update = AtsUpdate(r["channel"], r["sku"], r["ats"], r["version"], r["network_version"], r["updated_at"])
+        update = AtsUpdate(r["channel"], r["sku"], r["ats"], r["version"], r["network_version"], r["updated_at"],
+                           r.get("alias"))
         current = self.latest.get(update.sku)
         if current is not None and (update.version, update.network_version) <= (
                 current.version, current.network_version):

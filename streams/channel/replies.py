@@ -27,6 +27,7 @@ class Decision:
     # A sourced reservation (reserve(..., deliver_to=...)): per location held, its distance to the delivery
     # point in km and its cost, as the sourcing API ranks them.
     sourcing: tuple[tuple[str, float, float], ...] = ()
+    alias: str | None = None  # the channel's own identifier the request named, if it named one
 
 
 class ReplyListener:
@@ -71,7 +72,8 @@ class ReplyListener:
                         record["reservation_id"], record["sku"], record["accepted"], record["quantity"],
                         record["reason"], tuple((p["location"], p["quantity"]) for p in record["parts"]),
                         record["expires_at"], record["version"],
-                        tuple((s["location"], s["distance_km"], s["cost"]) for s in record.get("sourcing", ()))))
+                        tuple((s["location"], s["distance_km"], s["cost"]) for s in record.get("sourcing", ())),
+                        record.get("alias")))
         finally:
             self.consumer.close()
 

@@ -56,7 +56,9 @@ class MovementSender:
         if self._closed.is_set():
             raise ClientClosed(f"channel {self.channel!r}: the client is closed")
         topic = self.sales_topic if movement.kind in SALES_SIDE else self.restock_topic
-        key = (topic, sku_partition(movement.sku, self._partitions))
+        # A movement that names the channel's alias instead goes where the alias hashes; the worker there resolves
+        # it and sends it on to its SKU's partition.
+        key = (topic, sku_partition(movement.sku or movement.alias or "", self._partitions))
         full = None
         with self._lock:
             batch = self._pending.setdefault(key, [])
@@ -73,7 +75,8 @@ class MovementSender:
         else:
             value = self.codec.encode(Schema.MOVEMENT_BATCH, {"movements": records})
         # Keyed by the first SKU: every SKU of the batch hashes to this partition.
-        produce(self._producer, topic, value, records[0]["sku"].encode(), partition, self._delivered)
+        produce(self._producer, topic, value, (records[0]["sku"] or records[0]["alias"] or "").encode(), partition,
+                self._delivered)
         self._producer.poll(0)
 
     def _delivered(self, err: Any, msg: Any) -> None:

@@ -71,6 +71,9 @@ class Movement:
     latitude: float | None = None
     longitude: float | None = None
     mode: str | None = None  # "ship" (default) or "pickup"
+    # The channel's own identifier of the product (a barcode, a listing id): with `sku` "" it names the product
+    # instead of the SKU, and the SKU's owner resolves it from the catalog before applying the movement.
+    alias: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.kind, Kind):
@@ -82,7 +85,11 @@ class Movement:
         _check(len(self.event_id) <= 128, "event_id: longer than 128 characters")
         _check(not _CONTROL.search(self.event_id), "event_id: contains a tab, newline or other control character")
         _check(bool(self.channel), "channel: missing")
-        _check(bool(SKU_PATTERN.match(self.sku)), f"sku: {self.sku!r} is not a SKU (letters, digits, ._/-; max 64)")
+        if self.alias is not None:
+            _check(0 < len(self.alias) <= 128 and not _CONTROL.search(self.alias),
+                   "alias: 1 to 128 characters, no control characters")
+        _check(bool(SKU_PATTERN.match(self.sku)) or (self.sku == "" and self.alias is not None),
+               f"sku: {self.sku!r} is not a SKU (letters, digits, ._/-; max 64)")
         _check(isinstance(self.quantity, int) and not isinstance(self.quantity, bool), "quantity: not an integer")
         _check(-MAX_QUANTITY <= self.quantity <= MAX_QUANTITY,
                f"quantity: {self.quantity} is beyond the {MAX_QUANTITY:,} units one movement may carry")
@@ -128,6 +135,11 @@ class Movement:
     def key(self) -> str:
         """What makes the movement unique: event ids are unique per channel."""
         return f"{self.channel}:{self.event_id}"
+
+    @property
+    def resolved(self) -> bool:
+        """It names its SKU (not only the channel's alias for it)."""
+        return self.sku != ""
 
     @property
     def sourced(self) -> bool:

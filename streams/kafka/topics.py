@@ -82,6 +82,12 @@ class TopicRegistry:
                           {"cleanup.policy": "delete", "retention.ms": str(7 * 24 * 3600 * 1000)})
 
     @cached_property
+    def catalog(self) -> TopicSpec:
+        return self._spec("catalog", "channel|alias", Schema.CATALOG_ENTRY,
+                          "the aliases channels know products by, applied with 'stocksync catalog apply'; every "
+                          "worker follows it whole", COMPACTED)
+
+    @cached_property
     def transfer_suggestions(self) -> TopicSpec:
         return self._spec("transfer-suggestions", "sku|destination", Schema.TRANSFER_SUGGESTION,
                           "transfers that would bring a location below its minimum back to target; a tombstone "
@@ -95,8 +101,8 @@ class TopicRegistry:
                          purpose="the stock table (per SKU its head and history records; input offsets), for recovery")
 
     def core(self) -> list[TopicSpec]:
-        return [self.positions, self.ledger, self.deadletter, self.network, self.expiries, self.transfer_suggestions,
-                self.stock_changelog]
+        return [self.positions, self.ledger, self.deadletter, self.network, self.expiries, self.catalog,
+                self.transfer_suggestions, self.stock_changelog]
 
     # --- per channel ---------------------------------------------------------------------------------------
     def _channel(self, channel: str) -> str:

@@ -26,7 +26,8 @@ def movement_to_record(m: Movement) -> dict[str, Any]:
     return {"kind": m.kind.value, "event_id": m.event_id, "sku": m.sku, "location": m.location,
             "quantity": m.quantity, "occurred_at": m.occurred_at, "reason": m.reason, "resellable": m.resellable,
             "other_location": m.other_location, "transfer_id": m.transfer_id, "reservation_id": m.reservation_id,
-            "expires_at": m.expires_at, "latitude": m.latitude, "longitude": m.longitude, "mode": m.mode}
+            "expires_at": m.expires_at, "latitude": m.latitude, "longitude": m.longitude, "mode": m.mode,
+            "alias": m.alias}
 
 
 def movement_from_record(record: dict[str, Any], channel: str) -> Movement:
@@ -34,7 +35,7 @@ def movement_from_record(record: dict[str, Any], channel: str) -> Movement:
     return Movement(Kind(record["kind"]), record["event_id"], channel, record["sku"], record["location"],
                     record["quantity"], record["occurred_at"], record["reason"], record["resellable"],
                     record["other_location"], record["transfer_id"], record["reservation_id"], record["expires_at"],
-                    record.get("latitude"), record.get("longitude"), record.get("mode"))
+                    record.get("latitude"), record.get("longitude"), record.get("mode"), record.get("alias"))
 
 
 def figures(p: Position) -> dict[str, int]:
@@ -46,12 +47,14 @@ def position_record(p: Position, now: int) -> dict[str, Any]:
     return {"sku": p.sku, "location": p.location, "figures": figures(p), "version": p.version, "updated_at": now}
 
 
-def decision_record(d: ReservationDecision, version: int, event_id: str, now: int) -> dict[str, Any]:
+def decision_record(d: ReservationDecision, version: int, event_id: str, now: int, alias: str | None = None
+                    ) -> dict[str, Any]:
     return {"channel": d.channel, "reservation_id": d.reservation_id, "sku": d.sku, "accepted": d.accepted,
             "quantity": d.quantity, "reason": d.reason,
             "parts": [{"location": loc, "quantity": units} for loc, units in d.parts],
             "expires_at": d.expires_at, "version": version, "event_id": event_id, "decided_at": now,
-            "sourcing": [{"location": loc, "distance_km": km, "cost": cost} for loc, km, cost in d.sourcing]}
+            "sourcing": [{"location": loc, "distance_km": km, "cost": cost} for loc, km, cost in d.sourcing],
+            "alias": alias}
 
 
 def suggestion_record(s: TransferSuggestion, version: int, now: int) -> dict[str, Any]:

@@ -36,6 +36,7 @@ class Schema(StrEnum):
     DEAD_LETTER = "stocksync.DeadLetter"
     NETWORK_CONFIG = "stocksync.NetworkConfig"
     TRANSFER_SUGGESTION = "stocksync.TransferSuggestion"
+    CATALOG_ENTRY = "stocksync.CatalogEntry"
 
 
 def schemas_dir() -> Path:

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from functools import partial
 
 from streams.domain import SkuStock, channel_ats
+from streams.domain.catalog import Catalog
 from streams.kafka.topics import TopicRegistry
 from streams.wire.codec import SingleObjectCodec
 from streams.wire.partitioner import sku_partition
@@ -20,8 +21,11 @@ class AtsPublisher:
     most one update per SKU per window, the latest; a drop to zero is never held back. Held updates live only in
     this worker: they are released when due, and all of them before the worker gives its partitions up."""
 
-    def __init__(self, registry: TopicRegistry, codec: SingleObjectCodec, network: NetworkInForce) -> None:
+    def __init__(self, registry: TopicRegistry, codec: SingleObjectCodec, network: NetworkInForce,
+                 catalog: Catalog | None = None) -> None:
         self.registry, self.codec, self.network = registry, codec, network
+        # Each update carries the identifier the channel knows the SKU by.
+        self.catalog = catalog if catalog is not None else Catalog()
         self._sent_at: dict[tuple[str, str], int] = {}  # (channel, sku) -> last published, coalescing channels
         self._held: dict[tuple[str, str], tuple[int, int, int, int]] = {}  # -> (ats, version, partition, due)
 
@@ -41,7 +45,8 @@ class AtsPublisher:
         outbox.send(self.registry.ats(channel).name, sku.encode(),
                     self.codec.encode(Schema.ATS_UPDATE, {
                         "channel": channel, "sku": sku, "ats": ats, "version": version,
-                        "network_version": self.network.version, "updated_at": now}), partition)
+                        "network_version": self.network.version, "updated_at": now,
+                        "alias": self.catalog.alias_of(channel, sku)}), partition)
 
     def _hold(self, key: tuple[str, str], held: tuple[int, int, int, int]) -> None:
         self._held[key] = held

@@ -24,6 +24,7 @@ from streams.worker import logfilters, metrics
 from streams.worker.app import StocksyncApp, create_app
 from streams.worker.ats import AtsPublisher
 from streams.worker.batch import Batcher
+from streams.worker.catalog import CatalogInForce
 from streams.worker.expiry import ExpiryScheduler
 from streams.worker.health import BROKER_PROBE_S, Health
 from streams.worker.network import NetworkFollower, NetworkInForce
@@ -51,11 +52,12 @@ class Worker:
                                           options=rocksdb_options(settings)), codec)
         self.network = NetworkInForce(registry)
         self.network.adopt(network, network_version)
-        self.ats = AtsPublisher(registry, codec, self.network)
+        self.catalog = CatalogInForce(servers, registry, codec)
+        self.ats = AtsPublisher(registry, codec, self.network, self.catalog.catalog)
         self.expiries = ExpiryScheduler(registry, codec, self.network)
         self.pipeline = Pipeline(registry, codec, self.network, self.ats, self.expiries,
                                  StockRules(horizon_ms=settings.horizon_ms),
-                                 max_record_bytes=settings.max_record_bytes)
+                                 max_record_bytes=settings.max_record_bytes, catalog=self.catalog.catalog)
         self.transactions = PartitionTransactions(servers, settings.app_id, settings.crash_before_commit,
                                                   on_fenced=self.request_rebalance)
         app.before_recovery = self.transactions.fence
@@ -84,6 +86,8 @@ class Worker:
 
     async def read_inputs(self) -> None:
         # A plain asyncio task, stopped by the app before faust stops its consumer and tables (SIGTERM drains).
+        # Not before the catalog is read: a movement naming a known alias must never be taken for an unknown one.
+        await self.catalog.caught_up.wait()
         self.reader.start()
         self.app.before_stop.append(self.reader.stop)
 
@@ -121,6 +125,9 @@ class Worker:
 
     async def follow_network(self) -> None:
         await self.follower.run(lambda: self.app.should_stop)
+
+    async def follow_catalog(self) -> None:
+        await self.catalog.run(lambda: self.app.should_stop)
 
     async def follow_suggestions(self) -> None:
         await self.suggestions.run(lambda: self.app.should_stop)
@@ -163,6 +170,7 @@ def build_worker(settings: Settings, servers: KafkaConnection, network: Network,
     app.task(worker.read_inputs)
     app.task(worker.follow_network)
     app.task(worker.follow_suggestions)
+    app.task(worker.follow_catalog)
     app.task(worker.announce_ready)
     app.timer(settings.expiry_interval_s)(worker.expire_reservations)
     app.timer(0.25)(worker.release_coalesced_ats)
@@ -179,7 +187,7 @@ def build_worker(settings: Settings, servers: KafkaConnection, network: Network,
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
     app.on_partitions_assigned.connect(on_assigned)  # type: ignore[arg-type]
     add_routes(app, worker.table, worker.network, settings.partitions, worker.reader, worker.health,
-               settings.api_access(), worker.suggestions)
+               settings.api_access(), worker.suggestions, worker.catalog.catalog)
     return app
 
 

@@ -23,6 +23,7 @@ from streams.domain import (
     affected_channels,
     channel_ats,
 )
+from streams.domain.catalog import Catalog
 from streams.domain.movements import SALES_SIDE, WORKER_EVENT_PREFIX, WORKER_MADE, Kind, channel_of_expiry
 from streams.domain.stock import MAX_ON_HAND, Reservation
 from streams.domain.transfers import transfer_suggestions
@@ -93,7 +94,7 @@ class Pipeline:
 
     def __init__(self, registry: TopicRegistry, codec: SingleObjectCodec, network: NetworkInForce,
                  ats: AtsPublisher, expiries: ExpiryScheduler, rules: StockRules | None = None,
-                 max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> None:
+                 max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES, catalog: Catalog | None = None) -> None:
         self.registry = registry
         self.codec = codec
         self.network = network
@@ -102,6 +103,7 @@ class Pipeline:
         self.rules = rules or StockRules()
         self.partitions = registry.partitions
         self.max_record_bytes = max_record_bytes
+        self.catalog = catalog if catalog is not None else Catalog()  # the aliases products may be named by
 
     # --- the hot path ----------------------------------------------------------------------------------------
     def handle(self, batch: Sequence[Inbound], store: StockStore, outbox: Outbox, now: int | None = None
@@ -140,6 +142,15 @@ class Pipeline:
                                   f"event_id: {raw['event_id']!r} names no channel's hold", now, result, position,
                                   str(raw["event_id"]))
                 continue
+            alias = raw.get("alias")
+            if not raw["sku"] and alias:  # named by the channel's own identifier: the catalog says which SKU
+                sku = self.catalog.resolve(channel, str(alias))
+                if sku is None:
+                    self._dead_letter(outbox, message, channel, "unknown_alias",
+                                      f"alias {alias!r}: no catalog entry of {channel} or of every channel",
+                                      now, result, position, str(raw.get("event_id")))
+                    continue
+                raw = {**raw, "sku": sku}
             try:
                 movement = movement_from_record(raw, channel)
             except InvalidMovement as exc:
@@ -193,7 +204,8 @@ class Pipeline:
             if outcome.decision is not None:
                 d = outcome.decision
                 records_out.append((self.registry.replies(d.channel).name, key, self._encode(
-                    Schema.RESERVATION_DECISION, decision_record(d, outcome.version, outcome.movement.event_id, now)),
+                    Schema.RESERVATION_DECISION, decision_record(d, outcome.version, outcome.movement.event_id, now,
+                                                                 outcome.movement.alias)),
                     item.partition))
             if outcome.status is Status.DUPLICATE:
                 continue  # its ledger entry was committed with the state that remembers it

@@ -174,6 +174,16 @@ OPENAPI: dict[str, Any] = {
                            _param("mode", "query", "ship (may split) or pickup (one location)",
                                   {"type": "string", "enum": ["ship", "pickup"]}, required=False)],
             "responses": _ok("Plan")}},
+        "/channels/{channel}/aliases/{alias}": {"get": {
+            "summary": "the SKU a channel's own identifier (a barcode, a listing id) names, from the catalog",
+            "parameters": [_param("channel", "path", "channel id", {"type": "string"}),
+                           _param("alias", "path", "the channel's identifier", {"type": "string"})],
+            "responses": _ok("Alias")}},
+        "/channels/{channel}/aliases/{alias}/ats": {"get": {
+            "summary": "a channel's available-to-sell for the product it knows by `alias`",
+            "parameters": [_param("channel", "path", "channel id", {"type": "string"}),
+                           _param("alias", "path", "the channel's identifier", {"type": "string"})],
+            "responses": _ok("ChannelAts")}},
         "/skus/{sku}/transfer-suggestions": {"get": {
             "summary": "transfers suggested for a SKU (to each location below its minimum, from the nearest with "
                        "units to spare)", "parameters": [_SKU], "responses": _ok("Suggestions")}},
@@ -184,6 +194,8 @@ OPENAPI: dict[str, Any] = {
     },
     "components": {"schemas": {
         "Error": {"type": "object", "properties": {"error": {"type": "string"}}},
+        "Alias": {"type": "object", "properties": {"channel": {"type": "string"}, "alias": {"type": "string"},
+                                                   "sku": {"type": "string"}}},
         "Suggestions": {"type": "object", "properties": {"suggestions": {"type": "array", "items": {
             "type": "object", "properties": {
                 "sku": {"type": "string"}, "source": {"type": "string"}, "destination": {"type": "string"},

@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from yarl import URL
 
 from streams.api_access import ApiAccess
+from streams.domain.catalog import Catalog
 from streams.wire.partitioner import sku_partition
 from streams.worker.app import StocksyncApp
 from streams.worker.health import Health
@@ -43,7 +44,7 @@ def guarded(app: StocksyncApp, access: ApiAccess) -> Callable[[str], Callable[[H
 
 
 def add_routes(app: StocksyncApp, table: StockTable, network: NetworkInForce, partitions: int, reader: InputReader,
-               health: Health, access: ApiAccess, suggestions: SuggestionIndex) -> None:
+               health: Health, access: ApiAccess, suggestions: SuggestionIndex, catalog: Catalog) -> None:
     """Register the worker's pages on its faust app (handlers get faust's view and the aiohttp request)."""
     query = QueryService(lookup=table.stock, network=lambda: (network.network, network.version))
     changelog = table.changelog
@@ -94,6 +95,28 @@ def add_routes(app: StocksyncApp, table: StockTable, network: NetworkInForce, pa
     @page("/channels/{channel}/ats/{sku}")
     async def ats_of_channel(web: Any, request: Any, channel: str, sku: str) -> Any:
         return await answer(web, request, sku, lambda: query.channel_ats(channel, sku))
+
+    def aliased(channel: str, alias: str) -> str:
+        sku = catalog.resolve(channel, alias)
+        if sku is None:
+            raise ApiError(404, f"alias: {alias!r} is in no catalog entry of {channel} or of every channel")
+        return sku
+
+    @page("/channels/{channel}/aliases/{alias}")
+    async def alias_of_channel(web: Any, request: Any, channel: str, alias: str) -> Any:
+        """The SKU a channel's identifier names (any worker: every worker follows the catalog)."""
+        try:
+            return web.json({"channel": channel, "alias": alias, "sku": aliased(channel, alias)})
+        except ApiError as exc:
+            return web.json({"error": exc.message}, status=exc.status)
+
+    @page("/channels/{channel}/aliases/{alias}/ats")
+    async def ats_by_alias(web: Any, request: Any, channel: str, alias: str) -> Any:
+        try:
+            sku = aliased(channel, alias)
+        except ApiError as exc:
+            return web.json({"error": exc.message}, status=exc.status)
+        return await answer(web, request, sku, lambda: {**query.channel_ats(channel, sku), "alias": alias})
 
     @page("/skus/{sku}/sourcing")
     async def sourcing(web: Any, request: Any, sku: str) -> Any:

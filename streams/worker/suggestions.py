@@ -4,45 +4,24 @@ suggestion is made by the SKU's owner, but a location's list spans every SKU, so
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
-from aiokafka import TopicPartition
-
-from streams.kafka.clients import new_aio_consumer
 from streams.kafka.security import Kafka
 from streams.kafka.topics import TopicRegistry
 from streams.wire.codec import DecodeError, SingleObjectCodec
 from streams.wire.schemas import Schema
+from streams.worker.compacted import CompactedTopicFollower
 
 log = logging.getLogger("stocksync.worker")
 
 
-class SuggestionIndex:
+class SuggestionIndex(CompactedTopicFollower):
     def __init__(self, servers: Kafka, registry: TopicRegistry, codec: SingleObjectCodec) -> None:
-        self.servers, self.registry, self.codec = servers, registry, codec
+        super().__init__(servers, registry.transfer_suggestions)
+        self.codec = codec
         self.by_key: dict[bytes, dict[str, Any]] = {}
 
-    async def run(self, should_stop: Callable[[], bool]) -> None:
-        """Read the topic from its start, then follow it (committed records only: a batch's suggestions count
-        once its transaction does)."""
-        topic = self.registry.transfer_suggestions
-        consumer = new_aio_consumer(self.servers, group_id=None, isolation_level="read_committed")
-        await consumer.start()
-        partitions = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        try:
-            while not should_stop():
-                for messages in (await consumer.getmany(timeout_ms=1000)).values():
-                    for message in messages:
-                        self.take(message.key, message.value)
-        finally:
-            await consumer.stop()
-
-    def take(self, key: bytes | None, value: bytes | None) -> None:
-        if key is None:
-            return
+    def take(self, key: bytes, value: bytes | None) -> None:
         if value is None:
             self.by_key.pop(key, None)
             return

@@ -14,7 +14,8 @@ def test_registry_names_and_partitions() -> None:
     registry = TopicRegistry(load_settings(topic_prefix="acme", partitions=12))
     names = [spec.name for spec in registry.all(["web"])]
     assert names == ["acme.positions", "acme.ledger", "acme.deadletter", "acme.network", "acme.expiries",
-                     "acme.transfer-suggestions", "stocksync-stock-changelog", "acme.channel.web.sales",
+                     "acme.catalog", "acme.transfer-suggestions", "stocksync-stock-changelog",
+                     "acme.channel.web.sales",
                      "acme.channel.web.restock", "acme.channel.web.replies", "acme.channel.web.ats"]
     # Every input and every SKU-keyed output share one partition count; the network is one ordered log.
     assert {s.partitions for s in registry.all(["web"]) if s.key == "sku"} == {12}
