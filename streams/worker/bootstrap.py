@@ -53,6 +53,7 @@ class Worker:
         self.network = NetworkInForce(registry)
         self.network.adopt(network, network_version)
         self.catalog = CatalogInForce(servers, registry, codec)
+        self.reading = asyncio.Event()  # set once the input reader runs
         self.ats = AtsPublisher(registry, codec, self.network, self.catalog.catalog)
         self.expiries = ExpiryScheduler(registry, codec, self.network)
         self.pipeline = Pipeline(registry, codec, self.network, self.ats, self.expiries,
@@ -89,6 +90,7 @@ class Worker:
         # Not before the catalog is read: a movement naming a known alias must never be taken for an unknown one.
         await self.catalog.caught_up.wait()
         self.reader.start()
+        self.reading.set()
         self.app.before_stop.append(self.reader.stop)
 
     async def expire_reservations(self) -> None:
@@ -157,6 +159,7 @@ class Worker:
 
     async def announce_ready(self) -> None:
         await self.app.recovered.wait()
+        await self.reading.wait()  # the catalog read, the inputs being read: ready means doing its job
         self.app.worker_state.ready = True
         log.warning("stocksync worker ready: tables recovered, network %d, %d input topics",
                     self.network.version, len(self.network.input_topics()))
