@@ -414,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "Settings come from STOCKSYNC_* environment variables.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    broker = commands.add_parser("broker", help="run a local single-node Kafka from Apache Kafka's jars",
+    broker = commands.add_parser("broker", help="run a local Kafka (one node, or --nodes N; --secure) from its jars",
                                  description="Start, stop or inspect the local Kafka 4.x (KRaft) broker. Its jars "
                                              "are fetched once with Maven into STOCKSYNC_CACHE_DIR; needs Java 17+.")
     broker.add_argument("action", choices=["start", "stop", "status"])
