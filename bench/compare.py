@@ -45,11 +45,10 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import NewTopic
 
 from streams.channel import ChannelClient
-from streams.channel.snapshot import await_inputs_read
 from streams.domain import Kind, Movement, Network
 from streams.domain.movements import ADJUSTMENT_REASONS, SALES_SIDE
-from streams.kafka.admin import ensure_topics
-from streams.kafka.clients import new_admin, new_consumer, new_producer, start_positions
+from streams.kafka.admin import await_inputs_read, ensure_topics
+from streams.kafka.clients import end_offsets, new_admin, new_consumer, new_producer, start_positions
 from streams.kafka.cluster import start_cluster
 from streams.kafka.network import publish_network
 from streams.kafka.security import KafkaConnection
@@ -165,14 +164,7 @@ class Deployment:
         return messages
 
     def input_ends(self) -> dict[tuple[str, int], int]:
-        consumer = new_consumer(self.servers, f"bench-{uuid.uuid4()}")
-        ends: dict[tuple[str, int], int] = {}
-        try:
-            for topic in self.network_inputs():
-                ends.update({(topic, p): end for p, end in start_positions(consumer, topic, False)[1].items()})
-        finally:
-            consumer.close()
-        return ends
+        return end_offsets(self.servers, self.network_inputs())
 
     def network_inputs(self) -> list[str]:
         return [spec.name for c in sorted(self.network.channels) for spec in (self.registry.sales(c),

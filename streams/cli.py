@@ -208,15 +208,8 @@ def _acl(args: argparse.Namespace, settings: Settings) -> int:
         if in_force is None:
             raise ConfigError("no network applied yet: give the network FILE, or run 'stocksync network apply' first")
         channels = in_force[0].channels
-    if args.dry_run:
-        wanted = set(acls.plan(registry, channels, principals))
-        current = set(acls.in_force(admin, registry, principals).grants)
-        for grant in sorted(wanted - current):
-            print(f"+ {grant}")
-        for grant in sorted(current - wanted):
-            print(f"- {grant}")
-        return 0
-    done = acls.apply(admin, registry, channels, principals, Path(args.passwords) if args.passwords else None)
+    done = acls.changes(admin, registry, channels, principals) if args.dry_run else \
+        acls.apply(admin, registry, channels, principals, Path(args.passwords) if args.passwords else None)
     for grant in done.added:
         print(f"+ {grant}")
     for grant in done.removed:
@@ -225,6 +218,8 @@ def _acl(args: argparse.Namespace, settings: Settings) -> int:
         print(f"user {user} created (SCRAM-SHA-512 and -256), its password in {Path(args.passwords) / user}.password")
     for user in done.users_deleted:
         print(f"user {user} deleted")
+    if args.dry_run:
+        return 0
     print(f"{len(done.added)} ACLs added, {len(done.removed)} removed, for {len(channels)} channels",
           file=sys.stderr)
     return 0

@@ -100,17 +100,27 @@ class Settings(BaseSettings):
         """The consumer group where workers commit how far they have read the inputs (for lag monitoring)."""
         return f"{self.app_id}.inputs"
 
-    def kafka_security(self) -> KafkaSecurity:
-        """How to connect to Kafka; a ConfigError naming the setting when something is missing or unreadable."""
-        for name in ("sasl_password_file", "ssl_ca_file", "ssl_cert_file", "ssl_key_file"):
+    def _files_present(self, *names: str) -> None:
+        for name in names:
             path = getattr(self, name)
             if path is not None and not path.is_file():
                 raise ConfigError(f"STOCKSYNC_{name.upper()}: no file at {path}")
-        if self.sasl_password is not None and self.sasl_password_file is not None:
-            raise ConfigError("STOCKSYNC_SASL_PASSWORD and STOCKSYNC_SASL_PASSWORD_FILE: set one, not both")
-        password = self.sasl_password.get_secret_value() if self.sasl_password is not None else None
-        if self.sasl_password_file is not None:
-            password = self.sasl_password_file.read_text().rstrip("\r\n")
+
+    def _secret(self, name: str) -> str | None:
+        """A secret from STOCKSYNC_<NAME> or, better, from the file STOCKSYNC_<NAME>_FILE names (its line break
+        left out); not both."""
+        value: SecretStr | None = getattr(self, name)
+        path: Path | None = getattr(self, f"{name}_file")
+        if value is not None and path is not None:
+            raise ConfigError(f"STOCKSYNC_{name.upper()} and STOCKSYNC_{name.upper()}_FILE: set one, not both")
+        if path is not None:
+            return path.read_text().rstrip("\r\n")
+        return value.get_secret_value() if value is not None else None
+
+    def kafka_security(self) -> KafkaSecurity:
+        """How to connect to Kafka; a ConfigError naming the setting when something is missing or unreadable."""
+        self._files_present("sasl_password_file", "ssl_ca_file", "ssl_cert_file", "ssl_key_file")
+        password = self._secret("sasl_password")
         security = KafkaSecurity(self.security_protocol, self.sasl_mechanism, self.sasl_username, password,
                                  self.ssl_ca_file, self.ssl_cert_file, self.ssl_key_file)
         problem = security.problem()
@@ -120,17 +130,12 @@ class Settings(BaseSettings):
 
     def api_access(self) -> ApiAccess:
         """How the API is guarded; a ConfigError naming the setting when a file is missing or they disagree."""
-        for name in ("api_token_file", "web_tls_cert_file", "web_tls_key_file", "web_ca_file"):
-            path = getattr(self, name)
-            if path is not None and not path.is_file():
-                raise ConfigError(f"STOCKSYNC_{name.upper()}: no file at {path}")
-        if self.api_token is not None and self.api_token_file is not None:
-            raise ConfigError("STOCKSYNC_API_TOKEN and STOCKSYNC_API_TOKEN_FILE: set one, not both")
+        self._files_present("api_token_file", "web_tls_cert_file", "web_tls_key_file", "web_ca_file")
+        token = self._secret("api_token")
         if (self.web_tls_cert_file is None) != (self.web_tls_key_file is None):
             raise ConfigError("STOCKSYNC_WEB_TLS_CERT_FILE and STOCKSYNC_WEB_TLS_KEY_FILE go together")
-        token = self.api_token.get_secret_value() if self.api_token is not None else None
-        if self.api_token_file is not None:
-            token = self.api_token_file.read_text().strip()
+        if token is not None and self.api_token_file is not None:
+            token = token.strip()
         if token is not None and len(token) < MIN_API_TOKEN_CHARS:
             raise ConfigError(f"the API token is {len(token)} characters: use at least {MIN_API_TOKEN_CHARS} "
                               "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")

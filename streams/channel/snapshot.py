@@ -29,7 +29,8 @@ from confluent_kafka import KafkaError, TopicPartition
 
 from streams.domain import InvalidMovement, Kind, Movement, Network
 from streams.errors import ConfigError, StocksyncError
-from streams.kafka.clients import new_admin, new_consumer, reader_group, start_positions
+from streams.kafka.admin import await_inputs_read
+from streams.kafka.clients import end_offsets, new_consumer, reader_group
 from streams.kafka.security import KafkaConnection
 from streams.kafka.topics import TopicRegistry
 from streams.wire.codec import DecodeError, default_codec
@@ -190,28 +191,6 @@ class Progress:
         self.out.flush()
 
 
-def await_inputs_read(admin_kafka: KafkaConnection, group: str, ends: dict[tuple[str, int], int],
-                      timeout_s: float) -> None:
-    """Wait until the workers' input group has committed (read and applied) every offset up to `ends`."""
-    from confluent_kafka import ConsumerGroupTopicPartitions
-
-    admin = new_admin(admin_kafka)
-    deadline = time.monotonic() + timeout_s
-    wanted = [TopicPartition(topic, partition) for (topic, partition), end in ends.items() if end > 0]
-    while wanted:
-        futures = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group, wanted)],
-                                                    request_timeout=10)
-        committed = {(tp.topic, tp.partition): tp.offset
-                     for tp in futures[group].result().topic_partitions if tp.error is None}
-        wanted = [tp for tp in wanted if committed.get((tp.topic, tp.partition), -1) < ends[(tp.topic, tp.partition)]]
-        if not wanted:
-            return
-        if time.monotonic() > deadline:
-            raise StocksyncError(f"the workers had not read every count after {timeout_s:.0f} s "
-                                 f"({len(wanted)} partitions behind): are they running?")
-        time.sleep(0.5)
-
-
 def read_ledger(kafka: KafkaConnection, topic: str, start: list[TopicPartition], channel: str, prefix: str,
                 take: Callable[[dict[str, Any]], None], timeout_s: float) -> None:
     """Every ledger entry of `channel` whose event id starts with `prefix`, from `start` to the current end."""
@@ -248,11 +227,8 @@ def read_ledger(kafka: KafkaConnection, topic: str, start: list[TopicPartition],
 
 def ledger_start(kafka: KafkaConnection, registry: TopicRegistry) -> list[TopicPartition]:
     """The ledger's current end, per partition: where this load's entries begin."""
-    consumer = new_consumer(kafka, reader_group(registry.ledger.name))
-    try:
-        return start_positions(consumer, registry.ledger.name, from_beginning=False)[0]
-    finally:
-        consumer.close()
+    return [TopicPartition(topic, partition, end)
+            for (topic, partition), end in end_offsets(kafka, [registry.ledger.name]).items()]
 
 
 def load_snapshot(path: Path, client: ChannelClient, as_of: int, network: Network, kafka: KafkaConnection,
@@ -278,16 +254,7 @@ def load_snapshot(path: Path, client: ChannelClient, as_of: int, network: Networ
     client.flush(timeout_s)
     result.seconds = time.monotonic() - began
     if report and result.rows_sent:
-        ends = _ends(kafka, registry.restock(channel).name)
+        ends = end_offsets(kafka, [registry.restock(channel).name])
         await_inputs_read(kafka, input_group, ends, timeout_s)
         read_ledger(kafka, registry.ledger.name, start, channel, f"{EVENT_PREFIX}{as_of}:", result.take, timeout_s)
     return result
-
-
-def _ends(kafka: KafkaConnection, topic: str) -> dict[tuple[str, int], int]:
-    consumer = new_consumer(kafka, reader_group(topic))
-    try:
-        _, ends = start_positions(consumer, topic, from_beginning=False)
-        return {(topic, partition): end for partition, end in ends.items()}
-    finally:
-        consumer.close()

@@ -51,7 +51,8 @@ class Catalog:
 
     def __init__(self, entries: Iterable[CatalogEntry] = ()) -> None:
         self._sku: dict[tuple[str, str], str] = {}
-        self._alias: dict[tuple[str, str], str] = {}
+        # (channel, sku) -> its aliases, oldest first (a dict as an ordered set): removing one scans nothing
+        self._aliases: dict[tuple[str, str], dict[str, None]] = {}
         for entry in entries:
             self.put(entry)
 
@@ -61,15 +62,16 @@ class Catalog:
     def put(self, entry: CatalogEntry) -> None:
         self.remove(entry.channel, entry.alias)
         self._sku[(entry.channel, entry.alias)] = entry.sku
-        self._alias.setdefault((entry.channel, entry.sku), entry.alias)
+        self._aliases.setdefault((entry.channel, entry.sku), {})[entry.alias] = None
 
     def remove(self, channel: str, alias: str) -> None:
         sku = self._sku.pop((channel, alias), None)
-        if sku is not None and self._alias.get((channel, sku)) == alias:
-            del self._alias[(channel, sku)]
-            other = next((a for (c, a), s in self._sku.items() if c == channel and s == sku), None)
-            if other is not None:
-                self._alias[(channel, sku)] = other
+        if sku is None:
+            return
+        aliases = self._aliases[(channel, sku)]
+        del aliases[alias]
+        if not aliases:
+            del self._aliases[(channel, sku)]
 
     def resolve(self, channel: str, alias: str) -> str | None:
         """The SKU `alias` names for `channel`: its own entry, else one for every channel; None if unknown."""
@@ -77,7 +79,11 @@ class Catalog:
 
     def alias_of(self, channel: str, sku: str) -> str | None:
         """The identifier `channel` knows `sku` by (its own alias first, else one for every channel)."""
-        return self._alias.get((channel, sku)) or self._alias.get((ANY_CHANNEL, sku))
+        for key in ((channel, sku), (ANY_CHANNEL, sku)):
+            aliases = self._aliases.get(key)
+            if aliases:
+                return next(iter(aliases))
+        return None
 
     def entries(self) -> list[CatalogEntry]:
         return [CatalogEntry(c, a, s) for (c, a), s in sorted(self._sku.items())]

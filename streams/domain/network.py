@@ -93,6 +93,13 @@ class Network:
         """The channels whose ATS includes `location`."""
         return self._by_location.get(location, frozenset())
 
+    def shipment(self, location: str, latitude: float, longitude: float) -> tuple[float, float]:
+        """Distance (km) from `location` to a delivery point, and the cost of shipping from there: distance_weight
+        x km + the location's handling cost (the sourcing rule)."""
+        here = self.locations[location]
+        km = distance_km(latitude, longitude, here.latitude, here.longitude)
+        return km, self.distance_weight * km + here.handling_cost
+
     def owns(self, channel: str, location: str) -> bool:
         """May `channel` report movements at `location`? (its locations, excluded or not)."""
         found = self.channels.get(channel)

@@ -14,7 +14,7 @@ from math import comb
 from typing import Literal
 
 from streams.domain.ats import channel_ats
-from streams.domain.network import Network, distance_km
+from streams.domain.network import Network
 from streams.domain.stock import SkuStock
 
 MAX_COMBINATIONS = 20_000  # beyond this many candidate sets, fall back to a greedy split (largest stock first)
@@ -89,9 +89,8 @@ def eligible_locations(stock: SkuStock, network: Network, channel_id: str, latit
         location = network.locations[location_id]
         if not (location.pickup if mode == "pickup" else location.ship_from):
             continue
-        km = distance_km(latitude, longitude, location.latitude, location.longitude)
-        found.append(_Candidate(location_id, stock.available(location_id), km,
-                                network.distance_weight * km + location.handling_cost))
+        km, cost = network.shipment(location_id, latitude, longitude)
+        found.append(_Candidate(location_id, stock.available(location_id), km, cost))
     return sorted(found, key=lambda c: (c.cost, c.location))
 
 

@@ -33,7 +33,7 @@ from streams.domain.history import (
     transfer_key,
 )
 from streams.domain.movements import DELTA_KINDS, MAX_QUANTITY, WORKER_EVENT_PREFIX, Kind, Movement, expiry_of
-from streams.domain.network import Channel, Network, distance_km
+from streams.domain.network import Channel, Network
 
 # A position's on-hand stays within this (far inside the 64-bit range of the records, and exact in a JavaScript
 # number): a movement that would take it beyond is rejected as out_of_range.
@@ -469,9 +469,7 @@ def _sourcing(m: Movement, parts: tuple[tuple[str, int], ...], network: Network
     assert m.latitude is not None and m.longitude is not None
     found = []
     for location_id, _ in parts:
-        location = network.locations.get(location_id)
-        if location is None:
-            continue
-        km = distance_km(m.latitude, m.longitude, location.latitude, location.longitude)
-        found.append((location_id, round(km, 3), round(network.distance_weight * km + location.handling_cost, 3)))
+        if location_id in network.locations:
+            km, cost = network.shipment(location_id, m.latitude, m.longitude)
+            found.append((location_id, round(km, 3), round(cost, 3)))
     return tuple(found)

@@ -133,16 +133,11 @@ _KINDS = {"topic": ResourceType.TOPIC, "group": ResourceType.GROUP, "transaction
 _KIND_NAMES = {value: key for key, value in _KINDS.items()}
 
 
-def _binding(grant: Grant) -> AclBinding:
-    return AclBinding(_KINDS[grant.kind], grant.name,
-                      ResourcePatternType.PREFIXED if grant.prefixed else ResourcePatternType.LITERAL,
-                      grant.principal, "*", AclOperation[grant.operation], AclPermissionType.ALLOW)
-
-
-def _filter(grant: Grant) -> AclBindingFilter:
-    return AclBindingFilter(_KINDS[grant.kind], grant.name,
-                            ResourcePatternType.PREFIXED if grant.prefixed else ResourcePatternType.LITERAL,
-                            grant.principal, "*", AclOperation[grant.operation], AclPermissionType.ALLOW)
+def _fields(grant: Grant) -> tuple[Any, ...]:
+    """A grant as AclBinding's (and AclBindingFilter's) arguments: an ALLOW from any host."""
+    return (_KINDS[grant.kind], grant.name,
+            ResourcePatternType.PREFIXED if grant.prefixed else ResourcePatternType.LITERAL,
+            grant.principal, "*", AclOperation[grant.operation], AclPermissionType.ALLOW)
 
 
 def owned(registry: TopicRegistry, grant: Grant, principals: Principals) -> bool:
@@ -205,30 +200,37 @@ class Applied:
     users_deleted: list[str] = field(default_factory=list)
 
 
+def changes(admin: AdminClient, registry: TopicRegistry, channels: Iterable[str], principals: Principals,
+            timeout_s: float = 30.0) -> Applied:
+    """What `apply` would add and remove (users aside): the plan against what is in force."""
+    wanted = set(plan(registry, channels, principals))
+    current = set(in_force(admin, registry, principals, timeout_s).grants)
+    return Applied(added=sorted(wanted - current), removed=sorted(current - wanted))
+
+
 def apply(admin: AdminClient, registry: TopicRegistry, channels: Iterable[str], principals: Principals,
           passwords: Path | None = None, timeout_s: float = 30.0) -> Applied:
     """Make the cluster's ACLs on this deployment equal the plan. With `passwords` (a directory), each channel
     whose principal is a user without SCRAM credentials gets one, with a new password written to
     `<dir>/<user>.password`; users of channels no longer in the network lose theirs (their file is removed)."""
     channels = sorted(set(channels))
-    wanted = plan(registry, channels, principals)
-    current = in_force(admin, registry, principals, timeout_s).grants
-    done = Applied(added=sorted(set(wanted) - set(current)), removed=sorted(set(current) - set(wanted)))
+    done = changes(admin, registry, channels, principals, timeout_s)
     if done.added:
-        futures = admin.create_acls([_binding(g) for g in done.added], request_timeout=timeout_s)
+        futures = admin.create_acls([AclBinding(*_fields(g)) for g in done.added], request_timeout=timeout_s)
         for binding, future in futures.items():
             try:
                 future.result()
             except KafkaException as exc:
                 raise BrokerError(f"cannot create the ACL {binding}: {_why(exc, admin)}") from None
     if done.removed:
-        for future in admin.delete_acls([_filter(g) for g in done.removed], request_timeout=timeout_s).values():
+        for future in admin.delete_acls([AclBindingFilter(*_fields(g)) for g in done.removed],
+                                        request_timeout=timeout_s).values():
             try:
                 future.result()
             except KafkaException as exc:
                 raise BrokerError(f"cannot delete ACLs: {_why(exc, admin)}") from None
     if done.added or done.removed:
-        _await_in_force(admin, registry, principals, set(wanted), timeout_s)
+        _await_in_force(admin, registry, principals, set(plan(registry, channels, principals)), timeout_s)
     if passwords is not None:
         _sync_users(admin, registry, channels, principals, passwords, done, timeout_s)
     return done

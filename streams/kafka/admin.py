@@ -7,11 +7,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from streams.errors import BrokerError, TopicMismatch
-from streams.kafka.clients import access_refused, explain_failure
+from streams.errors import BrokerError, StocksyncError, TopicMismatch
+from streams.kafka.clients import access_refused, explain_failure, new_admin
+from streams.kafka.security import KafkaConnection
 from streams.kafka.topics import PINNED_CONFIGS, TopicSpec
 
 
@@ -100,3 +101,23 @@ def _config_problems(admin: AdminClient, specs: Sequence[TopicSpec], timeout_s: 
             if want is not None and have != want:
                 problems.append(f"{spec.name} has {key}={have}, the registry says {want}")
     return problems
+
+
+def await_inputs_read(admin_kafka: KafkaConnection, group: str, ends: dict[tuple[str, int], int],
+                      timeout_s: float) -> None:
+    """Wait until the workers' input group has committed (read and applied) every offset up to `ends`."""
+    admin = new_admin(admin_kafka)
+    deadline = time.monotonic() + timeout_s
+    wanted = [TopicPartition(topic, partition) for (topic, partition), end in ends.items() if end > 0]
+    while wanted:
+        futures = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group, wanted)],
+                                                    request_timeout=10)
+        committed = {(tp.topic, tp.partition): tp.offset
+                     for tp in futures[group].result().topic_partitions if tp.error is None}
+        wanted = [tp for tp in wanted if committed.get((tp.topic, tp.partition), -1) < ends[(tp.topic, tp.partition)]]
+        if not wanted:
+            return
+        if time.monotonic() > deadline:
+            raise StocksyncError(f"the workers had not read every count after {timeout_s:.0f} s "
+                                 f"({len(wanted)} partitions behind): are they running?")
+        time.sleep(0.5)

@@ -211,6 +211,16 @@ def start_positions(consumer: Consumer, topic: str, from_beginning: bool
     return positions, ends
 
 
+def end_offsets(servers: KafkaConnection | str, topics: list[str]) -> dict[tuple[str, int], int]:
+    """Every partition's end offset, for each of `topics`."""
+    consumer = new_consumer(servers, reader_group(topics[0]))
+    try:
+        return {(topic, partition): end for topic in topics
+                for partition, end in start_positions(consumer, topic, from_beginning=False)[1].items()}
+    finally:
+        consumer.close()
+
+
 def reached(consumer: Consumer, topic: str, ends: dict[int, int]) -> bool:
     """True once the consumer's position in each partition of `topic` is at or past its end offset in `ends`.
     Positions, not the offsets of messages seen: a partition written in transactions ends with a commit marker,

@@ -8,6 +8,7 @@ import types
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import cached_property
 from typing import Any
 
 from faust.streams import _current_event
@@ -56,21 +57,21 @@ class StockTable:
 
     def __init__(self, table: Any, codec: SingleObjectCodec) -> None:
         self.table, self.codec = table, codec
-        self._partition_db: Callable[[int], Any] | None | bool = False  # False: not looked up yet
 
+    @cached_property
     def _rocksdb(self) -> Callable[[int], Any] | None:
         """With the RocksDB store, its database of a partition, read and written directly: the hot path skips
         faust's event-context lookup, key codecs and key-index cache (a quarter of a batch's table time), which
-        recovery bypasses the same way. None with the memory store."""
-        if self._partition_db is False:
-            self._partition_db = getattr(self.table.data, "_db_for_partition", None)
-        return self._partition_db  # type: ignore[return-value]
+        recovery bypasses the same way. None with the memory store. (Looked up at first use: faust makes the
+        store late.)"""
+        found: Callable[[int], Any] | None = getattr(self.table.data, "_db_for_partition", None)
+        return found
     @property
     def changelog(self) -> str:
         return str(self.table.changelog_topic.get_topic_name())
 
     def get(self, key: bytes, partition: int) -> bytes | None:
-        databases = self._rocksdb()
+        databases = self._rocksdb
         if databases is not None:
             found: bytes | None = databases(partition).get(key)
             return found
@@ -80,7 +81,7 @@ class StockTable:
 
     def apply(self, writes: dict[bytes, tuple[bytes | None, int]]) -> None:
         """Put records whose changelog records are committed into the local store (None: delete)."""
-        databases = self._rocksdb()
+        databases = self._rocksdb
         for key, (value, partition) in writes.items():
             if databases is not None:
                 if value is not None:
