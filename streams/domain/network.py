@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from streams.domain.demand import SALES_DAYS
 from streams.domain.errors import NetworkError
 
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 LOCATION_KINDS = frozenset({"store", "warehouse", "dark_store", "supplier", "other"})
+MAX_COVER_DAYS = 365  # a stock level in days of cover is at most a year of sales
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +50,29 @@ class Channel:
 
 @dataclass(frozen=True, slots=True)
 class StockLevel:
-    """Where a location's stock should be: below `minimum` units available it needs a transfer, up to `target`;
-    above `target` it has units to spare. A location without a level keeps none back (it can give all)."""
+    """Where a location's stock should be: below its minimum available it needs a transfer, up to its target;
+    above its target it has units to spare. Each is given in units, in days of cover (that many days of the
+    location's recent sales rate, rounded up to whole units), or both (the larger counts). A location without a
+    level keeps none back (it can give all)."""
 
-    minimum: int
-    target: int
+    minimum: int = 0
+    target: int = 0
+    minimum_days: float = 0.0
+    target_days: float = 0.0
+
+    @property
+    def in_days(self) -> bool:
+        return self.target_days > 0
+
+    def units(self, per_day: float) -> tuple[int, int]:
+        """(minimum, target) in units for a location selling `per_day` units a day."""
+        minimum = max(self.minimum, _cover(self.minimum_days, per_day))
+        return minimum, max(self.target, _cover(self.target_days, per_day), minimum)
+
+
+def _cover(days: float, per_day: float) -> int:
+    """Whole units that last `days` days at `per_day` units a day (a hair of float error is not a unit more)."""
+    return max(0, math.ceil(days * per_day - 1e-9))
 
 
 @dataclass(frozen=True)
@@ -63,6 +83,7 @@ class Network:
     # Stock levels for transfer suggestions: per location kind, and per location (which wins over its kind).
     levels_by_kind: Mapping[str, StockLevel] = field(default_factory=dict)
     levels_by_location: Mapping[str, StockLevel] = field(default_factory=dict)
+    sales_window_days: int = SALES_DAYS  # the recent sales rate behind levels in days: units sold over these days
     _by_location: Mapping[str, frozenset[str]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -81,6 +102,11 @@ class Network:
         for location in self.levels_by_location:
             if location not in self.locations:
                 raise NetworkError(f"stock_levels: unknown location {location!r}")
+
+    @property
+    def levels_in_days(self) -> bool:
+        """Does any stock level depend on the sales rate?"""
+        return any(level.in_days for level in (*self.levels_by_kind.values(), *self.levels_by_location.values()))
 
     def level(self, location: str) -> StockLevel | None:
         """The stock level a location keeps (its own, else its kind's), if any."""
@@ -118,8 +144,11 @@ class Network:
         if weight < 0:
             raise NetworkError("distance_weight: must be >= 0")
         by_kind, by_location = _stock_levels(data.get("stock_levels") or [])
+        window = _int(data, "sales_window_days", "sales_window_days", SALES_DAYS)
+        if not 1 <= window <= SALES_DAYS:
+            raise NetworkError(f"sales_window_days: must be 1 to {SALES_DAYS}, got {window}")
         return cls({loc.id: loc for loc in locations}, {ch.id: ch for ch in channels}, weight, by_kind,
-                   by_location)
+                   by_location, window)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -132,10 +161,11 @@ class Network:
                           "excluded_locations": sorted(ch.excluded_locations), "coalesce_ms": ch.coalesce_ms,
                           "split": ch.split}
                          for ch in self.channels.values()],
-            "stock_levels": [{"kind": kind, "location": None, "minimum": level.minimum, "target": level.target}
+            "stock_levels": [{"kind": kind, "location": None, **_level_dict(level)}
                              for kind, level in sorted(self.levels_by_kind.items())]
-            + [{"kind": None, "location": location, "minimum": level.minimum, "target": level.target}
+            + [{"kind": None, "location": location, **_level_dict(level)}
                for location, level in sorted(self.levels_by_location.items())],
+            "sales_window_days": self.sales_window_days,
         }
 
 
@@ -240,8 +270,13 @@ def _channel(index: int, raw: Any) -> Channel:
                    _bool(raw, "split", f"{path}.split", default=True))
 
 
+def _level_dict(level: StockLevel) -> dict[str, Any]:
+    return {"minimum": level.minimum, "target": level.target, "minimum_days": level.minimum_days,
+            "target_days": level.target_days}
+
+
 def _stock_levels(raw: Any) -> tuple[dict[str, StockLevel], dict[str, StockLevel]]:
-    """`stock_levels`: a list of {kind or location, minimum, target}."""
+    """`stock_levels`: a list of {kind or location, minimum and target in units and/or in days of cover}."""
     if not isinstance(raw, list):
         raise NetworkError(f"stock_levels: expected a list, got {type(raw).__name__}")
     by_kind: dict[str, StockLevel] = {}
@@ -252,18 +287,30 @@ def _stock_levels(raw: Any) -> tuple[dict[str, StockLevel], dict[str, StockLevel
         kind, location = item.get("kind"), item.get("location")
         if (kind is None) == (location is None):
             raise NetworkError(f"{path}: name either a location kind or a location")
-        minimum = _int(item, "minimum", f"{path}.minimum", 0)
-        target = _int(item, "target", f"{path}.target", minimum)
-        if target < minimum or target == 0:
-            raise NetworkError(f"{path}.target: must be at least the minimum ({minimum}) and above 0")
+        level = _stock_level(item, path)
         if kind is not None:
             if kind not in LOCATION_KINDS:
                 raise NetworkError(f"{path}.kind: {kind!r} is not one of {sorted(LOCATION_KINDS)}")
             if kind in by_kind:
                 raise NetworkError(f"{path}: a second level for kind {kind!r}")
-            by_kind[kind] = StockLevel(minimum, target)
+            by_kind[kind] = level
         else:
             if location in by_location:
                 raise NetworkError(f"{path}: a second level for location {location!r}")
-            by_location[str(location)] = StockLevel(minimum, target)
+            by_location[str(location)] = level
     return by_kind, by_location
+
+
+def _stock_level(item: Mapping[str, Any], path: str) -> StockLevel:
+    minimum = _int(item, "minimum", f"{path}.minimum", 0)
+    target = _int(item, "target", f"{path}.target", minimum)
+    minimum_days = _number(item, "minimum_days", f"{path}.minimum_days", 0.0)
+    target_days = _number(item, "target_days", f"{path}.target_days", minimum_days)
+    if target < minimum:
+        raise NetworkError(f"{path}.target: must be at least the minimum ({minimum})")
+    if not 0 <= minimum_days <= target_days <= MAX_COVER_DAYS:
+        raise NetworkError(f"{path}.target_days: days of cover must be 0 <= minimum_days ({minimum_days:g}) <= "
+                           f"target_days ({target_days:g}) <= {MAX_COVER_DAYS}")
+    if target == 0 and target_days == 0:
+        raise NetworkError(f"{path}: set a target above 0, in units (target) or in days of cover (target_days)")
+    return StockLevel(minimum, target, minimum_days, target_days)

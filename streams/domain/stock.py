@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import ClassVar
 
+from streams.domain.demand import RecentSales
 from streams.domain.errors import InvalidMovement
 from streams.domain.history import (
     History,
@@ -134,6 +135,7 @@ class SkuStock:
     floor: int = -1  # events at or before this time are too late
     index: HistoryIndex = field(default_factory=HistoryIndex)  # how to find the history records
     records: RecordStore = field(default_factory=MemoryRecords, repr=False, compare=False)
+    sales: RecentSales = field(default_factory=RecentSales)  # units sold per location over the last days
     _history: History | None = field(default=None, init=False, repr=False, compare=False)
 
     # --- reading ---------------------------------------------------------------------------------------------
@@ -197,6 +199,7 @@ class SkuStock:
         if m.occurred_at > self.watermark:
             self.watermark = m.occurred_at
             self.floor = max(self.floor, self.watermark - rules.horizon_ms)
+            self.sales.advance(self.watermark)
         return outcome
 
     def _input_problem(self, m: Movement, network: Network, now: int, rules: StockRules) -> str:
@@ -259,6 +262,8 @@ class SkuStock:
 
     def _add_delta(self, location: str, m: Movement, delta: int) -> tuple[PositionChange | None, bool]:
         """Apply `delta` at `location` unless the count in force already includes it (returns absorbed=True)."""
+        if m.kind in _SALE_KINDS:  # a sale happened that day, whether a count already includes it or not
+            self.sales.add(location, m.occurred_at, -delta)
         before = self.position(location)
         if before.counted_at is not None and m.occurred_at <= before.counted_at:
             return None, True
@@ -432,6 +437,9 @@ class SkuStock:
         Kind.RESERVATION_EXPIRED: _close,
     }
 
+
+# Units leaving a location to a customer: what the sales rate counts (returns are not netted off).
+_SALE_KINDS = frozenset({Kind.SALE, Kind.RESERVATION_FULFILLED})
 
 _ENDED_AS = {Kind.RESERVATION_RELEASED: "released", Kind.RESERVATION_FULFILLED: "fulfilled",
              Kind.RESERVATION_EXPIRED: "expired"}

@@ -2,7 +2,8 @@
 
 A location with a stock level (the network's `stock_levels`: per kind, or per location) that has fewer units
 available (in transit to it counted) than its minimum needs a transfer up to its target, from the nearest
-location with units above its own target (a location without a level keeps none back). Only locations that
+location with units above its own target (a location without a level keeps none back). A level in days of cover
+is that many days of the location's recent sales rate (streams.domain.demand), in whole units. Only locations that
 carry the SKU (it has a position there) are replenished. A suggestion never moves stock: the WMS's transfer is
 still the movement. Pure: the suggestions of a SKU are a function of its positions and the network."""
 
@@ -30,18 +31,17 @@ def transfer_suggestions(stock: SkuStock, network: Network) -> dict[str, Transfe
     if not network.levels_by_kind and not network.levels_by_location:
         return {}
     carried = [location for location in sorted(stock.positions) if location in network.locations]
-    spare: dict[str, int] = {}
-    for location in carried:
-        level = network.level(location)
-        spare[location] = max(0, stock.available(location) - (level.target if level else 0))
+    levels = {location: _level(stock, network, location) for location in carried}
+    spare = {location: max(0, stock.available(location) - (levels[location] or _NONE)[1]) for location in carried}
     found: dict[str, TransferSuggestion] = {}
     for destination in carried:
-        level = network.level(destination)
+        level = levels[destination]
         if level is None:
             continue
+        minimum, target, why = level
         position = stock.position(destination)
         have = stock.available(destination) + position.in_transit
-        if have >= level.minimum:
+        if have >= minimum:
             continue
         here = network.locations[destination]
         sources = sorted((distance_km(here.latitude, here.longitude, network.locations[s].latitude,
@@ -50,10 +50,25 @@ def transfer_suggestions(stock: SkuStock, network: Network) -> dict[str, Transfe
         if not sources:
             continue
         km, source = sources[0]
-        units = min(level.target - have, spare[source])
+        units = min(target - have, spare[source])
         spare[source] -= units
         found[destination] = TransferSuggestion(
             stock.sku, source, destination, units, round(km, 1),
-            f"{destination} has {have} (minimum {level.minimum}, target {level.target}); {source} has "
+            f"{destination} has {have} (minimum {minimum}, target {target}{why}); {source} has "
             f"{spare[source] + units} to spare")
     return found
+
+
+_NONE = (0, 0, "")
+
+
+def _level(stock: SkuStock, network: Network, location: str) -> tuple[int, int, str] | None:
+    """A location's (minimum, target) in units, and for a level in days of cover the sales rate behind it."""
+    level = network.level(location)
+    if level is None:
+        return None
+    if not level.in_days:
+        return level.minimum, level.target, ""
+    per_day = stock.sales.per_day(location, network.sales_window_days)
+    minimum, target = level.units(per_day)
+    return minimum, target, f"; sells {per_day:.2f}/day over {network.sales_window_days} days"

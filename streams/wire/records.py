@@ -17,6 +17,7 @@ from streams.domain.history import (
     reservation_key,
     transfer_key,
 )
+from streams.domain.demand import RecentSales
 from streams.domain.stock import Reservation
 from streams.domain.transfers import TransferSuggestion
 from streams.wire.schemas import Schema
@@ -88,7 +89,8 @@ def head_to_record(stock: SkuStock) -> dict[str, Any]:
     return {"sku": stock.sku, "version": stock.version, "watermark": stock.watermark, "floor": stock.floor,
             "positions": [_position_to_record(p) for p in stock.positions.values()], "bucket_ms": index.bucket_ms,
             "event_chunks": {str(bucket): n for bucket, n in index.event_chunks.items()},
-            "delta_locations": dict(index.delta_locations)}
+            "delta_locations": dict(index.delta_locations), "sales_day": stock.sales.day,
+            "recent_sales": stock.sales.units}
 
 
 def stock_from_head(record: dict[str, Any], records: RecordStore) -> SkuStock:
@@ -96,7 +98,7 @@ def stock_from_head(record: dict[str, Any], records: RecordStore) -> SkuStock:
     index = HistoryIndex(record["bucket_ms"], {int(b): n for b, n in record["event_chunks"].items()},
                          dict(record["delta_locations"]))
     return SkuStock(sku, _positions_from_record(sku, record["positions"]), record["version"], record["watermark"],
-                    record["floor"], index, records)
+                    record["floor"], index, records, RecentSales(record["sales_day"], record["recent_sales"]))
 
 
 def _reservation_from_record(r: dict[str, Any]) -> Reservation:

@@ -162,13 +162,18 @@ def history_legacy_forms() -> Mapping[str, list[tuple[str, Any]]]:
     form appear."""
     from fastavro.schema import to_parsing_canonical_form
 
-    top_level = set(_read_files())
+    defined_by: dict[str, set[str]] = {}  # per schema file (by its schema's name), the named types it defines
+    for file_name, file_schema in _read_files().items():
+        types: dict[str, Any] = {}
+        _named_types(file_schema, file_schema.get("namespace"), types)
+        defined_by[file_name] = set(types)
     found: dict[str, list[tuple[str, Any]]] = {}
     for path in sorted(history_dir().glob("*.avsc")) if history_dir().is_dir() else []:
         schema = json.loads(path.read_text())
         name = _full_name(schema["name"], schema.get("namespace"))
+        others = set().union(*(types for file_name, types in defined_by.items() if file_name != name))
         definitions: dict[str, Any] = {}
-        bare = _referencing(schema, schema.get("namespace"), top_level - {name}, definitions)
+        bare = _referencing(schema, schema.get("namespace"), others - defined_by.get(name, set()), definitions)
         if not definitions:
             continue
         named: dict[str, Any] = {}

@@ -15,6 +15,7 @@ from typing import Any
 
 from streams.domain import (
     InvalidMovement,
+    Network,
     Movement,
     Outcome,
     SkuStock,
@@ -24,6 +25,7 @@ from streams.domain import (
     channel_ats,
 )
 from streams.domain.catalog import Catalog
+from streams.domain.demand import RecentSales
 from streams.domain.movements import SALES_SIDE, WORKER_EVENT_PREFIX, WORKER_MADE, Kind, channel_of_expiry
 from streams.domain.stock import MAX_ON_HAND, Reservation
 from streams.domain.transfers import transfer_suggestions
@@ -187,8 +189,11 @@ class Pipeline:
         written, so a SKU that fails leaves no trace but its dead letters."""
         records = TableRecords(store, sku, item.partition, self.codec, self.max_record_bytes)
         stock, converted = records.load(self.rules.horizon_ms // 64)
-        before = SkuStock(sku, positions=dict(stock.positions))
-        outcomes = stock.apply_all(item.movements, self.network.network, now, self.rules)
+        network = self.network.network
+        # What the batch changed is told against this (the sales rate only matters to stock levels in days).
+        before = SkuStock(sku, positions=dict(stock.positions),
+                          sales=stock.sales.copy() if network.levels_in_days else RecentSales())
+        outcomes = stock.apply_all(item.movements, network, now, self.rules)
         changed: set[str] = set()  # positions this batch changed
         again: set[str] = set()  # positions a re-delivered movement acts on: published again, unchanged
         rejected: list[tuple[Outcome, Inbound, int | None]] = []
@@ -219,7 +224,7 @@ class Pipeline:
             records_out.append((self.registry.positions.name, f"{sku}|{location}".encode(), self._encode(
                 Schema.POSITION_STATE, position_record(stock.position(location), now)), item.partition))
         if changed:
-            records_out += self._suggestion_changes(before, stock, item.partition, now)
+            records_out += self._suggestion_changes(network, before, stock, item.partition, now)
         # Every record is built: from here on nothing fails.
         result.outcomes += len(outcomes)
         outbox.on_commit(partial(_count_outcomes, outcomes))
@@ -234,7 +239,6 @@ class Pipeline:
             outbox.on_commit(partial(metrics.STATE_RECORDS.observe, written))
         for change in holds:
             outbox.on_commit(change)
-        network = self.network.network
         republish = affected_channels(network, again)
         for channel_id in sorted(affected_channels(network, touched)):
             channel = network.channels[channel_id]
@@ -242,10 +246,9 @@ class Pipeline:
             if channel_id in republish or ats != channel_ats(before, channel):
                 self.ats.publish(outbox, channel_id, sku, ats, stock.version, item.partition, now)
 
-    def _suggestion_changes(self, before: SkuStock, after: SkuStock, partition: int, now: int
+    def _suggestion_changes(self, network: Network, before: SkuStock, after: SkuStock, partition: int, now: int
                             ) -> list[OutputRecord]:
         """The transfer suggestions this batch made, changed or withdrew (a tombstone) for the SKU."""
-        network = self.network.network
         old, new = transfer_suggestions(before, network), transfer_suggestions(after, network)
         out: list[OutputRecord] = []
         for destination in sorted(old.keys() | new.keys()):

@@ -76,3 +76,51 @@ def test_a_level_needs_a_kind_or_a_location_and_a_sane_target() -> None:
         except NetworkError:
             continue
         raise AssertionError(f"accepted {bad}")
+    for bad in [{"kind": "store", "minimum_days": 5, "target_days": 2}, {"kind": "store", "target_days": -1},
+                {"kind": "store", "minimum_days": 1, "target_days": 400}, {"kind": "store", "target_days": "a week"},
+                {"kind": "store", "minimum": 0, "target_days": 0}]:
+        try:
+            network([bad])
+        except NetworkError:
+            continue
+        raise AssertionError(f"accepted {bad}")
+
+
+DAY = 24 * 3600 * 1000
+IN_DAYS = network([{"kind": "store", "minimum_days": 3, "target_days": 10},
+                   {"location": "wh-1", "minimum": 0, "target": 10}])
+
+
+def selling(per_day: dict[str, int], units: dict[str, int], net: Network = IN_DAYS) -> SkuStock:
+    """A SKU that sold `per_day` units a day at each location for the last 14 days, then was counted."""
+    stock, now = SkuStock("SKU-1"), 100 * DAY
+    for day in range(14):
+        for location, rate in per_day.items():
+            stock.apply(mv(Kind.SALE, location, rate, at=now - (14 - day) * DAY), net, now)
+    for location, n in units.items():
+        stock.apply(mv(Kind.COUNT, location, n, at=now - 1_000), net, now)
+    return stock
+
+
+def test_a_level_in_days_of_cover_follows_the_store_s_sales_rate() -> None:
+    # st-1 sells 2 a day over the last 14 of 28 days: 1 a day; minimum 3 days = 3 units, target 10 days = 10.
+    found = transfer_suggestions(selling({"st-1": 2}, {"st-1": 2, "wh-1": 30}), IN_DAYS)
+    assert (found["st-1"].source, found["st-1"].units) == ("wh-1", 8)
+    assert "st-1 has 2 (minimum 3, target 10; sells 1.00/day over 28 days)" in found["st-1"].reason
+    # Over the last 7 days it sells 2 a day: minimum 6, target 20.
+    weekly = Network.from_dict({**IN_DAYS.to_dict(), "sales_window_days": 7})
+    found = transfer_suggestions(selling({"st-1": 2}, {"st-1": 5, "wh-1": 30}, weekly), weekly)
+    assert found["st-1"].units == 15
+    # A store that sells nothing needs nothing and keeps nothing back: st-2's 6 units are spare for st-1.
+    found = transfer_suggestions(selling({"st-1": 2}, {"st-1": 2, "st-2": 6, "wh-1": 10}), IN_DAYS)
+    assert (found["st-1"].source, found["st-1"].units) == ("st-2", 6)
+    assert "st-2" not in found
+
+
+def test_units_and_days_together_take_the_larger() -> None:
+    both = network([{"kind": "store", "minimum": 4, "target": 6, "minimum_days": 2, "target_days": 10}])
+    slow = transfer_suggestions(selling({"st-1": 1}, {"st-1": 3, "wh-1": 30}, both), both)
+    assert slow["st-1"].units == 3 and "minimum 4, target 6" in slow["st-1"].reason  # 0.5/day: units win
+    fast = transfer_suggestions(selling({"st-1": 4}, {"st-1": 3, "wh-1": 30}, both), both)
+    assert fast["st-1"].units == 17 and "minimum 4, target 20" in fast["st-1"].reason  # 2/day: days win
+    assert Network.from_dict(both.to_dict()) == both and both.levels_in_days and not LEVELS.levels_in_days

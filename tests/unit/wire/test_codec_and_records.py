@@ -10,7 +10,7 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.domain import Kind, SkuStock, StockRules
+from streams.domain import Kind, Network, SkuStock, StockRules
 from streams.domain.history import MemoryRecords
 from streams.kafka.topics import TopicRegistry
 from streams.settings import load_settings
@@ -79,8 +79,10 @@ def test_stock_and_network_round_trip_through_avro() -> None:
     stock = SkuStock("SKU-1")
     for m in (mv("receipt", quantity=5, location="store-a"), mv("count", quantity=4, at=50),
               mv("transfer_out", quantity=1, location="store-a", other_location="wh-1", transfer_id="t"),
-              mv("reservation_placed", "store-a", 1, channel="web", reservation_id="r", expires_at=NOW + 5)):
+              mv("reservation_placed", "store-a", 1, channel="web", reservation_id="r", expires_at=NOW + 5),
+              mv("sale", quantity=2, location="store-b", at=60)):
         stock.apply(m, NETWORK, NOW)
+    assert stock.sales.units == {"store-b": [2]}
     codec = default_codec()
     records = MemoryRecords()
     copied = stock_from_head(codec.decode(codec.encode(Schema.SKU_HEAD, head_to_record(stock)))[1], records)
@@ -95,6 +97,10 @@ def test_stock_and_network_round_trip_through_avro() -> None:
     assert same_state(copied, stock)
     wire = codec.encode(Schema.NETWORK_CONFIG, network_to_record(NETWORK, NOW))
     assert network_from_record(codec.decode(wire)[1]) == NETWORK
+    levelled = Network.from_dict({**NETWORK.to_dict(), "sales_window_days": 7, "stock_levels": [
+        {"kind": "store", "minimum_days": 1.5, "target_days": 7}, {"location": "wh-1", "minimum": 2, "target": 9}]})
+    wire = codec.encode(Schema.NETWORK_CONFIG, network_to_record(levelled, NOW))
+    assert network_from_record(codec.decode(wire)[1]) == levelled and levelled.sales_window_days == 7
 
 
 def old_state(stock: SkuStock) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any
 import fastavro
 import pytest
 
-from streams.domain import Kind, Movement
+from streams.domain import Kind, Movement, Network
 from streams.wire.codec import DecodeError, SingleObjectCodec, crc64_avro
 from streams.wire.records import movement_to_record
 from streams.wire.schemas import (
@@ -26,6 +26,8 @@ from streams.wire.schemas import (
 )
 
 PUBLISHED = schemas_dir() / "published.json"
+_ONE_STORE = Network.from_dict({"locations": [{"id": "s1", "kind": "store", "latitude": 52.5, "longitude": 13.4}],
+                                "channels": [{"id": "pos-1", "locations": ["s1"]}]})
 
 
 def with_field(schema: Any, field: dict[str, Any]) -> Any:
@@ -114,3 +116,28 @@ def test_a_batch_an_old_sdk_wrote_with_the_legacy_fingerprint_is_read_with_the_v
     assert name == Schema.MOVEMENT_BATCH
     assert [m["event_id"] for m in record["movements"]] == ["e-1", "e-2"]
     assert all(m["latitude"] is None and m["mode"] is None for m in record["movements"])
+
+
+def test_a_sku_head_an_older_worker_wrote_is_read_with_no_recent_sales() -> None:
+    """A changelog written before the sales rate existed: its heads (with either fingerprint the older worker
+    used) are read with no sales, and the SKU gains them from its next sale."""
+    from streams.domain import SkuStock
+    from streams.domain.history import MemoryRecords
+    from streams.wire.records import head_to_record, stock_from_head
+
+    older = next(v for v in load_history()[Schema.SKU_HEAD] if "recent_sales" not in json.dumps(v))
+    stock = SkuStock("SKU-1")
+    stock.apply(Movement(Kind.SALE, "e-1", "pos-1", "SKU-1", "s1", 2, 1_700_000_000_000), _ONE_STORE,
+                1_700_000_000_000)
+    record = {k: v for k, v in head_to_record(stock).items() if k not in ("sales_day", "recent_sales")}
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, older, record)
+    full = fingerprint(older)
+    bare = next(crc64_avro(form.encode()).to_bytes(8, "little").hex()
+                for form, _ in history_legacy_forms()[Schema.SKU_HEAD])
+    for written_with in (full, bare):
+        data = b"\xc3\x01" + bytes.fromhex(written_with) + body.getvalue()
+        name, read = SingleObjectCodec().decode(data)
+        assert name == Schema.SKU_HEAD
+        again = stock_from_head(read, MemoryRecords())
+        assert again.positions == stock.positions and again.sales.units == {} and stock.sales.units == {"s1": [2]}
