@@ -81,7 +81,8 @@ class QueryService:
         locations = sorted(set(network.locations) | set(stock.positions))
         return {"sku": sku, "version": stock.version, "network_version": version,
                 "positions": [{"location": loc, **figures(stock.position(loc)), "version":
-                               stock.position(loc).version} for loc in locations]}
+                               stock.position(loc).version, "sales_per_day": _sales_rate(stock, network, loc)}
+                              for loc in locations]}
 
     def position(self, sku: str, location: str) -> dict[str, Any]:
         stock = self._stock(sku)
@@ -89,7 +90,8 @@ class QueryService:
         if location not in network.locations and location not in stock.positions:
             raise ApiError(404, f"location: {location!r} is not in the network")
         p = stock.position(location)
-        return {"sku": sku, "location": location, **figures(p), "version": p.version}
+        return {"sku": sku, "location": location, **figures(p), "version": p.version,
+                "sales_per_day": _sales_rate(stock, network, location)}
 
     def channel_ats(self, channel: str, sku: str) -> dict[str, Any]:
         stock = self._stock(sku)
@@ -141,13 +143,20 @@ _ERRORS = {"400": {"description": "a parameter is invalid (the message names it)
            "503": {"description": "the SKU's owner is not known right now (rebalancing): retry"}}
 
 
+def _sales_rate(stock: SkuStock, network: Network, location: str) -> float:
+    """Units sold per day at `location` over the network's sales window (what levels in days of cover use)."""
+    return round(stock.sales.per_day(location, network.sales_window_days), 3)
+
+
 def _ok(schema: str) -> dict[str, Any]:
     return {"200": {"description": "OK", "content": {"application/json": {"schema": {
         "$ref": f"#/components/schemas/{schema}"}}}}, **_ERRORS}
 
 
 _FIGURES = {"on_hand": {"type": "integer"}, "reserved": {"type": "integer"}, "safety_stock": {"type": "integer"},
-            "in_transit": {"type": "integer"}, "available": {"type": "integer"}, "version": {"type": "integer"}}
+            "in_transit": {"type": "integer"}, "available": {"type": "integer"}, "version": {"type": "integer"},
+            "sales_per_day": {"type": "number", "description": "units sold a day over the network's "
+                              "sales_window_days (ending with the SKU's newest event's day)"}}
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.0.3",
