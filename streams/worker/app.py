@@ -30,8 +30,9 @@ class WorkerState:
 class StocksyncApp(faust.App):
     """faust's App, plus the worker's state (`worker_state`: faust's Service has a `state` of its own),
     `before_stop`: coroutines run when the app stops, before faust stops its consumer and tables (the input
-    reader finishes its batch there), and `before_recovery`: run with the table partitions this worker is about to
-    recover (it fences their earlier writers there).
+    reader finishes its batch there), `before_recovery`: run with the table partitions this worker is about to
+    recover (it fences their earlier writers there), and `restore`: run next with each partition's last committed
+    changelog offset, to bring the local store up to it (streams.worker.restore) instead of faust.
 
     `committed_only`: the tables' changelogs are written in transactions (streams.worker.transactions) by the app's
     own code, not through faust's agents. faust's consumer then reads committed records only, and its recovery
@@ -46,6 +47,7 @@ class StocksyncApp(faust.App):
         self.worker_state = WorkerState()
         self.before_stop: list[Callable[[], Awaitable[None]]] = []
         self.before_recovery: Callable[[set[int]], Awaitable[None]] | None = None
+        self.restore: Callable[[dict[int, int]], Awaitable[None]] | None = None
 
     def _new_consumer(self) -> Any:
         consumer = super()._new_consumer()
@@ -78,13 +80,18 @@ class CommittedRecovery(Recovery):
 
     async def _build_highwaters(self, consumer: Any, tps: set[TP], destination: Any, title: str) -> None:
         app = self.app
-        if title == "active" and isinstance(app, StocksyncApp) and app.before_recovery is not None:
-            await app.before_recovery({tp.partition for tp in tps})
         assert isinstance(app, StocksyncApp)
+        if title == "active" and app.before_recovery is not None:
+            await app.before_recovery({tp.partition for tp in tps})
         found = await asyncio.get_running_loop().run_in_executor(
             None, last_committed_offsets, app.kafka, [(tp.topic, tp.partition) for tp in tps])
         destination.clear()
         destination.update({tp: found[(tp.topic, tp.partition)] for tp in tps})
+        if title == "active" and app.restore is not None:
+            # The app's own restore reads the partitions up to their ends; faust is then left nothing to read.
+            await app.restore({tp.partition: found[(tp.topic, tp.partition)] for tp in tps})
+            for tp in tps:
+                self.active_offsets[tp] = found[(tp.topic, tp.partition)]
 
 
 class CommittedTableManager(TableManager):
@@ -124,5 +131,8 @@ def create_app(settings: Settings, kafka: KafkaConnection | None = None, committ
         canonical_url=settings.api_url,
         web_ssl_context=access.server_context(),
         consumer_auto_offset_reset="earliest",
+        # No standby replicas: a standby's store would be filled by faust's changelog reading, which under faults
+        # left stores missing records. A worker taking a partition over reads what it lacks (streams.worker.restore).
+        table_standby_replicas=0,
         committed_only=committed_only,
     )

@@ -169,8 +169,11 @@ class Batcher:
         local store, the in-memory bookkeeping and the recorded offsets follow only the commit."""
         offsets = self._offsets_after(partition, messages)
         store.put_raw(offsets_key(partition), self.table.encode_offsets(partition, offsets), partition)
-        await self.transactions.commit(partition, store.changelog_records() + outbox.records, with_state=True)
-        store.committed()
+        written = await self.transactions.commit(partition, store.changelog_records() + outbox.records,
+                                                 with_state=True)
+        # The store then holds the changelog up to this transaction's last record: this worker has owned the
+        # partition since it brought the store up to the changelog's end, and nobody else may write it.
+        store.committed(read_up_to={partition: written[self.table.changelog]})
         outbox.committed()
         self.recorded[partition] = offsets
 

@@ -30,6 +30,7 @@ from streams.worker.health import BROKER_PROBE_S, Health
 from streams.worker.network import NetworkFollower, NetworkInForce
 from streams.worker.pipeline import Pipeline
 from streams.worker.reader import InputReader
+from streams.worker.restore import ChangelogRestorer
 from streams.worker.routes import add_routes
 from streams.worker.suggestions import SuggestionIndex
 from streams.worker.table import StockTable
@@ -62,6 +63,8 @@ class Worker:
         self.transactions = PartitionTransactions(servers, settings.app_id, settings.crash_before_commit,
                                                   on_fenced=self.request_rebalance)
         app.before_recovery = self.transactions.fence
+        self.restorer = ChangelogRestorer(servers, self.table)
+        app.restore = self.restore
         self.health = Health()
         self.batcher = Batcher(self.transactions, self.table, self.pipeline, settings.max_batch,
                                settings.batch_wait_s, self.health)
@@ -70,6 +73,13 @@ class Worker:
         self.admin = new_admin(servers)
         self.follower = NetworkFollower(servers, registry, self.network, self.republish)
         self.suggestions = SuggestionIndex(servers, registry, codec)
+
+    async def restore(self, ends: dict[int, int]) -> None:
+        """Bring the local store of each table partition taken over up to its changelog's last committed record
+        (concurrently: each partition has its own reader)."""
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(None, self.restorer.restore, partition, end)
+                               for partition, end in sorted(ends.items())))
 
     def request_rebalance(self) -> None:
         """Ask the consumer group to rebalance (Kafka Streams does the same on a fenced producer: its thread

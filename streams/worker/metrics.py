@@ -9,6 +9,8 @@ MOVEMENTS = Counter("stocksync_movements_total", "Movements applied, by kind, ch
                     "duplicate, refused, ...)", ["kind", "channel", "status"])
 DEAD_LETTERS = Counter("stocksync_dead_letters_total", "Inputs sent to the dead-letter topic", ["reason", "channel"])
 REROUTED = Counter("stocksync_rerouted_total", "Movements re-sent to the partition of their SKU")
+RESTORED_RECORDS = Counter("stocksync_restored_records_total", "Changelog records read into the local store when this "
+                           "worker took table partitions over")
 ANOMALIES = Counter("stocksync_anomalies_total", "Flagged outcomes (negative_on_hand: on-hand went below zero, "
                     "unknown_reservation, ...)", ["anomaly"])
 BATCH_SIZE = Histogram("stocksync_batch_messages", "Messages per processed batch",

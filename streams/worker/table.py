@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from functools import cached_property
 from typing import Any
 
+import rocksdict
+from faust.stores.rocksdb import Store as RocksDBStore
 from faust.streams import _current_event
 
 from streams.domain import SkuStock
@@ -23,6 +25,9 @@ from streams.worker.outputs import OutputRecord
 from streams.worker.state import HISTORY_MARK, head_of
 
 OFFSETS_PREFIX = b"\x00"  # no SKU starts with NUL
+# Where a partition's RocksDB database keeps the changelog offset it holds every record up to: faust's own key for
+# it (its "persisted offset"), so that faust's recovery, too, starts after it.
+CHECKPOINT_KEY: bytes = RocksDBStore.offset_key
 
 
 def offsets_key(partition: int) -> bytes:
@@ -57,6 +62,8 @@ class StockTable:
 
     def __init__(self, table: Any, codec: SingleObjectCodec) -> None:
         self.table, self.codec = table, codec
+        # The memory store (tests, demos) keeps its data for the process's life; so do its checkpoints.
+        self._memory_checkpoints: dict[int, int] = {}
 
     @cached_property
     def _rocksdb(self) -> Callable[[int], Any] | None:
@@ -79,21 +86,45 @@ class StockTable:
             value: bytes | None = self.table.data.get(key)
         return value
 
-    def apply(self, writes: dict[bytes, tuple[bytes | None, int]]) -> None:
-        """Put records whose changelog records are committed into the local store (None: delete)."""
+    def apply(self, writes: dict[bytes, tuple[bytes | None, int]], read_up_to: dict[int, int] | None = None
+              ) -> None:
+        """Put records whose changelog records are committed into the local store (None: delete). `read_up_to`:
+        per partition, the changelog offset the store then holds every record up to (its checkpoint), written in
+        the same atomic batch as the records."""
         databases = self._rocksdb
+        if databases is None:
+            for key, (value, partition) in writes.items():
+                with _in_partition(partition):
+                    if value is not None:
+                        self.table.data[key] = value
+                    elif key in self.table.data:
+                        del self.table.data[key]
+            self._memory_checkpoints.update(read_up_to or {})
+            return
+        batches: dict[int, Any] = {}
         for key, (value, partition) in writes.items():
-            if databases is not None:
-                if value is not None:
-                    databases(partition).put(key, value)
-                else:
-                    databases(partition).delete(key)
-                continue
-            with _in_partition(partition):
-                if value is not None:
-                    self.table.data[key] = value
-                elif key in self.table.data:
-                    del self.table.data[key]
+            batch = batches.get(partition)
+            if batch is None:
+                batch = batches[partition] = rocksdict.WriteBatch(raw_mode=True)
+            if value is not None:
+                batch.put(key, value)
+            else:
+                batch.delete(key)
+        for partition, offset in (read_up_to or {}).items():
+            batch = batches.get(partition)
+            if batch is None:
+                batch = batches[partition] = rocksdict.WriteBatch(raw_mode=True)
+            batch.put(CHECKPOINT_KEY, str(offset).encode())
+        for partition, batch in batches.items():
+            databases(partition).write(batch)
+
+    def checkpoint(self, partition: int) -> int:
+        """The changelog offset the local store of `partition` holds every record up to (-1: none known)."""
+        databases = self._rocksdb
+        if databases is None:
+            return self._memory_checkpoints.get(partition, -1)
+        found = databases(partition).get(CHECKPOINT_KEY)
+        return int(found) if found is not None else -1
 
     def stocks(self) -> Iterator[SkuStock]:
         """The head of every SKU in this worker's table partitions (positions; not their history)."""
@@ -160,8 +191,8 @@ class TableStore:
         changelog = self.table.changelog
         return [(changelog, key, value, partition) for key, (value, partition) in self.writes.items()]
 
-    def committed(self) -> None:
+    def committed(self, read_up_to: dict[int, int] | None = None) -> None:
         """The changelog records are committed: the local store takes them (faust's own table write would send
-        a second changelog record)."""
-        self.table.apply(self.writes)
+        a second changelog record), with its checkpoint (see StockTable.apply)."""
+        self.table.apply(self.writes, read_up_to)
         self.writes = {}

@@ -110,17 +110,19 @@ class PartitionTransactions:
                 log.warning("table partition %d: initialising its transactions: %s; trying again", partition,
                             exc.args[0])
 
-    async def commit(self, partition: int, records: Sequence[OutputRecord], with_state: bool = False) -> None:
-        """Write `records` in one transaction of `partition`'s producer and commit it; raises Fenced or
-        CommitFailed, after which nothing of it is visible to read_committed readers. `with_state`: a batch's
-        transaction (state records among them), where the fault injection point is."""
+    async def commit(self, partition: int, records: Sequence[OutputRecord], with_state: bool = False
+                     ) -> dict[str, int]:
+        """Write `records` in one transaction of `partition`'s producer and commit it; returns, per topic, the
+        offset of its last record written. Raises Fenced or CommitFailed, after which nothing of it is visible
+        to read_committed readers. `with_state`: a batch's transaction (state records among them), where the
+        fault injection point is."""
         producer = self.producers.get(partition)
         if producer is None:
             raise Fenced(partition, "this worker does not own it")
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
-            await loop.run_in_executor(None, self._transaction, partition, producer, records, with_state)
+            last = await loop.run_in_executor(None, self._transaction, partition, producer, records, with_state)
         except Fenced as exc:
             self.producers.pop(partition, None)
             metrics.TRANSACTIONS.labels("fenced").inc()
@@ -136,6 +138,7 @@ class PartitionTransactions:
         for topic, count in Counter(record[0] for record in records).items():
             metrics.OUTPUTS.labels(topic).inc(count)
         metrics.COMMIT_SECONDS.observe(loop.time() - started)
+        return last
 
     async def _renew(self, partition: int) -> None:
         """A new producer for a partition whose transaction failed: librdkafka's producer can stay unable to send
@@ -150,12 +153,16 @@ class PartitionTransactions:
                       partition, exc.args[0])
 
     def _transaction(self, partition: int, producer: Producer, records: Sequence[OutputRecord],
-                     with_state: bool) -> None:
+                     with_state: bool) -> dict[str, int]:
         refused: list[tuple[str, KafkaError]] = []
+        last: dict[str, int] = {}
 
         def delivered(err: Any, msg: Any) -> None:
             if err is not None:
                 refused.append((str(msg.topic()), err))
+            else:
+                topic = str(msg.topic())
+                last[topic] = max(last.get(topic, -1), int(msg.offset()))
 
         failure: KafkaError | None = None
         try:
@@ -170,7 +177,7 @@ class PartitionTransactions:
                 self._maybe_crash()
             if not refused:
                 self._commit(producer)
-                return
+                return last
         except KafkaException as exc:
             failure = exc.args[0]
             if failure.fatal():  # fenced by a newer owner, or the producer is broken for good

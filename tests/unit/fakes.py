@@ -103,7 +103,8 @@ class FakeTransactions:
     def writable(self) -> set[int]:
         return set(self.producers)
 
-    async def commit(self, partition: int, records: Sequence[OutputRecord], with_state: bool = False) -> None:
+    async def commit(self, partition: int, records: Sequence[OutputRecord], with_state: bool = False
+                     ) -> dict[str, int]:
         self.calls.append((partition, list(records)))
         if len(self.calls) == self.crash_at:
             raise Crash(f"commit {self.crash_at}")
@@ -113,7 +114,12 @@ class FakeTransactions:
                    if self.refused((topic, key, value, part))]
         if refused:
             raise CommitFailed(partition, refused, permanent=True)
-        self.broker.records.extend(records)
+        last: dict[str, int] = {}
+        for record in records:  # an offset per topic and partition, as the broker would give it
+            topic, part = record[0], record[3]
+            self.broker.records.append(record)
+            last[topic] = sum(1 for r in self.broker.records if r[0] == topic and r[3] == part) - 1
+        return last
 
 
 class FakeFaustTable:
