@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from streams.domain import Kind, Movement, Network, Position, ReservationDecision, SkuStock
+from streams.domain.demand import RecentSales
 from streams.domain.history import (
     DeltaChunk,
     DeltaSummary,
@@ -17,7 +18,6 @@ from streams.domain.history import (
     reservation_key,
     transfer_key,
 )
-from streams.domain.demand import RecentSales
 from streams.domain.stock import Reservation
 from streams.domain.transfers import TransferSuggestion
 from streams.wire.schemas import Schema

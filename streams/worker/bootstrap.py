@@ -158,7 +158,8 @@ class Worker:
         """Set the gauges nothing else sets as it happens: readiness, recovery progress, the table's size."""
         metrics.READY.set(0 if self.health.not_ready(self.app.worker_state.ready, self.app.rebalancing) else 1)
         recovery = cast(TableManager, self.app.tables).recovery
-        metrics.RECOVERY_REMAINING.labels("active").set(recovery.active_remaining_total())
+        metrics.RECOVERY_REMAINING.labels("active").set(recovery.active_remaining_total()
+                                                         + sum(list(self.restorer.remaining.values())))
         metrics.RECOVERY_REMAINING.labels("standby").set(recovery.standby_remaining_total())
         sizes = self.table.sizes()
         for gauge in (metrics.TABLE_KEYS, metrics.TABLE_BYTES):

@@ -15,8 +15,8 @@ from typing import Any
 
 from streams.domain import (
     InvalidMovement,
-    Network,
     Movement,
+    Network,
     Outcome,
     SkuStock,
     Status,

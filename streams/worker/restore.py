@@ -41,6 +41,7 @@ class Restored:
 class ChangelogRestorer:
     def __init__(self, servers: KafkaConnection | str, table: StockTable) -> None:
         self.servers, self.table = servers, table
+        self.remaining: dict[int, int] = {}  # per partition being restored, changelog offsets still to read
 
     def restore(self, partition: int, end: int) -> Restored:
         """Read the changelog partition from after the store's checkpoint up to `end` (its last committed
@@ -70,6 +71,7 @@ class ChangelogRestorer:
                         break
                     writes[bytes(message.key() or b"")] = (message.value(), partition)
                     reached = offset
+                self.remaining[partition] = end - reached
                 if writes:
                     self.table.apply(writes, read_up_to={partition: reached})
                     records += len(writes)
@@ -78,6 +80,7 @@ class ChangelogRestorer:
                     raise StocksyncError(f"restoring table partition {partition}: no record for {STALL_S:.0f} s at "
                                          f"offset {reached} of {end}")
         finally:
+            self.remaining.pop(partition, None)
             consumer.close()
         done = Restored(partition, start, end, records, time.monotonic() - started)
         metrics.RESTORED_RECORDS.inc(records)

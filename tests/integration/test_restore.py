@@ -5,10 +5,9 @@ same."""
 
 from __future__ import annotations
 
+import json
 import signal
 import time
-
-import json
 import urllib.request
 
 from streams.domain import Kind, Movement
