@@ -241,3 +241,26 @@ def test_network_changes_apply_live(deployment: Deployment) -> None:
     except AssertionError as exc:
         raise AssertionError(f"{exc}; input lag {deployment.input_lag()}") from None
     assert deployment.latest(web_feed)[b"SKU-1"]["ats"] == 16 - 7
+
+
+def test_a_worker_that_gave_partitions_away_republishes_none_of_their_skus(deployment: Deployment) -> None:
+    """A network change makes every worker republish the ATS of the SKUs it holds. The memory store (tests,
+    demos) still holds what the worker wrote for partitions it has given away: their figures must not be
+    published (only a partition's owner writes its outputs)."""
+    deployment.apply_network(NETWORK)
+    first = deployment.start_worker("first")
+    at = int(time.time() * 1000) - 60_000
+    skus = [f"SKU-G{i}" for i in range(24)]
+    deployment.send_applied([Movement(Kind.RECEIPT, f"in-{sku}", "wms", sku, "w1", 30, at) for sku in skus])
+    second = deployment.start_worker("second")
+    wait_for(lambda: first.status().get("assigned_inputs") and second.status().get("assigned_inputs"), 60,
+             "both workers reading")
+    deployment.send_applied([Movement(Kind.SALE, f"out-{sku}", "web", sku, "w1", 3, at + 1_000) for sku in skus])
+    deployment.apply_network({**NETWORK, "channels": [{**ch, "buffer": 5} if ch["id"] == "web" else ch
+                                                      for ch in NETWORK["channels"]]})
+    web_feed = deployment.registry.ats("web").name
+    wait_for(lambda: all(deployment.latest(web_feed).get(sku.encode(), {}).get("ats") == 30 - 3 - 5
+                         for sku in skus), 60, "every SKU's web ATS after the new buffer")
+    deployment.settle()
+    assert deployment.versions_going_back(web_feed) == []
+    assert {sku: deployment.latest(web_feed)[sku.encode()]["ats"] for sku in skus} == dict.fromkeys(skus, 22)
