@@ -15,7 +15,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
 
 from streams.errors import StocksyncError
 from streams.kafka.clients import new_consumer, reader_group
@@ -62,8 +62,9 @@ class ChangelogRestorer:
                 for message in consumer.consume(CHUNK, timeout=1.0):
                     error = message.error()
                     if error is not None:
-                        if error.code() != KafkaError._PARTITION_EOF:  # noqa: SLF001 - librdkafka's local names
+                        if error.fatal():
                             raise KafkaException(error)
+                        # The end of what is there so far, or a broker away (librdkafka retries): read on.
                         continue
                     offset = int(message.offset() or 0)
                     if offset > end:  # every record up to the end is read (later ones: none, as all are fenced)
