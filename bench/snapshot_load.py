@@ -1,7 +1,9 @@
 """How long a full stock snapshot takes to load: `--rows` rows (SKU x location, gzip CSV) through `stocksync load`
-into one worker (RocksDB) on the local broker, with its report read back from the ledger. Prints JSON.
+into one worker (RocksDB) on the local broker, with its report read back from the ledger. Then the worker, now
+holding that many positions, is killed (SIGKILL) and timed to /ready on its own disk, then on an empty disk (its
+state from the changelog alone), with its peak RSS (`--skip-recovery` leaves that out). Prints JSON.
 
-    python -m bench.snapshot_load [--rows 1000000] [--locations 20]
+    python -m bench.snapshot_load [--rows 1000000] [--locations 20] [--skip-recovery]
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--locations", type=int, default=20)
+    parser.add_argument("--skip-recovery", action="store_true")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="stocksync-snapshot-"))
     cluster = start_cluster(load_settings(), tmp / "kafka")
@@ -68,13 +71,24 @@ def main() -> None:
         if done.returncode != 0:
             raise SystemExit(f"stocksync load failed: {done.stderr.strip()[-500:]}")
         report = done.stdout.splitlines()
-        print(json.dumps({
+        result: dict[str, object] = {
             "benchmark": "snapshot_load", "rows": args.rows, "locations": args.locations,
             "file_mb": round(snapshot.stat().st_size / 2**20, 1), "file_written_s": round(written_s, 1),
             "load_and_report_s": round(seconds, 1), "rows_per_s": round(args.rows / seconds),
             "report_head": report[:3], "worker_peak_rss_mb": worker.peak_rss_mb(),
-            "machine": {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)},
-        }, indent=2))
+        }
+        if not args.skip_recovery:
+            worker.stop(signal.SIGKILL)
+            own_disk_s = worker.start()
+            own_disk_rss = worker.peak_rss_mb()
+            worker.stop(signal.SIGKILL)
+            shutil.rmtree(worker.data)
+            result["recovery"] = {"positions": args.rows, "from_local_rocksdb_s": round(own_disk_s, 1),
+                                  "from_local_rocksdb_peak_rss_mb": own_disk_rss,
+                                  "from_changelog_s": round(worker.start(), 1),
+                                  "from_changelog_peak_rss_mb": worker.peak_rss_mb()}
+        result["machine"] = {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)}
+        print(json.dumps(result, indent=2))
     finally:
         if worker is not None:
             worker.stop(signal.SIGKILL)
