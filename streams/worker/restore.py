@@ -59,7 +59,7 @@ class ChangelogRestorer:
             reached, last_progress = start, time.monotonic()
             while reached < end:
                 writes: dict[bytes, tuple[bytes | None, int]] = {}
-                for message in consumer.consume(CHUNK, timeout=1.0):
+                for message in consumer.consume(CHUNK, timeout=0.1):  # returns early only with CHUNK records
                     error = message.error()
                     if error is not None:
                         if error.fatal():
