@@ -253,7 +253,7 @@ def test_a_worker_that_gave_partitions_away_republishes_none_of_their_skus(deplo
     skus = [f"SKU-G{i}" for i in range(24)]
     deployment.send_applied([Movement(Kind.RECEIPT, f"in-{sku}", "wms", sku, "w1", 30, at) for sku in skus])
     second = deployment.start_worker("second")
-    wait_for(lambda: first.status().get("assigned_inputs") and second.status().get("assigned_inputs"), 60,
+    wait_for(lambda: bool(first.status().get("assigned_inputs") and second.status().get("assigned_inputs")), 60,
              "both workers reading")
     deployment.send_applied([Movement(Kind.SALE, f"out-{sku}", "web", sku, "w1", 3, at + 1_000) for sku in skus])
     deployment.apply_network({**NETWORK, "channels": [{**ch, "buffer": 5} if ch["id"] == "web" else ch
