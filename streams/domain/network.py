@@ -6,6 +6,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
@@ -103,7 +104,7 @@ class Network:
             if location not in self.locations:
                 raise NetworkError(f"stock_levels: unknown location {location!r}")
 
-    @property
+    @cached_property
     def levels_in_days(self) -> bool:
         """Does any stock level depend on the sales rate?"""
         return any(level.in_days for level in (*self.levels_by_kind.values(), *self.levels_by_location.values()))

@@ -32,7 +32,7 @@ def transfer_suggestions(stock: SkuStock, network: Network) -> dict[str, Transfe
         return {}
     carried = [location for location in sorted(stock.positions) if location in network.locations]
     levels = {location: _level(stock, network, location) for location in carried}
-    spare = {location: max(0, stock.available(location) - (levels[location] or _NONE)[1]) for location in carried}
+    spare = {location: max(0, stock.available(location) - _target(levels[location])) for location in carried}
     found: dict[str, TransferSuggestion] = {}
     for destination in carried:
         level = levels[destination]
@@ -59,7 +59,9 @@ def transfer_suggestions(stock: SkuStock, network: Network) -> dict[str, Transfe
     return found
 
 
-_NONE = (0, 0, "")
+def _target(level: tuple[int, int, str] | None) -> int:
+    """What a location keeps back: its target in units (none without a level)."""
+    return level[1] if level is not None else 0
 
 
 def _level(stock: SkuStock, network: Network, location: str) -> tuple[int, int, str] | None:

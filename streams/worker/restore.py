@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
 
@@ -29,27 +28,18 @@ CHUNK = 2_000  # records per atomic write (and per poll)
 STALL_S = 60.0  # no record for this long while records remain: the broker is away for good; give up
 
 
-@dataclass(frozen=True)
-class Restored:
-    partition: int
-    start: int  # the checkpoint it started after
-    end: int  # the last committed record it read up to
-    records: int
-    seconds: float
-
-
 class ChangelogRestorer:
     def __init__(self, servers: KafkaConnection | str, table: StockTable) -> None:
         self.servers, self.table = servers, table
         self.remaining: dict[int, int] = {}  # per partition being restored, changelog offsets still to read
 
-    def restore(self, partition: int, end: int) -> Restored:
+    def restore(self, partition: int, end: int) -> None:
         """Read the changelog partition from after the store's checkpoint up to `end` (its last committed
         record, once its earlier writers are fenced) into the store. Blocking: run it in a thread."""
         started = time.monotonic()
         start = self.table.checkpoint(partition)
         if start >= end:
-            return Restored(partition, start, end, 0, 0.0)
+            return
         changelog = self.table.changelog
         consumer = new_consumer(self.servers, reader_group(changelog), **{
             "enable.partition.eof": True, "auto.offset.reset": "earliest", "fetch.wait.max.ms": 100})
@@ -83,8 +73,6 @@ class ChangelogRestorer:
         finally:
             self.remaining.pop(partition, None)
             consumer.close()
-        done = Restored(partition, start, end, records, time.monotonic() - started)
         metrics.RESTORED_RECORDS.inc(records)
         log.info("table partition %d restored from its changelog: offsets %d to %d, %d records in %.1f s",
-                 partition, start + 1, end, records, done.seconds)
-        return done
+                 partition, start + 1, end, records, time.monotonic() - started)

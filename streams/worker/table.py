@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import types
 import weakref
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
@@ -73,6 +74,7 @@ class StockTable:
         store late.)"""
         found: Callable[[int], Any] | None = getattr(self.table.data, "_db_for_partition", None)
         return found
+
     @property
     def changelog(self) -> str:
         return str(self.table.changelog_topic.get_topic_name())
@@ -101,20 +103,14 @@ class StockTable:
                         del self.table.data[key]
             self._memory_checkpoints.update(read_up_to or {})
             return
-        batches: dict[int, Any] = {}
+        batches: defaultdict[int, Any] = defaultdict(lambda: rocksdict.WriteBatch(raw_mode=True))
         for key, (value, partition) in writes.items():
-            batch = batches.get(partition)
-            if batch is None:
-                batch = batches[partition] = rocksdict.WriteBatch(raw_mode=True)
             if value is not None:
-                batch.put(key, value)
+                batches[partition].put(key, value)
             else:
-                batch.delete(key)
+                batches[partition].delete(key)
         for partition, offset in (read_up_to or {}).items():
-            batch = batches.get(partition)
-            if batch is None:
-                batch = batches[partition] = rocksdict.WriteBatch(raw_mode=True)
-            batch.put(CHECKPOINT_KEY, str(offset).encode())
+            batches[partition].put(CHECKPOINT_KEY, str(offset).encode())
         for partition, batch in batches.items():
             databases(partition).write(batch)
 

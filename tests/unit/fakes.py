@@ -4,6 +4,7 @@ choice (integration tests show what the real broker refuses)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import SimpleNamespace
 
@@ -80,6 +81,7 @@ class Broker:
 
     def __init__(self) -> None:
         self.records: list[OutputRecord] = []
+        self.next_offset: Counter[tuple[str, int | None]] = Counter()
 
     def topic(self, name: str) -> list[OutputRecord]:
         return [r for r in self.records if r[0] == name]
@@ -118,7 +120,8 @@ class FakeTransactions:
         for record in records:  # an offset per topic and partition, as the broker would give it
             topic, part = record[0], record[3]
             self.broker.records.append(record)
-            last[topic] = sum(1 for r in self.broker.records if r[0] == topic and r[3] == part) - 1
+            last[topic] = self.broker.next_offset[(topic, part)]
+            self.broker.next_offset[(topic, part)] += 1
         return last
 
 
