@@ -12,7 +12,10 @@ def channel_ats(stock: SkuStock, channel: Channel) -> int:
     """max(0, sum of available over the channel's selling locations - buffer); 0 for an excluded SKU."""
     if stock.sku in channel.excluded_skus:
         return 0
-    return max(0, sum(stock.available(location) for location in channel.selling_locations) - channel.buffer)
+    selling = channel.selling_locations
+    # Over the SKU's positions, not the channel's locations: a SKU is stocked at a few of a network's many.
+    return max(0, sum(p.available for location, p in stock.positions.items() if location in selling)
+               - channel.buffer)
 
 
 def affected_channels(network: Network, locations: Iterable[str]) -> frozenset[str]:

@@ -46,6 +46,9 @@ EXPIRY_EVENT_PREFIX = f"{WORKER_EVENT_PREFIX}expired:"  # + "<channel>:<reservat
 SALES_SIDE = frozenset({Kind.SALE, Kind.RETURN} | RESERVATION_KINDS) - WORKER_MADE
 SUPPLY_SIDE = frozenset({Kind.RECEIPT, Kind.ADJUSTMENT, Kind.COUNT, Kind.TRANSFER_OUT, Kind.TRANSFER_IN,
                          Kind.SAFETY_STOCK})
+_ABSOLUTE = frozenset({Kind.COUNT, Kind.SAFETY_STOCK})  # their quantity is the new figure, not a change
+_CLOSING = frozenset({Kind.RESERVATION_RELEASED, Kind.RESERVATION_FULFILLED, Kind.RESERVATION_EXPIRED})
+_TRANSFERS = frozenset({Kind.TRANSFER_OUT, Kind.TRANSFER_IN})
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,60 +79,73 @@ class Movement:
     alias: str | None = None
 
     def __post_init__(self) -> None:
+        # Every input movement passes here once: each message is formatted only when its check fails.
         if not isinstance(self.kind, Kind):
             try:
                 object.__setattr__(self, "kind", Kind(self.kind))
             except ValueError:
                 raise InvalidMovement(f"kind: unknown movement type {self.kind!r}") from None
-        _check(bool(self.event_id), "event_id: missing")
-        _check(len(self.event_id) <= 128, "event_id: longer than 128 characters")
-        _check(not _CONTROL.search(self.event_id), "event_id: contains a tab, newline or other control character")
-        _check(bool(self.channel), "channel: missing")
-        if self.alias is not None:
-            _check(0 < len(self.alias) <= 128 and not _CONTROL.search(self.alias),
-                   "alias: 1 to 128 characters, no control characters")
-        _check(bool(SKU_PATTERN.match(self.sku)) or (self.sku == "" and self.alias is not None),
-               f"sku: {self.sku!r} is not a SKU (letters, digits, ._/-; max 64)")
-        _check(isinstance(self.quantity, int) and not isinstance(self.quantity, bool), "quantity: not an integer")
-        _check(-MAX_QUANTITY <= self.quantity <= MAX_QUANTITY,
-               f"quantity: {self.quantity} is beyond the {MAX_QUANTITY:,} units one movement may carry")
-        _check(isinstance(self.occurred_at, int) and self.occurred_at >= 0, "occurred_at: not an epoch-ms time")
-        kind = self.kind
+        event_id, quantity, kind = self.event_id, self.quantity, self.kind
+        if not event_id:
+            raise InvalidMovement("event_id: missing")
+        if len(event_id) > 128:
+            raise InvalidMovement("event_id: longer than 128 characters")
+        if _CONTROL.search(event_id):
+            raise InvalidMovement("event_id: contains a tab, newline or other control character")
+        if not self.channel:
+            raise InvalidMovement("channel: missing")
+        if self.alias is not None and not (0 < len(self.alias) <= 128 and not _CONTROL.search(self.alias)):
+            raise InvalidMovement("alias: 1 to 128 characters, no control characters")
+        if not SKU_PATTERN.match(self.sku) and not (self.sku == "" and self.alias is not None):
+            raise InvalidMovement(f"sku: {self.sku!r} is not a SKU (letters, digits, ._/-; max 64)")
+        if not isinstance(quantity, int) or isinstance(quantity, bool):
+            raise InvalidMovement("quantity: not an integer")
+        if not -MAX_QUANTITY <= quantity <= MAX_QUANTITY:
+            raise InvalidMovement(f"quantity: {quantity} is beyond the {MAX_QUANTITY:,} units one movement may carry")
+        if not isinstance(self.occurred_at, int) or self.occurred_at < 0:
+            raise InvalidMovement("occurred_at: not an epoch-ms time")
         if kind is Kind.ADJUSTMENT:
-            _check(self.quantity != 0, "quantity: an adjustment must change stock (non-zero)")
-            _check(self.reason in ADJUSTMENT_REASONS,
-                   f"reason: adjustment reason {self.reason!r} is not one of {sorted(ADJUSTMENT_REASONS)}")
-        elif kind in (Kind.COUNT, Kind.SAFETY_STOCK):
-            _check(self.quantity >= 0, f"quantity: a {kind} is absolute and cannot be negative")
-        elif kind in (Kind.RESERVATION_RELEASED, Kind.RESERVATION_FULFILLED, Kind.RESERVATION_EXPIRED):
-            _check(self.quantity >= 0, "quantity: cannot be negative")
-        else:
-            _check(self.quantity > 0, f"quantity: must be positive for a {kind}, got {self.quantity}")
-        if kind is not Kind.RESERVATION_PLACED and kind not in (Kind.RESERVATION_RELEASED,
-                                                                Kind.RESERVATION_FULFILLED,
-                                                                Kind.RESERVATION_EXPIRED):
-            _check(bool(self.location), "location: missing")
-        if kind in (Kind.TRANSFER_OUT, Kind.TRANSFER_IN):
-            _check(bool(self.transfer_id), "transfer_id: missing for a transfer")
-            _check(bool(self.other_location), "other_location: a transfer needs its other end")
-            _check(self.other_location != self.location, "other_location: a transfer needs two different locations")
-        for name in ("location", "other_location", "transfer_id", "reservation_id"):
-            value = getattr(self, name)
-            _check(value is None or not _CONTROL.search(value), f"{name}: contains a control character")
-        if kind in RESERVATION_KINDS:
-            _check(bool(self.reservation_id), "reservation_id: missing")
-        if kind is Kind.RESERVATION_PLACED:
-            _check(self.expires_at is not None and self.expires_at > self.occurred_at,
-                   "expires_at: a reservation needs an expiry after occurred_at")
-        sourced = self.latitude is not None or self.longitude is not None or self.mode is not None
-        if sourced:
-            _check(kind is Kind.RESERVATION_PLACED, "latitude/longitude/mode: only a reservation is sourced")
-            _check(self.latitude is not None and self.longitude is not None,
-                   "latitude, longitude: a sourced reservation needs both (where the order goes)")
-            assert self.latitude is not None and self.longitude is not None
-            _check(-90 <= self.latitude <= 90, f"latitude: {self.latitude} is outside -90..90")
-            _check(-180 <= self.longitude <= 180, f"longitude: {self.longitude} is outside -180..180")
-            _check(self.mode in (None, "ship", "pickup"), f"mode: {self.mode!r} is neither 'ship' nor 'pickup'")
+            if quantity == 0:
+                raise InvalidMovement("quantity: an adjustment must change stock (non-zero)")
+            if self.reason not in ADJUSTMENT_REASONS:
+                raise InvalidMovement(f"reason: adjustment reason {self.reason!r} is not one of "
+                                      f"{sorted(ADJUSTMENT_REASONS)}")
+        elif kind in _ABSOLUTE:
+            if quantity < 0:
+                raise InvalidMovement(f"quantity: a {kind} is absolute and cannot be negative")
+        elif kind in _CLOSING:
+            if quantity < 0:
+                raise InvalidMovement("quantity: cannot be negative")
+        elif quantity <= 0:
+            raise InvalidMovement(f"quantity: must be positive for a {kind}, got {quantity}")
+        if kind not in RESERVATION_KINDS and not self.location:
+            raise InvalidMovement("location: missing")
+        if kind in _TRANSFERS:
+            if not self.transfer_id:
+                raise InvalidMovement("transfer_id: missing for a transfer")
+            if not self.other_location:
+                raise InvalidMovement("other_location: a transfer needs its other end")
+            if self.other_location == self.location:
+                raise InvalidMovement("other_location: a transfer needs two different locations")
+        for name, value in (("location", self.location), ("other_location", self.other_location),
+                            ("transfer_id", self.transfer_id), ("reservation_id", self.reservation_id)):
+            if value is not None and _CONTROL.search(value):
+                raise InvalidMovement(f"{name}: contains a control character")
+        if kind in RESERVATION_KINDS and not self.reservation_id:
+            raise InvalidMovement("reservation_id: missing")
+        if kind is Kind.RESERVATION_PLACED and (self.expires_at is None or self.expires_at <= self.occurred_at):
+            raise InvalidMovement("expires_at: a reservation needs an expiry after occurred_at")
+        if self.latitude is not None or self.longitude is not None or self.mode is not None:
+            self._check_sourcing()
+
+    def _check_sourcing(self) -> None:
+        _check(self.kind is Kind.RESERVATION_PLACED, "latitude/longitude/mode: only a reservation is sourced")
+        _check(self.latitude is not None and self.longitude is not None,
+               "latitude, longitude: a sourced reservation needs both (where the order goes)")
+        assert self.latitude is not None and self.longitude is not None
+        _check(-90 <= self.latitude <= 90, f"latitude: {self.latitude} is outside -90..90")
+        _check(-180 <= self.longitude <= 180, f"longitude: {self.longitude} is outside -180..180")
+        _check(self.mode in (None, "ship", "pickup"), f"mode: {self.mode!r} is neither 'ship' nor 'pickup'")
 
     @property
     def key(self) -> str:

@@ -43,10 +43,11 @@ class Channel:
     excluded_locations: frozenset[str] = frozenset()
     coalesce_ms: int = 0
     split: bool = True  # a sourced reservation may be held at several locations (False: one, or refused)
+    # locations - excluded_locations, once: every ATS figure sums over it
+    selling_locations: frozenset[str] = field(init=False, repr=False, compare=False)
 
-    @property
-    def selling_locations(self) -> frozenset[str]:
-        return self.locations - self.excluded_locations
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "selling_locations", self.locations - self.excluded_locations)
 
 
 @dataclass(frozen=True, slots=True)
