@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     store: Literal["rocksdb://", "memory://"] = "rocksdb://"
     # faust joins its group after about half of this: keep it low for demos and tests.
     broker_session_timeout_s: float = Field(default=10.0, gt=0)
+    # Workers besides its owner that keep a warm copy of each table partition (RocksDB store only), so that one of
+    # them takes it over without reading its whole changelog first.
+    standby_replicas: int = Field(default=1, ge=0, le=10)
     web_port: int = Field(default=6066, ge=0, le=65535)
     # The query API: where it listens, and the URL other workers use to reach it (routing by SKU owner).
     web_host: str = "127.0.0.1"

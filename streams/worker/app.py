@@ -32,7 +32,9 @@ class StocksyncApp(faust.App):
     `before_stop`: coroutines run when the app stops, before faust stops its consumer and tables (the input
     reader finishes its batch there), `before_recovery`: run with the table partitions this worker is about to
     recover (it fences their earlier writers there), and `restore`: run next with each partition's last committed
-    changelog offset, to bring the local store up to it (streams.worker.restore) instead of faust.
+    changelog offset, to bring the local store up to it (streams.worker.restore) instead of faust, and
+    `follow_standbys`: run with the table partitions this worker keeps standby replicas of (none while a rebalance
+    is under way), to follow their changelogs (streams.worker.standby) instead of faust.
 
     `committed_only`: the tables' changelogs are written in transactions (streams.worker.transactions) by the app's
     own code, not through faust's agents. faust's consumer then reads committed records only, and its recovery
@@ -48,6 +50,7 @@ class StocksyncApp(faust.App):
         self.before_stop: list[Callable[[], Awaitable[None]]] = []
         self.before_recovery: Callable[[set[int]], Awaitable[None]] | None = None
         self.restore: Callable[[dict[int, int]], Awaitable[None]] | None = None
+        self.follow_standbys: Callable[[set[int]], None] | None = None
 
     def _new_consumer(self) -> Any:
         consumer = super()._new_consumer()
@@ -94,12 +97,33 @@ class CommittedRecovery(Recovery):
                 self.active_offsets[tp] = found[(tp.topic, tp.partition)]
 
 
+    def add_standby(self, table: Any, tp: TP) -> None:
+        """faust reads no standby partition: the app follows them itself (StocksyncApp.follow_standbys)."""
+
+
 class CommittedTableManager(TableManager):
     @property
     def recovery(self) -> Recovery:
         if self._recovery is None:
             self._recovery = CommittedRecovery(self.app, self, beacon=self.beacon, loop=self.loop)
         return self._recovery
+
+    def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        self._follow_standbys(set())  # a rebalance starts: stores may be closed and partitions change hands
+        super().on_partitions_revoked(revoked)
+
+    async def on_rebalance(self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP],
+                           generation_id: int = 0) -> None:
+        await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
+        if generation_id == self.app.consumer_generation_id:  # else faust ignores this one: another comes
+            changelogs = set(self._changelogs)
+            self._follow_standbys({tp.partition for tp in self.app.assignor.assigned_standbys()
+                                   if tp.topic in changelogs})
+
+    def _follow_standbys(self, partitions: set[int]) -> None:
+        app = self.app
+        if isinstance(app, StocksyncApp) and app.follow_standbys is not None:
+            app.follow_standbys(partitions)
 
 
 def create_app(settings: Settings, kafka: KafkaConnection | None = None, committed_only: bool = False
@@ -131,8 +155,8 @@ def create_app(settings: Settings, kafka: KafkaConnection | None = None, committ
         canonical_url=settings.api_url,
         web_ssl_context=access.server_context(),
         consumer_auto_offset_reset="earliest",
-        # No standby replicas: a standby's store would be filled by faust's changelog reading, which under faults
-        # left stores missing records. A worker taking a partition over reads what it lacks (streams.worker.restore).
-        table_standby_replicas=0,
+        # faust's assignor places the standby replicas (and promotes one when an owner leaves); the worker follows
+        # them itself (streams.worker.standby). A memory store is gone with its process: nothing to keep warm.
+        table_standby_replicas=settings.standby_replicas if settings.store == "rocksdb://" else 0,
         committed_only=committed_only,
     )

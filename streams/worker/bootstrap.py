@@ -32,6 +32,7 @@ from streams.worker.pipeline import Pipeline
 from streams.worker.reader import InputReader
 from streams.worker.restore import ChangelogRestorer
 from streams.worker.routes import add_routes
+from streams.worker.standby import StandbyFollower
 from streams.worker.suggestions import SuggestionIndex
 from streams.worker.table import StockTable
 from streams.worker.transactions import PartitionTransactions
@@ -65,6 +66,9 @@ class Worker:
         app.before_recovery = self.transactions.fence
         self.restorer = ChangelogRestorer(servers, self.table)
         app.restore = self.restore
+        self.standbys = StandbyFollower(servers, self.table)
+        app.follow_standbys = self.standbys.follow
+        app.before_stop.append(self.stop_standbys)
         self.health = Health()
         self.batcher = Batcher(self.transactions, self.table, self.pipeline, settings.max_batch,
                                settings.batch_wait_s, self.health)
@@ -80,6 +84,9 @@ class Worker:
         loop = asyncio.get_running_loop()
         await asyncio.gather(*(loop.run_in_executor(None, self.restorer.restore, partition, end)
                                for partition, end in sorted(ends.items())))
+
+    async def stop_standbys(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.standbys.stop)
 
     def request_rebalance(self) -> None:
         """Ask the consumer group to rebalance (Kafka Streams does the same on a fenced producer: its thread
@@ -160,7 +167,7 @@ class Worker:
         recovery = cast(TableManager, self.app.tables).recovery
         metrics.RECOVERY_REMAINING.labels("active").set(recovery.active_remaining_total()
                                                          + sum(list(self.restorer.remaining.values())))
-        metrics.RECOVERY_REMAINING.labels("standby").set(recovery.standby_remaining_total())
+        metrics.RECOVERY_REMAINING.labels("standby").set(sum(list(self.standbys.remaining.values())))
         sizes = self.table.sizes()
         for gauge in (metrics.TABLE_KEYS, metrics.TABLE_BYTES):
             gauge.clear()  # partitions no longer here are not this worker's

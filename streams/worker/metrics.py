@@ -11,6 +11,8 @@ DEAD_LETTERS = Counter("stocksync_dead_letters_total", "Inputs sent to the dead-
 REROUTED = Counter("stocksync_rerouted_total", "Movements re-sent to the partition of their SKU")
 RESTORED_RECORDS = Counter("stocksync_restored_records_total", "Changelog records read into the local store when this "
                            "worker took table partitions over")
+STANDBY_RECORDS = Counter("stocksync_standby_records_total", "Changelog records written into the local store's "
+                          "standby replicas of table partitions other workers own")
 ANOMALIES = Counter("stocksync_anomalies_total", "Flagged outcomes (negative_on_hand: on-hand went below zero, "
                     "unknown_reservation, ...)", ["anomaly"])
 BATCH_SIZE = Histogram("stocksync_batch_messages", "Messages per processed batch",
