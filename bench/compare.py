@@ -12,7 +12,8 @@ one partition per message) and one movement per message (any Kafka client). Then
   replies) started on the backlog; movements/s is timed from /ready until its input group has read everything.
   Then end-to-end latency at fixed offered rates (a receipt reported through the channel client -> the channel's
   ATS feed update consumed), peak RSS, and recovery: SIGKILL and restart on its disk, then on an empty disk (the
-  state from the changelog alone), each timed to /ready.
+  state from the changelog alone), each timed to /ready; then failover: a second worker keeps standby replicas,
+  the first is killed, and the seconds until a movement of every partition is on a feed again.
 
 Uses STOCKSYNC_/KAFKA_BOOTSTRAP_SERVERS, else starts a local broker. The machine is shared by broker, worker and
 load: compare figures from one run only.
@@ -43,6 +44,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import NewTopic
+from prometheus_client.parser import text_string_to_metric_families
 
 from streams.channel import ChannelClient
 from streams.domain import Kind, Movement, Network
@@ -60,6 +62,7 @@ from streams.wire.records import movement_to_record
 from streams.wire.schemas import Schema
 
 PARTITIONS = 6
+SESSION_TIMEOUT_S = "6"  # the workers' (Kafka's least by default): a killed worker is noticed after this
 SELLERS = ("web", "app", "market")
 
 
@@ -184,7 +187,7 @@ class WorkerRun:
         s = self.deployment.settings
         env = {**os.environ, "STOCKSYNC_BOOTSTRAP_SERVERS": s.bootstrap_servers, "STOCKSYNC_TOPIC_PREFIX":
                s.topic_prefix, "STOCKSYNC_APP_ID": s.app_id, "STOCKSYNC_PARTITIONS": str(PARTITIONS),
-               "STOCKSYNC_STORE": "rocksdb://", "STOCKSYNC_BROKER_SESSION_TIMEOUT_S": "6",
+               "STOCKSYNC_STORE": "rocksdb://", "STOCKSYNC_BROKER_SESSION_TIMEOUT_S": SESSION_TIMEOUT_S,
                "STOCKSYNC_WEB_PORT": str(self.port), "STOCKSYNC_DATA_DIR": str(self.data),
                "STOCKSYNC_LOG_LEVEL": "warn"}
         began = time.monotonic()
@@ -216,6 +219,13 @@ class WorkerRun:
         assert self.proc is not None
         status = Path(f"/proc/{self.proc.pid}/status").read_text()
         return round(int(status.split("VmHWM:")[1].split()[0]) / 1024, 1)
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The sum of a metric's samples (those with `labels`) on the worker's /metrics."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+                   if sample.name == name and labels.items() <= sample.labels.items())
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -330,25 +340,53 @@ def _commit(consumer: Consumer) -> None:
             raise
 
 
-def latency(deployment: Deployment, rate: float, seconds: float) -> dict[str, Any]:
-    """Receipts of new SKUs through the channel client at `rate`/s; produced -> web's ATS update consumed."""
-    feed = deployment.registry.ats("web").name
-    arrived: dict[str, float] = {}
-    stop = threading.Event()
+class FeedWatch:
+    """When each SKU's first update arrives on a channel's ATS feed (read from its end onwards, in a thread)."""
 
-    def follow() -> None:
-        consumer = new_consumer(deployment.servers, f"bench-{uuid.uuid4()}")
-        consumer.assign(start_positions(consumer, feed, from_beginning=False)[0])
-        while not stop.is_set():
+    def __init__(self, deployment: Deployment, channel: str) -> None:
+        self.feed, self.servers = deployment.registry.ats(channel).name, deployment.servers
+        self.arrived: dict[str, float] = {}
+        self.positioned, self.stopping = threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self._follow, daemon=True)
+
+    def __enter__(self) -> FeedWatch:
+        self.thread.start()
+        if not self.positioned.wait(30):
+            raise SystemExit(f"could not read {self.feed}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        self.thread.join(5)
+
+    def _follow(self) -> None:
+        consumer = new_consumer(self.servers, f"bench-{uuid.uuid4()}")
+        consumer.assign(start_positions(consumer, self.feed, from_beginning=False)[0])
+        self.positioned.set()
+        while not self.stopping.is_set():
             message = consumer.poll(0.05)
             key = None if message is None or message.error() else message.key()
             if key is not None:
-                arrived.setdefault(key.decode(), time.time())
+                self.arrived.setdefault(key.decode(), time.time())
         consumer.close()
 
-    follower = threading.Thread(target=follow, daemon=True)
-    follower.start()
-    time.sleep(1.0)  # the follower has its positions
+    def wait(self, skus: set[str], timeout_s: float) -> bool:
+        deadline = time.time() + timeout_s
+        while not skus <= self.arrived.keys():
+            if time.time() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+
+def latency(deployment: Deployment, rate: float, seconds: float) -> dict[str, Any]:
+    """Receipts of new SKUs through the channel client at `rate`/s; produced -> web's ATS update consumed."""
+    with FeedWatch(deployment, "web") as watch:
+        return _latency(deployment, watch, rate, seconds)
+
+
+def _latency(deployment: Deployment, watch: FeedWatch, rate: float, seconds: float) -> dict[str, Any]:
+    arrived = watch.arrived
     tag = uuid.uuid4().hex[:6]
     sent: dict[str, float] = {}
     location = deployment.network.channels["wms"].locations
@@ -364,11 +402,7 @@ def latency(deployment: Deployment, rate: float, seconds: float) -> dict[str, An
             if pause > 0:
                 time.sleep(pause)
         achieved = i / (time.time() - began)
-    deadline = time.time() + 60
-    while len(arrived.keys() & sent.keys()) < len(sent) and time.time() < deadline:
-        time.sleep(0.1)
-    stop.set()
-    follower.join(5)
+    watch.wait(set(sent), 60)
     values = sorted((arrived[s] - t) * 1000 for s, t in sent.items() if s in arrived)
     if not values:
         return {"offered_per_s": rate, "sent": len(sent), "received": 0}
@@ -381,6 +415,42 @@ def latency(deployment: Deployment, rate: float, seconds: float) -> dict[str, An
                            "max": round(values[-1], 1)}}
 
 
+def failover(deployment: Deployment, owner: WorkerRun, data: Path) -> tuple[WorkerRun, dict[str, Any]]:
+    """A second worker joins `owner` and keeps standby replicas of its partitions; once they are caught up, `owner`
+    is killed (SIGKILL) and one receipt per partition is reported: the seconds from the kill until every one of
+    them is on the web feed (the session timeout, the rebalance, the promotion, the restore of what the standby
+    lacked, then the movement itself)."""
+    survivor = WorkerRun(deployment, data)
+    survivor.start()
+    deadline = time.monotonic() + 600
+    while not (survivor.metric("stocksync_standby_records_total") > 0
+               and survivor.metric("stocksync_recovery_remaining_records", kind="standby") == 0):
+        if time.monotonic() > deadline:
+            raise SystemExit("the second worker's standby replicas did not catch up within 600 s")
+        time.sleep(0.5)
+    standby_records = survivor.metric("stocksync_standby_records_total")
+    tag = uuid.uuid4().hex[:6]
+    probes: dict[int, str] = {}
+    for i in range(10_000):
+        probes.setdefault(sku_partition(f"FAIL-{tag}-{i}", PARTITIONS), f"FAIL-{tag}-{i}")
+        if len(probes) == PARTITIONS:
+            break
+    where = sorted(deployment.network.channels["wms"].locations)[0]
+    restored_before = survivor.metric("stocksync_restored_records_total")
+    with FeedWatch(deployment, "web") as watch:
+        killed = time.time()
+        owner.stop(signal.SIGKILL)
+        with ChannelClient("wms", deployment.servers, settings=deployment.settings, linger_ms=2) as wms:
+            for sku in probes.values():
+                wms.receipt(sku, where, 5, event_id=f"fail-{sku}")
+        served = watch.wait(set(probes.values()), 300)
+    return survivor, {
+        "served_again_s": round(max(watch.arrived[s] for s in probes.values()) - killed, 2) if served else None,
+        "session_timeout_s": float(SESSION_TIMEOUT_S),
+        "standby_records_before_kill": int(standby_records),
+        "restored_records_at_takeover": int(survivor.metric("stocksync_restored_records_total") - restored_before)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--movements", type=int, default=200_000)
@@ -391,7 +461,7 @@ def main() -> None:
     parser.add_argument("--rates", default="200,2000", help="offered rates for the latency phase (per second)")
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each latency phase")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--skip", default="", help="phases to leave out: single,latency,recovery")
+    parser.add_argument("--skip", default="", help="phases to leave out: single,latency,recovery,failover")
     parser.add_argument("--profile", type=Path, metavar="FILE",
                         help="sample the worker with py-spy during the packed throughput phase (collapsed stacks "
                              "into FILE; the top functions by own time in the JSON)")
@@ -431,6 +501,10 @@ def main() -> None:
             worker.stop(signal.SIGKILL)
             shutil.rmtree(worker.data)
             result["recovery"]["from_changelog_s"] = round(worker.start(), 2)
+        if "failover" not in skip:
+            survivor, result["failover"] = failover(packed, worker, tmp / "standby-data")
+            workers.append(survivor)
+            survivor.stop()
         worker.stop()
         if "single" not in skip:
             single = Deployment(cluster.bootstrap_servers, f"cmp-{run}-single", net, tmp)

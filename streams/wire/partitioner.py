@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 _SEED = 0x9747B28C
 _M = 0x5BD1E995
 _MASK = 0xFFFFFFFF
@@ -37,5 +39,6 @@ def partition_for(key: bytes, partitions: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
+@lru_cache(maxsize=65_536)  # every input movement asks; the hash is pure Python, and SKUs repeat (best-sellers)
 def sku_partition(sku: str, partitions: int) -> int:
     return partition_for(sku.encode("utf-8"), partitions)

@@ -33,13 +33,13 @@ class CompactedTopicFollower:
         ends = await consumer.end_offsets(partitions)
         try:
             while not should_stop():
+                if not self.caught_up.is_set():  # checked first: an empty topic is read at once
+                    positions = [await consumer.position(tp) for tp in ends]
+                    if all(at >= end for at, end in zip(positions, ends.values(), strict=True)):
+                        self.caught_up.set()
                 for messages in (await consumer.getmany(timeout_ms=500)).values():
                     for message in messages:
                         if message.key is not None:
                             self.take(message.key, message.value)
-                if not self.caught_up.is_set():
-                    positions = [await consumer.position(tp) for tp in ends]
-                    if all(at >= end for at, end in zip(positions, ends.values(), strict=True)):
-                        self.caught_up.set()
         finally:
             await consumer.stop()

@@ -64,8 +64,8 @@ def test_a_worker_killed_between_writing_and_committing_loses_and_doubles_nothin
 def test_a_paused_worker_is_fenced_and_writes_nothing_stale(deployment: Deployment) -> None:
     deployment.apply_network(NETWORK)
     paused = deployment.start_worker("paused")
-    movements = retail_workload(24_000, skus=150, seed=8, expiring_after_ms=60_000)
-    deployment.send(movements[:16_000], pack=10)
+    movements = retail_workload(12_000, skus=150, seed=8, expiring_after_ms=3_600_000)
+    deployment.send(movements[:8_000], pack=10)
     wait_for(lambda: len(deployment.read(deployment.registry.positions.name)) > 300, 60, "processing to start")
     paused.proc.send_signal(signal.SIGSTOP)  # mid-stream: a batch in hand
     try:
@@ -74,7 +74,7 @@ def test_a_paused_worker_is_fenced_and_writes_nothing_stale(deployment: Deployme
                  "the other worker to own every partition")
     finally:
         paused.proc.send_signal(signal.SIGCONT)
-    deployment.send(movements[16_000:], pack=10)  # the woken worker still has its batch and reads on
+    deployment.send(movements[8_000:], pack=10)  # the woken worker still has its batch and reads on
     wait_for(lambda: "fenced (another worker has taken the partition over" in paused.log.read_text(), 60,
              "the woken worker to find itself fenced")
     deployment.settle()
