@@ -42,7 +42,7 @@ class AtsPublisher:
                 outbox.on_commit(partial(self._hold, key, (ats, version, partition, last + window)))
                 return
         outbox.on_commit(partial(self._sent, key, now if window else None))
-        outbox.send(self.registry.ats(channel).name, sku.encode(),
+        outbox.send_latest(self.registry.ats(channel).name, sku.encode(),
                     self.codec.encode(Schema.ATS_UPDATE, {
                         "channel": channel, "sku": sku, "ats": ats, "version": version,
                         "network_version": self.network.version, "updated_at": now,

@@ -13,13 +13,14 @@ from streams.worker import metrics
 from streams.worker.health import Health
 from streams.worker.logs import input_fields
 from streams.worker.outputs import OutputRecord, ProducerOutbox
-from streams.worker.pipeline import Inbound, Pipeline
+from streams.worker.pipeline import BatchResult, Inbound, Pipeline
 from streams.worker.table import StockTable, TableStore, offsets_key
 from streams.worker.transactions import CommitFailed, Fenced, PartitionTransactions
 
 log = logging.getLogger("stocksync.worker")
 
 RETRY_AFTER_S = 1.0  # after a transaction the broker could not take (it is away): the same part again
+STEP_S = 0.02  # the longest the pipeline holds the event loop before letting its other tasks run
 
 
 class Batcher:
@@ -156,12 +157,21 @@ class Batcher:
     async def _transaction(self, partition: int, messages: Sequence[Inbound]) -> None:
         store, outbox = TableStore(self.table), ProducerOutbox()
         try:
-            self.pipeline.handle(messages, store, outbox)
+            await self._handle(messages, store, outbox)
         except Exception as exc:  # noqa: BLE001 - nothing may stop the worker: dead-letter the part
             log.exception("a batch of %d messages failed; dead-lettering it", len(messages))
             store, outbox = TableStore(self.table), ProducerOutbox()
             self.pipeline.dead_letter_batch(messages, outbox, "internal_error", repr(exc)[:500])
         await self._commit(partition, messages, store, outbox)
+
+    async def _handle(self, messages: Sequence[Inbound], store: TableStore, outbox: ProducerOutbox) -> None:
+        """The pipeline's work on a part, letting the event loop run every STEP_S: a batch takes seconds under a
+        backlog, and the API and the probes (/ready, /metrics) must answer meanwhile."""
+        slice_began = time.monotonic()
+        for _ in self.pipeline.steps(messages, store, outbox, BatchResult()):
+            if time.monotonic() - slice_began >= STEP_S:
+                await asyncio.sleep(0)
+                slice_began = time.monotonic()
 
     async def _commit(self, partition: int, messages: Sequence[Inbound], store: TableStore,
                       outbox: ProducerOutbox) -> None:

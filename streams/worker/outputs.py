@@ -14,6 +14,10 @@ class Outbox(Protocol):
 
     def send(self, topic: str, key: bytes, value: bytes | None, partition: int | None = None) -> None: ...
 
+    def send_latest(self, topic: str, key: bytes, value: bytes | None, partition: int | None = None) -> None:
+        """`send`, replacing what this outbox already holds for the topic and key (a compacted feed, where only
+        the latest value counts: a best-seller applied in several steps of one batch gets one update)."""
+
     def on_commit(self, action: Callable[[], None]) -> None: ...
 
 
@@ -24,9 +28,18 @@ class ProducerOutbox:
     def __init__(self) -> None:
         self.records: list[OutputRecord] = []
         self.committed_actions: list[Callable[[], None]] = []
+        self._latest: dict[tuple[str, bytes], int] = {}  # where send_latest put each topic and key's record
 
     def send(self, topic: str, key: bytes, value: bytes | None, partition: int | None = None) -> None:
         self.records.append((topic, key, value, partition))
+
+    def send_latest(self, topic: str, key: bytes, value: bytes | None, partition: int | None = None) -> None:
+        at = self._latest.get((topic, key))
+        if at is None:
+            self._latest[(topic, key)] = len(self.records)
+            self.records.append((topic, key, value, partition))
+        else:
+            self.records[at] = (topic, key, value, partition)
 
     def on_commit(self, action: Callable[[], None]) -> None:
         self.committed_actions.append(action)

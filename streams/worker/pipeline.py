@@ -8,7 +8,7 @@ broker. The channels' ATS goes through the AtsPublisher (coalescing) and open ho
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -55,6 +55,10 @@ deadletter_log = logging.getLogger("stocksync.deadletters")
 
 CLOSING_KINDS = frozenset({Kind.RESERVATION_RELEASED, Kind.RESERVATION_FULFILLED, Kind.RESERVATION_EXPIRED})
 
+
+# A best-seller's movements in one batch are applied this many at a time (each step reads what the one before
+# wrote), so that its worker's other tasks run in between; still one write of its head per step, not per movement.
+SKU_STEP = 2_000
 
 # A dead letter's fields other than the input's key and value take at most this much (detail, topic, ...).
 DEAD_LETTER_OVERHEAD = 8 * 1024
@@ -110,21 +114,31 @@ class Pipeline:
     # --- the hot path ----------------------------------------------------------------------------------------
     def handle(self, batch: Sequence[Inbound], store: StockStore, outbox: Outbox, now: int | None = None
                ) -> BatchResult:
-        now = now if now is not None else now_ms()
         result = BatchResult()
-        work: dict[str, _Work] = {}
+        for _ in self.steps(batch, store, outbox, result, now):
+            pass
+        return result
+
+    def steps(self, batch: Sequence[Inbound], store: StockStore, outbox: Outbox, result: BatchResult,
+              now: int | None = None) -> Iterator[None]:
+        """`handle`, one step per message decoded and per SKU applied: a worker's event loop runs its other tasks
+        (the API, /ready, timers waiting for the batch) between steps instead of waiting for the whole batch."""
+        now = now if now is not None else now_ms()
+        work: dict[str, _Work] = {}  # per SKU, its movements not yet in a full step
+        steps: list[tuple[str, _Work]] = []  # in order: a SKU's steps are applied one after the other
         for message in batch:
-            self._decode(message, work, outbox, now, result)
-        for sku, item in work.items():
+            self._decode(message, work, steps, outbox, now, result)
+            yield
+        for sku, item in steps:
             try:
                 self._apply(sku, item, store, outbox, now, result)
             except Exception as exc:  # noqa: BLE001 - one SKU's failure never sinks the batch or stops the worker
                 self._isolate(sku, item, exc, outbox, now, result)
+            yield
         outbox.on_commit(partial(_count_batch, len(batch)))
-        return result
 
-    def _decode(self, message: Inbound, work: dict[str, _Work], outbox: Outbox, now: int,
-                result: BatchResult) -> None:
+    def _decode(self, message: Inbound, work: dict[str, _Work], steps: list[tuple[str, _Work]], outbox: Outbox,
+                now: int, result: BatchResult) -> None:
         route = self.network.route(message.topic)
         if route is None:
             self._dead_letter(outbox, message, None, "unknown_channel", f"no channel reads {message.topic}", now,
@@ -178,8 +192,9 @@ class Pipeline:
                 result.rerouted += 1
                 continue
             item = work.get(movement.sku)
-            if item is None:
+            if item is None or len(item.movements) >= SKU_STEP:
                 item = work[movement.sku] = _Work(partition)
+                steps.append((movement.sku, item))
             item.movements.append(movement)
             item.sources.append((message, position))
 

@@ -4,6 +4,7 @@ changelog written by an earlier version is recovered and converted."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.request
 from typing import Any
@@ -14,10 +15,38 @@ from streams.wire.partitioner import sku_partition
 from streams.wire.schemas import Schema
 from streams.worker.state import HISTORY_MARK
 from tests.integration.conftest import wait_for
-from tests.integration.harness import Deployment
+from tests.integration.harness import Deployment, WorkerProcess
 from tests.integration.workload import NETWORK
 
 LIMIT = 256 * 1024
+
+
+class ProbeTimes:
+    """How long each of the worker's /ready answers takes, asked one after another in a thread meanwhile."""
+
+    def __init__(self, worker: WorkerProcess) -> None:
+        self.worker, self.seconds = worker, list[float]()
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._probe, daemon=True)
+
+    def __enter__(self) -> ProbeTimes:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        self.thread.join(10)
+
+    def _probe(self) -> None:
+        while not self.stopping.is_set():
+            began = time.monotonic()
+            try:
+                with urllib.request.urlopen(f"{self.worker.url}/ready", timeout=5) as response:
+                    response.read()
+            except OSError:
+                pass  # not answered within 5 s: counted as 5 s
+            self.seconds.append(time.monotonic() - began)
+            self.stopping.wait(0.2)
 
 
 def test_thirty_thousand_sales_of_one_sku_in_one_burst_stop_nothing(deployment: Deployment) -> None:
@@ -26,16 +55,19 @@ def test_thirty_thousand_sales_of_one_sku_in_one_burst_stop_nothing(deployment: 
     at = int(time.time() * 1000) - 120_000
     deployment.send_applied([Movement(Kind.RECEIPT, "big-receipt", "wms", "HOT", "s1", 100_000, at)])
     sales = [Movement(Kind.SALE, f"hot-{i}", "pos-1", "HOT", "s1", 1, at + 1 + i) for i in range(30_000)]
-    client = ChannelClient("pos-1", deployment.bootstrap, settings=deployment.settings)
-    try:
-        for sale in sales:
-            client.send(sale)
-            deployment.sent[sale.key] = sale
-        client.flush()
-    finally:
-        client.close()
-    others = [Movement(Kind.RECEIPT, f"other-{i}", "wms", f"SKU-{i % 40:04d}", "w1", 3, at + i) for i in range(400)]
-    deployment.send_applied(others, timeout_s=240)  # every other SKU of the worker goes on
+    with ProbeTimes(worker) as probes:  # while the burst is applied, the worker answers its probes at once
+        client = ChannelClient("pos-1", deployment.bootstrap, settings=deployment.settings)
+        try:
+            for sale in sales:
+                client.send(sale)
+                deployment.sent[sale.key] = sale
+            client.flush()
+        finally:
+            client.close()
+        others = [Movement(Kind.RECEIPT, f"other-{i}", "wms", f"SKU-{i % 40:04d}", "w1", 3, at + i)
+                  for i in range(400)]
+        deployment.send_applied(others, timeout_s=240)  # every other SKU of the worker goes on
+    assert len(probes.seconds) > 10 and max(probes.seconds) < 1.0, sorted(probes.seconds)[-5:]
     deployment.settle()
 
     stocks, _ = deployment.replay_ledger()

@@ -65,6 +65,9 @@ class Outbox:
     def send(self, topic: str, key: bytes, value: bytes | None, partition: int | None = None) -> None:
         self.records.append((topic, key, value, partition))
 
+    def send_latest(self, topic: str, key: bytes, value: bytes | None, partition: int | None = None) -> None:
+        self.send(topic, key, value, partition)  # committed at once: each one is the latest when sent
+
     def on_commit(self, action: Callable[[], None]) -> None:
         action()
 

@@ -7,14 +7,15 @@ from typing import Any
 
 import pytest
 
-from streams.domain import Kind, Movement, Network, Position
+from streams.domain import Kind, Movement, Network, Position, SkuStock, channel_ats
 from streams.kafka.topics import TopicRegistry
 from streams.wire.codec import default_codec
 from streams.wire.partitioner import sku_partition
 from streams.wire.records import movement_to_record, position_record
 from streams.wire.schemas import Schema
 from streams.worker import pipeline as pipeline_module
-from streams.worker.pipeline import Inbound, Pipeline
+from streams.worker.outputs import ProducerOutbox
+from streams.worker.pipeline import BatchResult, Inbound, Pipeline
 from tests.unit.domain.helpers import NETWORK, NOW
 from tests.unit.fakes import Outbox, Store
 from tests.unit.worker.helpers import PARTITIONS, message, pipeline
@@ -224,3 +225,24 @@ def test_a_worker_made_movement_must_name_a_channel_in_its_event_id() -> None:
     [letter] = letters(outbox, registry)
     assert letter["reason"] == "invalid_movement" and "names no channel" in letter["detail"]
 
+
+
+def test_a_best_seller_s_movements_in_one_batch_are_applied_in_steps_and_its_feeds_get_one_update() -> None:
+    built = pipeline()
+    registry = built.registry
+    count = 2 * pipeline_module.SKU_STEP + 500
+    hot = [Movement(Kind.RECEIPT, f"h{i}", "wms", "HOT-1", "wh-1", 1, 1_000 + i) for i in range(count)]
+    batch = [message(registry, hot[i:i + 500], offset=i // 500) for i in range(0, count, 500)]
+    store, outbox = Store(PARTITIONS), ProducerOutbox()
+    steps = sum(1 for _ in built.steps(batch, store, outbox, BatchResult(), NOW))
+    assert steps == len(batch) + 3  # one per message decoded, then the SKU's movements in three steps
+    assert store.writes == ["HOT-1"] * 3  # each step read what the one before wrote
+    assert len([r for r in outbox.records if r[0] == registry.ledger.name]) == count
+    whole = SkuStock("HOT-1")
+    whole.apply_all(hot, NETWORK, NOW)
+    selling = [channel for channel in NETWORK.channels.values() if "wh-1" in channel.selling_locations]
+    assert selling
+    for channel in selling:
+        feed = [default_codec().decode(value)[1] for topic, _, value, _ in outbox.records
+                if topic == registry.ats(channel.id).name and value]
+        assert [update["ats"] for update in feed] == [channel_ats(whole, channel)], channel.id
