@@ -47,8 +47,10 @@ class Settings(BaseSettings):
     # The faust worker.
     app_id: str = Field(default="stocksync", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$")
     store: Literal["rocksdb://", "memory://"] = "rocksdb://"
-    # faust joins its group after about half of this: keep it low for demos and tests.
-    broker_session_timeout_s: float = Field(default=10.0, gt=0)
+    # A killed worker's partitions move after this (faust joins its group after about half of it). 6 s is the least
+    # a broker allows by default (group.min.session.timeout.ms); heartbeats come from faust's consumer thread, so a
+    # long batch does not miss them.
+    broker_session_timeout_s: float = Field(default=6.0, gt=0)
     # Workers besides its owner that keep a warm copy of each table partition (RocksDB store only), so that one of
     # them takes it over without reading its whole changelog first.
     standby_replicas: int = Field(default=1, ge=0, le=10)
