@@ -96,7 +96,6 @@ class CommittedRecovery(Recovery):
             for tp in tps:
                 self.active_offsets[tp] = found[(tp.topic, tp.partition)]
 
-
     def add_standby(self, table: Any, tp: TP) -> None:
         """faust reads no standby partition: the app follows them itself (StocksyncApp.follow_standbys)."""
 
