@@ -47,6 +47,7 @@ from confluent_kafka.admin import NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.channel import ChannelClient
+from streams.dev.local_kafka import maven_dependencies
 from streams.domain import Kind, Movement, Network
 from streams.domain.movements import ADJUSTMENT_REASONS, SALES_SIDE
 from streams.kafka.admin import await_inputs_read, ensure_topics
@@ -66,10 +67,12 @@ from streams.settings import Settings, load_settings
 from streams.wire.codec import default_codec
 from streams.wire.partitioner import sku_partition
 from streams.wire.records import movement_to_record
-from streams.wire.schemas import Schema
+from streams.wire.schemas import Schema, schemas_dir
 from streams.worker.transactions import PartitionTransactions
 
 PARTITIONS = 6
+KSTREAMS = Path(__file__).resolve().parent / "kstreams"
+KSTREAMS_VERSION = "4.1.1"  # the local broker's Kafka release
 SESSION_TIMEOUT_S = "6"  # the workers' (Kafka's least by default): a killed worker is noticed after this
 SELLERS = ("web", "app", "market")
 
@@ -233,8 +236,7 @@ class WorkerRun:
         """The worker's CPU time so far (user + system): on a machine shared with the broker and the load, the
         cost per movement says more than the wall clock."""
         assert self.proc is not None
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return _cpu_seconds(self.proc.pid)
 
     def peak_rss_mb(self) -> float:
         assert self.proc is not None
@@ -340,6 +342,62 @@ def own_time(collapsed: Path, top: int = 15) -> dict[str, float]:
         total += int(count)
     ranked = sorted(own.items(), key=lambda kv: -kv[1])[:top]
     return {frame: round(100 * n / total, 1) for frame, n in ranked} if total else {}
+
+
+def kafka_streams(deployment: Deployment, movements: int, tmp: Path, cache: Path, guarantee: str) -> dict[str, Any]:
+    """The Kafka Streams peer (bench/kstreams/MovementsJob.java: a RocksDB store of on_hand per SKU and location
+    with its changelog, one Avro change event per movement, one stream thread, `guarantee`) on the same backlog,
+    timed from its first record until its group has committed every input offset; its CPU sampled from /proc."""
+    libs = maven_dependencies(KSTREAMS / "pom.xml", cache / f"kstreams-{KSTREAMS_VERSION}" / "libs",
+                              {"kafka.version": KSTREAMS_VERSION}, f"Kafka Streams {KSTREAMS_VERSION}")
+    app_id = f"{deployment.settings.topic_prefix}-kstreams-{guarantee}"
+    out_topic = f"{deployment.settings.topic_prefix}.kstreams-out-{guarantee}"
+    for future in new_admin(deployment.servers).create_topics([NewTopic(out_topic, PARTITIONS, 1)]).values():
+        future.result()
+    log = open(tmp / f"{app_id}.log", "wb")  # noqa: SIM115 - the job's, until it ends
+    job = subprocess.Popen(["java", "-cp", f"{libs}/*", str(KSTREAMS / "MovementsJob.java"), deployment.servers,
+                            app_id, str(tmp / app_id), guarantee, out_topic, str(schemas_dir()),
+                            ",".join(deployment.network_inputs())], stdout=subprocess.PIPE, stderr=log)
+    log.close()
+    first: list[float] = []
+    samples: list[tuple[float, float]] = []
+    assert job.stdout is not None
+    lines = job.stdout
+    reading = threading.Thread(target=lambda: first.extend(
+        int(line.split()[1]) / 1000 for line in iter(lines.readline, b"") if line.startswith(b"first ")),
+        daemon=True)
+    reading.start()
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set() and job.poll() is None:
+            samples.append((time.time(), _cpu_seconds(job.pid)))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        await_inputs_read(KafkaConnection(deployment.servers), app_id, deployment.input_ends(), timeout_s=3600)
+        done, cpu_done = time.time(), _cpu_seconds(job.pid)
+        peak = round(int(Path(f"/proc/{job.pid}/status").read_text().split("VmHWM:")[1].split()[0]) / 1024, 1)
+    finally:
+        stop.set()
+        job.terminate()
+        job.wait(60)
+    if not first:
+        raise SystemExit(f"Kafka Streams processed nothing: see {tmp / f'{app_id}.log'}")
+    began = first[0]
+    cpu_began = max((cpu for at, cpu in samples if at <= began), default=0.0)
+    seconds = done - began
+    return {"guarantee": guarantee, "movements": movements, "seconds": round(seconds, 2),
+            "movements_per_s": round(movements / seconds),
+            "cpu_us_per_movement": round((cpu_done - cpu_began) * 1e6 / movements, 1), "peak_rss_mb": peak}
+
+
+def _cpu_seconds(pid: int) -> float:
+    """A process's CPU time so far (user + system), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def plain_loop(deployment: Deployment, movements: int) -> dict[str, Any]:
@@ -527,7 +585,7 @@ def main() -> None:
     parser.add_argument("--rates", default="200,2000", help="offered rates for the latency phase (per second)")
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each latency phase")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--skip", default="", help="phases to leave out: single,latency,recovery,failover")
+    parser.add_argument("--skip", default="", help="phases to leave out: kstreams,single,latency,recovery,failover")
     parser.add_argument("--profile", type=Path, metavar="FILE",
                         help="sample the worker with py-spy during the packed throughput phase (collapsed stacks "
                              "into FILE; the top functions by own time in the JSON)")
@@ -554,6 +612,9 @@ def main() -> None:
         packed = Deployment(cluster.bootstrap_servers, f"cmp-{run}-packed", net, tmp)
         result["workload"]["packed_messages"] = packed.produce(movements, args.pack)
         result["plain_loop_packed"] = plain_loop(packed, args.movements)
+        if "kstreams" not in skip:
+            result["kafka_streams_packed"] = [kafka_streams(packed, args.movements, tmp, base.cache_dir, guarantee)
+                                              for guarantee in ("at_least_once", "exactly_once_v2")]
         worker, result["stocksync_packed"] = throughput(packed, args.movements, tmp / "packed-data", args.profile)
         workers.append(worker)
         result["stocksync_packed"]["ratio_to_plain_loop"] = round(
@@ -576,6 +637,9 @@ def main() -> None:
             single = Deployment(cluster.bootstrap_servers, f"cmp-{run}-single", net, tmp)
             single.produce(movements, 1)
             result["plain_loop_single"] = plain_loop(single, args.movements)
+            if "kstreams" not in skip:
+                result["kafka_streams_single"] = [kafka_streams(single, args.movements, tmp, base.cache_dir,
+                                                                "exactly_once_v2")]
             worker, result["stocksync_single"] = throughput(single, args.movements, tmp / "single-data")
             workers.append(worker)
             worker.stop()

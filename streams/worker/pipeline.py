@@ -59,7 +59,7 @@ CLOSING_KINDS = frozenset({Kind.RESERVATION_RELEASED, Kind.RESERVATION_FULFILLED
 
 # A best-seller's movements in one batch are applied this many at a time (each step reads what the one before
 # wrote), so that its worker's other tasks run in between; still one write of its head per step, not per movement.
-SKU_STEP = 2_000
+SKU_STEP = 500
 
 # A dead letter's fields other than the input's key and value take at most this much (detail, topic, ...).
 DEAD_LETTER_OVERHEAD = 8 * 1024

@@ -95,12 +95,15 @@ class StockTable:
         the same atomic batch as the records."""
         databases = self._rocksdb
         if databases is None:
-            for key, (value, partition) in writes.items():
-                with _in_partition(partition):
-                    if value is not None:
-                        self.table.data[key] = value
-                    elif key in self.table.data:
-                        del self.table.data[key]
+            # The memory store (tests, demos): one dict for every partition, holding the bytes that faust's raw
+            # codecs pass through; written directly (through faust, a transaction of 30,000 records held the
+            # event loop for 0.2 s).
+            held = self.table.data.data
+            for key, (value, _) in writes.items():
+                if value is not None:
+                    held[key] = value
+                else:
+                    held.pop(key, None)
             self._memory_checkpoints.update(read_up_to or {})
             return
         batches: defaultdict[int, Any] = defaultdict(lambda: rocksdict.WriteBatch(raw_mode=True))

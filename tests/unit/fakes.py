@@ -128,11 +128,19 @@ class FakeTransactions:
         return last
 
 
+class MemoryStore(dict[bytes, bytes]):
+    """faust's memory store as the worker uses it: a mapping that keeps its records in the dict `data`."""
+
+    @property
+    def data(self) -> dict[bytes, bytes]:
+        return self
+
+
 class FakeFaustTable:
     """The parts of a faust Table the worker uses: `data`, `items()` and the changelog topic's name."""
 
     def __init__(self, changelog: str, data: dict[bytes, bytes] | None = None) -> None:
-        self.data: dict[bytes, bytes] = dict(data or {})
+        self.data = MemoryStore(data or {})
         self.changelog_topic = SimpleNamespace(get_topic_name=lambda: changelog)
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:
