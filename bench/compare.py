@@ -352,7 +352,8 @@ def kafka_streams(deployment: Deployment, movements: int, tmp: Path, cache: Path
                               {"kafka.version": KSTREAMS_VERSION}, f"Kafka Streams {KSTREAMS_VERSION}")
     app_id = f"{deployment.settings.topic_prefix}-kstreams-{guarantee}"
     out_topic = f"{deployment.settings.topic_prefix}.kstreams-out-{guarantee}"
-    for future in new_admin(deployment.servers).create_topics([NewTopic(out_topic, PARTITIONS, 1)]).values():
+    admin = new_admin(deployment.servers)  # held until its futures are done
+    for future in admin.create_topics([NewTopic(out_topic, PARTITIONS, 1)]).values():
         future.result()
     log = open(tmp / f"{app_id}.log", "wb")  # noqa: SIM115 - the job's, until it ends
     job = subprocess.Popen(["java", "-cp", f"{libs}/*", str(KSTREAMS / "MovementsJob.java"), deployment.servers,
