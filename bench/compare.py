@@ -39,6 +39,7 @@ import time
 import urllib.request
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -232,16 +233,9 @@ class WorkerRun:
             time.sleep(0.1)
         raise SystemExit("the worker was not ready within 600 s")
 
-    def cpu_seconds(self) -> float:
-        """The worker's CPU time so far (user + system): on a machine shared with the broker and the load, the
-        cost per movement says more than the wall clock."""
-        assert self.proc is not None
-        return _cpu_seconds(self.proc.pid)
-
     def peak_rss_mb(self) -> float:
         assert self.proc is not None
-        status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        return round(int(status.split("VmHWM:")[1].split()[0]) / 1024, 1)
+        return peak_rss_mb(self.proc.pid)
 
     def metric(self, name: str, **labels: str) -> float:
         """The sum of a metric's samples (those with `labels`) on the worker's /metrics."""
@@ -267,37 +261,22 @@ def throughput(deployment: Deployment, movements: int, data: Path, profile: Path
     earliest `applied_at` in the ledger; the worker's CPU time is sampled from /proc throughout, so its CPU
     per movement is counted from the same moment."""
     worker = WorkerRun(deployment, data)
-    cpu_samples: list[tuple[float, float]] = []
-    sampling = threading.Event()
-
-    def sample() -> None:
-        while not sampling.is_set():
-            try:
-                cpu_samples.append((time.time(), worker.cpu_seconds()))
-            except (AssertionError, OSError, IndexError):
-                pass  # not started yet, or gone
-            time.sleep(0.02)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    ready_s = worker.start()
-    spy = None
-    if profile is not None:
-        assert worker.proc is not None
-        spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(worker.proc.pid),
-                                "-r", "200", "-f", "raw", "-o", str(profile)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    await_inputs_read(KafkaConnection(deployment.servers), deployment.settings.input_group,
-                      deployment.input_ends(), timeout_s=3600)
-    done, cpu_done = time.time(), worker.cpu_seconds()
-    sampling.set()
-    sampler.join(5)
+    with CpuSampler(lambda: worker.proc.pid if worker.proc is not None else None) as cpu:
+        ready_s = worker.start()
+        spy = None
+        if profile is not None:
+            assert worker.proc is not None
+            spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-p",
+                                    str(worker.proc.pid), "-r", "200", "-f", "raw", "-o", str(profile)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        await_inputs_read(KafkaConnection(deployment.servers), deployment.settings.input_group,
+                          deployment.input_ends(), timeout_s=3600)
+        done = time.time()
     began = first_applied_at(deployment) / 1000
-    cpu_began = max((cpu for at, cpu in cpu_samples if at <= began), default=0.0)
-    seconds, cpu = done - began, cpu_done - cpu_began
+    seconds = done - began
     result: dict[str, Any] = {"movements": movements, "seconds": round(seconds, 2),
                               "movements_per_s": round(movements / seconds),
-                              "worker_cpu_us_per_movement": round(cpu * 1e6 / movements, 1),
+                              "worker_cpu_us_per_movement": round(cpu.since(began) * 1e6 / movements, 1),
                               "ready_after_s": round(ready_s, 2), "peak_rss_mb": worker.peak_rss_mb()}
     if spy is not None and profile is not None:
         spy.send_signal(signal.SIGINT)
@@ -361,44 +340,76 @@ def kafka_streams(deployment: Deployment, movements: int, tmp: Path, cache: Path
                             ",".join(deployment.network_inputs())], stdout=subprocess.PIPE, stderr=log)
     log.close()
     first: list[float] = []
-    samples: list[tuple[float, float]] = []
     assert job.stdout is not None
     lines = job.stdout
     reading = threading.Thread(target=lambda: first.extend(
         int(line.split()[1]) / 1000 for line in iter(lines.readline, b"") if line.startswith(b"first ")),
         daemon=True)
     reading.start()
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set() and job.poll() is None:
-            samples.append((time.time(), _cpu_seconds(job.pid)))
-            time.sleep(0.02)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
     try:
-        await_inputs_read(KafkaConnection(deployment.servers), app_id, deployment.input_ends(), timeout_s=3600)
-        done, cpu_done = time.time(), _cpu_seconds(job.pid)
-        peak = round(int(Path(f"/proc/{job.pid}/status").read_text().split("VmHWM:")[1].split()[0]) / 1024, 1)
+        with CpuSampler(lambda: job.pid) as cpu:
+            await_inputs_read(KafkaConnection(deployment.servers), app_id, deployment.input_ends(), timeout_s=3600)
+            done = time.time()
+        peak = peak_rss_mb(job.pid)
     finally:
-        stop.set()
         job.terminate()
         job.wait(60)
     if not first:
         raise SystemExit(f"Kafka Streams processed nothing: see {tmp / f'{app_id}.log'}")
-    began = first[0]
-    cpu_began = max((cpu for at, cpu in samples if at <= began), default=0.0)
-    seconds = done - began
+    seconds = done - first[0]
     return {"guarantee": guarantee, "movements": movements, "seconds": round(seconds, 2),
             "movements_per_s": round(movements / seconds),
-            "cpu_us_per_movement": round((cpu_done - cpu_began) * 1e6 / movements, 1), "peak_rss_mb": peak}
+            "cpu_us_per_movement": round(cpu.since(first[0]) * 1e6 / movements, 1), "peak_rss_mb": peak}
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     """A process's CPU time so far (user + system), from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return round(int(status.split("VmHWM:")[1].split()[0]) / 1024, 1)
+
+
+class CpuSampler:
+    """A process's CPU time, sampled from /proc every 20 ms in a thread while in the `with` block, so that the CPU
+    it spent from any moment in the block to the block's end can be told afterwards (the moment a job began its
+    work is often known only later)."""
+
+    def __init__(self, pid: Callable[[], int | None]) -> None:
+        self.pid = pid
+        self.samples: list[tuple[float, float]] = []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> CpuSampler:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._take()  # the block's end
+        self.stopping.set()
+        self.thread.join(5)
+
+    def since(self, moment: float) -> float:
+        """CPU seconds from `moment` (epoch seconds) to the block's end."""
+        before = max((cpu for at, cpu in self.samples if at <= moment), default=0.0)
+        return self.samples[-1][1] - before
+
+    def _sample(self) -> None:
+        while not self.stopping.is_set():
+            self._take()
+            time.sleep(0.02)
+
+    def _take(self) -> None:
+        pid = self.pid()
+        try:
+            if pid is not None:
+                self.samples.append((time.time(), cpu_seconds(pid)))
+        except (OSError, IndexError):
+            pass  # not started yet, or gone
 
 
 def plain_loop(deployment: Deployment, movements: int) -> dict[str, Any]:

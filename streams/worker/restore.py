@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
 from streams.errors import StocksyncError
 from streams.kafka.clients import new_consumer, reader_group
@@ -26,6 +27,28 @@ log = logging.getLogger("stocksync.worker")
 
 CHUNK = 2_000  # records per atomic write (and per poll)
 STALL_S = 60.0  # no record for this long while records remain: the broker is away for good; give up
+
+
+def changelog_reader(servers: KafkaConnection | str, table: StockTable, checkpoints: dict[int, int]) -> Consumer:
+    """A consumer of the table's changelog (committed records only) assigned each partition from after the offset
+    its local store holds every record up to (`checkpoints`; -1: from the start)."""
+    changelog = table.changelog
+    consumer = new_consumer(servers, reader_group(changelog), **{
+        "enable.partition.eof": False, "auto.offset.reset": "earliest", "fetch.wait.max.ms": 100})
+    consumer.assign([TopicPartition(changelog, p, start + 1 if start >= 0 else OFFSET_BEGINNING)
+                     for p, start in sorted(checkpoints.items())])
+    return consumer
+
+
+def committed_records(consumer: Consumer, timeout_s: float) -> Iterator[Message]:
+    """What one read returns (up to CHUNK records), in order. A fatal error raises; any other (a broker away, which
+    librdkafka retries) is read past."""
+    for message in consumer.consume(CHUNK, timeout=timeout_s):
+        error = message.error()
+        if error is None:
+            yield message
+        elif error.fatal():
+            raise KafkaException(error)
 
 
 class ChangelogRestorer:
@@ -40,22 +63,13 @@ class ChangelogRestorer:
         start = self.table.checkpoint(partition)
         if start >= end:
             return
-        changelog = self.table.changelog
-        consumer = new_consumer(self.servers, reader_group(changelog), **{
-            "enable.partition.eof": True, "auto.offset.reset": "earliest", "fetch.wait.max.ms": 100})
+        consumer = changelog_reader(self.servers, self.table, {partition: start})
         records = 0
         try:
-            consumer.assign([TopicPartition(changelog, partition, start + 1 if start >= 0 else OFFSET_BEGINNING)])
             reached, last_progress = start, time.monotonic()
             while reached < end:
                 writes: dict[bytes, tuple[bytes | None, int]] = {}
-                for message in consumer.consume(CHUNK, timeout=0.1):  # returns early only with CHUNK records
-                    error = message.error()
-                    if error is not None:
-                        if error.fatal():
-                            raise KafkaException(error)
-                        # The end of what is there so far, or a broker away (librdkafka retries): read on.
-                        continue
+                for message in committed_records(consumer, 0.1):  # returns early only with CHUNK records
                     offset = int(message.offset() or 0)
                     if offset > end:  # every record up to the end is read (later ones: none, as all are fenced)
                         reached = end

@@ -18,12 +18,11 @@ import logging
 import threading
 from collections.abc import Iterable
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
-from streams.kafka.clients import new_consumer, reader_group
 from streams.kafka.security import KafkaConnection
 from streams.worker import metrics
-from streams.worker.restore import CHUNK
+from streams.worker.restore import changelog_reader, committed_records
 from streams.worker.table import StockTable
 
 log = logging.getLogger("stocksync.worker")
@@ -95,13 +94,10 @@ class StandbyFollower:
 
     def _assign(self, consumer: Consumer | None, partitions: frozenset[int]) -> Consumer:
         """Read `partitions` from after what their local stores hold."""
-        changelog = self.table.changelog
-        if consumer is None:
-            consumer = new_consumer(self.servers, reader_group(changelog), **{
-                "enable.partition.eof": False, "auto.offset.reset": "earliest", "fetch.wait.max.ms": 100})
+        if consumer is not None:
+            consumer.close()
         starts = {p: self.table.checkpoint(p) for p in sorted(partitions)}
-        consumer.assign([TopicPartition(changelog, p, start + 1 if start >= 0 else OFFSET_BEGINNING)
-                         for p, start in starts.items()])
+        consumer = changelog_reader(self.servers, self.table, starts)
         log.info("standby replicas: following table partitions %s from changelog offsets %s", sorted(partitions),
                  {p: start + 1 for p, start in starts.items()})
         return consumer
@@ -110,12 +106,7 @@ class StandbyFollower:
         """Read what is there (up to a chunk) and write it, per partition, with the checkpoint it reaches."""
         writes: dict[bytes, tuple[bytes | None, int]] = {}
         reached: dict[int, int] = {}
-        for message in consumer.consume(CHUNK, timeout=POLL_S):
-            error = message.error()
-            if error is not None:
-                if error.fatal():
-                    raise KafkaException(error)
-                continue  # a broker away (librdkafka retries): read on
+        for message in committed_records(consumer, POLL_S):
             partition = int(message.partition() or 0)
             writes[bytes(message.key() or b"")] = (message.value(), partition)
             reached[partition] = int(message.offset() or 0)
