@@ -46,7 +46,7 @@ class RecordTooLarge(StocksyncError):
 def head_of(codec: SingleObjectCodec, raw: bytes) -> SkuStock:
     """A SKU's positions from its head record (or from the single record of earlier versions), without its
     history."""
-    name, record = codec.decode_as(raw, Schema.SKU_HEAD, Schema.SKU_STOCK_STATE)
+    name, record = codec.decode_stored(raw, Schema.SKU_HEAD, Schema.SKU_STOCK_STATE)
     return stock_from_head(record, MemoryRecords()) if name == Schema.SKU_HEAD else head_of_old_state(record)
 
 
@@ -66,7 +66,7 @@ class TableRecords:
         raw = self.store.get_raw(self.sku.encode(), self.partition)
         if not raw:
             return SkuStock(self.sku, records=self), False
-        name, record = self.codec.decode_as(raw, Schema.SKU_HEAD, Schema.SKU_STOCK_STATE)
+        name, record = self.codec.decode_stored(raw, Schema.SKU_HEAD, Schema.SKU_STOCK_STATE)
         if name == Schema.SKU_HEAD:
             return stock_from_head(record, self), False
         return stock_from_old_state(record, self, bucket_ms), True
@@ -79,7 +79,7 @@ class TableRecords:
         if key in self.values:
             return self.values[key]
         raw = self.store.get_raw(self.prefix + key.encode(), self.partition)
-        value = history_from_record(*self.codec.decode_as(raw, *HISTORY_SCHEMAS)) if raw else None
+        value = history_from_record(*self.codec.decode_stored(raw, *HISTORY_SCHEMAS)) if raw else None
         self.values[key] = value
         return value
 

@@ -140,7 +140,7 @@ class StockTable:
         mark = HISTORY_MARK + reservation_key("").encode()
         for key, value in self.table.items():
             if mark in key:
-                held = history_from_record(*self.codec.decode_as(value, Schema.HELD_RESERVATION))
+                held = history_from_record(*self.codec.decode_stored(value, Schema.HELD_RESERVATION))
                 assert isinstance(held, Reservation)
                 yield key.split(HISTORY_MARK, 1)[0].decode(), held
 
@@ -160,7 +160,7 @@ class StockTable:
     def input_offsets(self, partition: int) -> dict[str, int]:
         """Per input topic, the offset after the last movement of `partition` whose outputs were delivered."""
         raw = self.get(offsets_key(partition), partition)
-        return dict(self.codec.decode_as(raw, Schema.INPUT_OFFSETS)[1]["next_offsets"]) if raw else {}
+        return dict(self.codec.decode_stored(raw, Schema.INPUT_OFFSETS)[1]["next_offsets"]) if raw else {}
 
     def encode_offsets(self, partition: int, offsets: dict[str, int]) -> bytes:
         return self.codec.encode(Schema.INPUT_OFFSETS, {"partition": partition, "next_offsets": offsets})
