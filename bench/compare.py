@@ -9,11 +9,12 @@ one partition per message) and one movement per message (any Kafka client). Then
   SKU and location in a dict, and produces one Avro change event per movement (at-least-once, no state store):
   the floor any stream processor pays for reading, decoding and writing.
 - **stocksync**: one worker (RocksDB, exactly-once transactions, every output: positions, ledger, ATS feeds,
-  replies) started on the backlog; movements/s is timed from /ready until its input group has read everything.
-  Then end-to-end latency at fixed offered rates (a receipt reported through the channel client -> the channel's
-  ATS feed update consumed), peak RSS, and recovery: SIGKILL and restart on its disk, then on an empty disk (the
-  state from the changelog alone), each timed to /ready; then failover: a second worker keeps standby replicas,
-  the first is killed, and the seconds until a movement of every partition is on a feed again.
+  replies) started on the backlog; movements/s is timed from its first batch until its input group has read
+  everything. Then end-to-end latency at fixed offered rates (a receipt of a new SKU reported through the channel
+  client -> the channel's ATS feed update consumed; alone, and as one in ten movements offered among the
+  workload's mix), peak RSS, and recovery: SIGKILL and restart on its disk, then on an empty disk (the state from
+  the changelog alone), each timed to /ready; then failover: a second worker keeps standby replicas, the first is
+  killed, and the seconds until a movement of every partition is on a feed again.
 
 Uses STOCKSYNC_/KAFKA_BOOTSTRAP_SERVERS, else starts a local broker. The machine is shared by broker, worker and
 load: compare figures from one run only.
@@ -25,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import contextlib
+import dataclasses
 import json
 import os
 import random
@@ -515,24 +518,36 @@ class FeedWatch:
         return True
 
 
-def latency(deployment: Deployment, rate: float, seconds: float) -> dict[str, Any]:
-    """Receipts of new SKUs through the channel client at `rate`/s; produced -> web's ATS update consumed."""
+def latency(deployment: Deployment, rate: float, seconds: float, background: list[Movement] | None = None
+            ) -> dict[str, Any]:
+    """Receipts of new SKUs through the channel client at `rate`/s; produced -> web's ATS update consumed. With
+    `background`, nine in ten of the movements offered are those (the workload's mix on SKUs the worker holds,
+    sent again under new event ids) and the new SKUs' receipts are probes timed through the same queue."""
     with FeedWatch(deployment, "web") as watch:
-        return _latency(deployment, watch, rate, seconds)
+        return _latency(deployment, watch, rate, seconds, background)
 
 
-def _latency(deployment: Deployment, watch: FeedWatch, rate: float, seconds: float) -> dict[str, Any]:
+def _latency(deployment: Deployment, watch: FeedWatch, rate: float, seconds: float,
+             background: list[Movement] | None = None) -> dict[str, Any]:
     arrived = watch.arrived
     tag = uuid.uuid4().hex[:6]
     sent: dict[str, float] = {}
     location = deployment.network.channels["wms"].locations
     where = sorted(location)[0]
-    with ChannelClient("wms", deployment.servers, settings=deployment.settings, linger_ms=2) as wms:
+    mix = iter(background or [])
+    with contextlib.ExitStack() as stack:
+        clients = {channel: stack.enter_context(ChannelClient(channel, deployment.servers,
+                                                              settings=deployment.settings, linger_ms=2))
+                   for channel in sorted({m.channel for m in background or []} | {"wms"})}
         began, i = time.time(), 0
         while time.time() - began < seconds:
-            sku = f"LAT-{tag}-{i:07d}"
-            sent[sku] = time.time()
-            wms.receipt(sku, where, 5, event_id=f"lat-{tag}-{i}")
+            m = next(mix, None) if i % 10 else None
+            if m is None:
+                sku = f"LAT-{tag}-{i:07d}"
+                sent[sku] = time.time()
+                clients["wms"].receipt(sku, where, 5, event_id=f"lat-{tag}-{i}")
+            else:
+                clients[m.channel].send(_sent_again(m, tag))
             i += 1
             pause = began + i / rate - time.time()
             if pause > 0:
@@ -540,15 +555,27 @@ def _latency(deployment: Deployment, watch: FeedWatch, rate: float, seconds: flo
         achieved = i / (time.time() - began)
     watch.wait(set(sent), 60)
     values = sorted((arrived[s] - t) * 1000 for s, t in sent.items() if s in arrived)
+    result: dict[str, Any] = {"offered_per_s": rate, "achieved_per_s": round(achieved), "probes": len(sent),
+                              "received": len(values)}
+    if background is not None:
+        result["background"] = "the workload's mix, 9 in 10 movements offered"
     if not values:
-        return {"offered_per_s": rate, "sent": len(sent), "received": 0}
+        return result
 
     def pct(p: float) -> float:
         return round(values[min(len(values) - 1, int(len(values) * p))], 1)
 
-    return {"offered_per_s": rate, "achieved_per_s": round(achieved), "sent": len(sent), "received": len(values),
-            "latency_ms": {"p50": round(statistics.median(values), 1), "p95": pct(0.95), "p99": pct(0.99),
-                           "max": round(values[-1], 1)}}
+    result["latency_ms"] = {"p50": round(statistics.median(values), 1), "p95": pct(0.95), "p99": pct(0.99),
+                            "max": round(values[-1], 1)}
+    return result
+
+
+def _sent_again(m: Movement, tag: str) -> Movement:
+    """A workload movement as a new event happening now (its hold, if it places one, open for an hour)."""
+    now = int(time.time() * 1000)
+    return dataclasses.replace(m, event_id=f"{tag}-{m.event_id}", occurred_at=now,
+                               reservation_id=f"{tag}-{m.reservation_id}" if m.reservation_id else None,
+                               expires_at=now + 3_600_000 if m.expires_at is not None else None)
 
 
 def failover(deployment: Deployment, owner: WorkerRun, data: Path) -> tuple[WorkerRun, dict[str, Any]]:
@@ -632,7 +659,9 @@ def main() -> None:
         result["stocksync_packed"]["ratio_to_plain_loop"] = round(
             result["stocksync_packed"]["movements_per_s"] / result["plain_loop_packed"]["movements_per_s"], 3)
         if "latency" not in skip:
-            result["latency"] = [latency(packed, float(rate), args.seconds) for rate in args.rates.split(",")]
+            rates = [float(rate) for rate in args.rates.split(",")]
+            result["latency"] = [latency(packed, rate, args.seconds) for rate in rates]
+            result["latency_in_mix"] = [latency(packed, rate, args.seconds, movements) for rate in rates]
         if "recovery" not in skip:
             worker.stop(signal.SIGKILL)
             result["recovery"] = {"positions": len({(m.sku, m.location) for m in movements if m.location}),
