@@ -524,16 +524,31 @@ def latency(deployment: Deployment, rate: float, seconds: float, background: lis
     `background`, nine in ten of the movements offered are those (the workload's mix on SKUs the worker holds,
     sent again under new event ids) and the new SKUs' receipts are probes timed through the same queue."""
     with FeedWatch(deployment, "web") as watch:
-        return _latency(deployment, watch, rate, seconds, background)
+        sent, achieved = _offer(deployment, rate, seconds, background)
+        watch.wait(set(sent), 60)
+        values = sorted((watch.arrived[s] - t) * 1000 for s, t in sent.items() if s in watch.arrived)
+    result: dict[str, Any] = {"offered_per_s": rate, "achieved_per_s": round(achieved), "probes": len(sent),
+                              "received": len(values)}
+    if background is not None:
+        result["background"] = "the workload's mix, 9 in 10 movements offered"
+    if not values:
+        return result
+
+    def pct(p: float) -> float:
+        return round(values[min(len(values) - 1, int(len(values) * p))], 1)
+
+    result["latency_ms"] = {"p50": round(statistics.median(values), 1), "p95": pct(0.95), "p99": pct(0.99),
+                            "max": round(values[-1], 1)}
+    return result
 
 
-def _latency(deployment: Deployment, watch: FeedWatch, rate: float, seconds: float,
-             background: list[Movement] | None = None) -> dict[str, Any]:
-    arrived = watch.arrived
+def _offer(deployment: Deployment, rate: float, seconds: float, background: list[Movement] | None
+           ) -> tuple[dict[str, float], float]:
+    """Send for `seconds` at `rate`/s (see `latency`); returns when each probe SKU was sent, and the rate
+    achieved."""
     tag = uuid.uuid4().hex[:6]
     sent: dict[str, float] = {}
-    location = deployment.network.channels["wms"].locations
-    where = sorted(location)[0]
+    where = sorted(deployment.network.channels["wms"].locations)[0]
     mix = iter(background or [])
     with contextlib.ExitStack() as stack:
         clients = {channel: stack.enter_context(ChannelClient(channel, deployment.servers,
@@ -552,22 +567,7 @@ def _latency(deployment: Deployment, watch: FeedWatch, rate: float, seconds: flo
             pause = began + i / rate - time.time()
             if pause > 0:
                 time.sleep(pause)
-        achieved = i / (time.time() - began)
-    watch.wait(set(sent), 60)
-    values = sorted((arrived[s] - t) * 1000 for s, t in sent.items() if s in arrived)
-    result: dict[str, Any] = {"offered_per_s": rate, "achieved_per_s": round(achieved), "probes": len(sent),
-                              "received": len(values)}
-    if background is not None:
-        result["background"] = "the workload's mix, 9 in 10 movements offered"
-    if not values:
-        return result
-
-    def pct(p: float) -> float:
-        return round(values[min(len(values) - 1, int(len(values) * p))], 1)
-
-    result["latency_ms"] = {"p50": round(statistics.median(values), 1), "p95": pct(0.95), "p99": pct(0.99),
-                            "max": round(values[-1], 1)}
-    return result
+        return sent, i / (time.time() - began)
 
 
 def _sent_again(m: Movement, tag: str) -> Movement:

@@ -127,8 +127,7 @@ class SingleObjectCodec:
             else:  # an earlier (or later) version: Avro's schema resolution into the one this codec reads
                 record = fastavro.schemaless_reader(body, writer, self.schemas[name])
         except Exception as exc:  # noqa: BLE001 - fastavro raises many types for a broken body
-            raise DecodeError("schema_violation",
-                              f"{name}: body does not match the schema ({type(exc).__name__}: {exc})") from None
+            raise _broken_body(name, exc) from None
         trailing = len(data) - 10 - body.tell()
         if trailing:
             raise DecodeError("schema_violation", f"{name}: {trailing} bytes after the end of the record")
@@ -154,8 +153,11 @@ class SingleObjectCodec:
         try:
             return name, fast.binary_decode(bytes(data[10:]))
         except Exception as exc:  # noqa: BLE001 - as decode: any broken body is a schema violation
-            raise DecodeError("schema_violation",
-                              f"{name}: body does not match the schema ({type(exc).__name__}: {exc})") from None
+            raise _broken_body(name, exc) from None
+
+
+def _broken_body(name: str, exc: Exception) -> DecodeError:
+    return DecodeError("schema_violation", f"{name}: body does not match the schema ({type(exc).__name__}: {exc})")
 
 
 def _compiled(schema: Mapping[str, Any]) -> Any:
