@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -116,6 +117,24 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def free_ports(count: int, avoid: Iterable[int] = ()) -> int:
+    """The first of `count` consecutive free ports (the demo's workers listen on a port each, from its web port
+    on), none of them in `avoid`."""
+    taken = set(avoid)
+    while True:
+        first = free_port()
+        wanted = range(first, first + count)
+        if taken & set(wanted) or wanted[-1] > 65535:
+            continue
+        with contextlib.ExitStack() as stack:
+            try:
+                for port in wanted:
+                    stack.enter_context(socket.socket()).bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return first
 
 
 def running(proc: subprocess.Popen[bytes], log: Path) -> Callable[[], None]:

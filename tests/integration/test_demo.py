@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import free_port, repo_root, wait_for
+from tests.integration.conftest import free_port, free_ports, repo_root, wait_for
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -43,7 +43,8 @@ class Demo:
 @pytest.fixture(scope="module")
 def demo(bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     unique = f"{os.getpid()}-{time.monotonic_ns()}"
-    port, view_port = free_port(), free_port()
+    view_port = free_port()
+    port = free_ports(2, avoid=[view_port])  # the demo's two workers listen on port and port + 1
     env = {**os.environ, "STOCKSYNC_BOOTSTRAP_SERVERS": bootstrap, "STOCKSYNC_TOPIC_PREFIX": f"demo-{unique}",
            "STOCKSYNC_APP_ID": f"demo-{unique}", "STOCKSYNC_WEB_PORT": str(port),
            "STOCKSYNC_DATA_DIR": str(tmp_path_factory.mktemp("demo") / "data"),
@@ -56,9 +57,14 @@ def demo(bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[D
     reader = threading.Thread(target=lambda: output.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
     reader.start()
     running = Demo(proc, output, view_port)
+
+    def applying() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"the demo exited with {proc.returncode}:\n{''.join(output)[-3000:]}")
+        return running.applied() > 50
+
     try:
-        wait_for(lambda: proc.poll() is None and running.applied() > 50, 180,
-                 "the live view to show movements applied", interval_s=1.0)
+        wait_for(applying, 180, "the live view to show movements applied", interval_s=1.0)
         yield running
     finally:
         if proc.poll() is None:  # the last test stops it with Ctrl-C; this is for a test that failed first
