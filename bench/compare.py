@@ -72,7 +72,7 @@ from streams.wire.codec import default_codec
 from streams.wire.partitioner import sku_partition
 from streams.wire.records import movement_to_record
 from streams.wire.schemas import Schema, schemas_dir
-from streams.worker.transactions import PartitionTransactions
+from streams.worker.flow.transactions import PartitionTransactions
 
 PARTITIONS = 6
 KSTREAMS = Path(__file__).resolve().parent / "kstreams"

@@ -28,12 +28,12 @@ from streams.wire.codec import default_codec
 from streams.wire.partitioner import sku_partition
 from streams.wire.records import head_to_record, history_to_record, movement_to_record
 from streams.wire.schemas import Schema
-from streams.worker.ats import AtsPublisher
-from streams.worker.expiry import ExpiryScheduler
-from streams.worker.network import NetworkInForce
-from streams.worker.outputs import ProducerOutbox
-from streams.worker.pipeline import Inbound, Pipeline
-from streams.worker.state import HISTORY_MARK
+from streams.worker.processing.ats import AtsPublisher
+from streams.worker.processing.expiry import ExpiryScheduler
+from streams.worker.processing.outputs import ProducerOutbox
+from streams.worker.processing.pipeline import Inbound, Pipeline
+from streams.worker.reference.network import NetworkInForce
+from streams.worker.state.records import HISTORY_MARK
 
 SKU = "HOT-1"
 HORIZON_MS = 7 * 24 * 3600 * 1000

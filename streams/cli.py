@@ -145,7 +145,7 @@ def _topics(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.worker.main import run_worker
+    from streams.worker.runtime.main import run_worker
 
     run_worker(settings, loglevel=args.loglevel or settings.log_level)
     return 0

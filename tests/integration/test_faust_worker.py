@@ -63,7 +63,7 @@ def test_table_survives_worker_restart(bootstrap: str, make_topic: Callable[...,
 
     def await_worker(worker: subprocess.Popen[bytes], log: Path, probe: bytes) -> None:
         # Plain faust can skip a message produced while it is still joining (stocksync's worker reads its inputs
-        # itself, see streams.worker.reader): produce once the worker answers a probe.
+        # itself, see streams.worker.flow.reader): produce once the worker answers a probe.
         def answered() -> bool:
             send(probe, 1)
             return bool(consume(bootstrap, sink, lambda got: any(k == probe for k, _ in got), decode, 3,

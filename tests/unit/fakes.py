@@ -10,9 +10,9 @@ from types import SimpleNamespace
 
 from streams.wire.codec import default_codec
 from streams.wire.partitioner import sku_partition
-from streams.worker.outputs import OutputRecord
-from streams.worker.state import HISTORY_MARK
-from streams.worker.transactions import CommitFailed, Fenced
+from streams.worker.flow.transactions import CommitFailed, Fenced
+from streams.worker.processing.outputs import OutputRecord
+from streams.worker.state.records import HISTORY_MARK
 
 
 class Store:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from streams.settings import load_settings
-from streams.worker.app import create_app
+from streams.worker.runtime.app import create_app
 
 app = create_app(load_settings())
 source = app.topic(os.environ["COUNTER_IN"], key_type=bytes, value_type=bytes,

@@ -1,4 +1,4 @@
-"""Builds a worker's pipeline with its collaborators, as streams.worker.bootstrap does, for tests without faust."""
+"""Builds a worker's pipeline with its collaborators, as streams.worker.runtime.bootstrap does, without faust."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from streams.wire.codec import default_codec
 from streams.wire.partitioner import sku_partition
 from streams.wire.records import movement_to_record
 from streams.wire.schemas import Schema
-from streams.worker.ats import AtsPublisher
-from streams.worker.expiry import ExpiryScheduler
-from streams.worker.network import NetworkInForce
-from streams.worker.pipeline import Inbound, Pipeline
+from streams.worker.processing.ats import AtsPublisher
+from streams.worker.processing.expiry import ExpiryScheduler
+from streams.worker.processing.pipeline import Inbound, Pipeline
+from streams.worker.reference.network import NetworkInForce
 from tests.unit.domain.helpers import NETWORK
 
 PARTITIONS = 4

@@ -10,11 +10,11 @@ import pytest
 from streams.domain import Kind, Movement
 from streams.wire.codec import default_codec
 from streams.wire.schemas import Schema
-from streams.worker.batch import Batcher
-from streams.worker.outputs import OutputRecord
-from streams.worker.pipeline import Inbound, Pipeline
-from streams.worker.table import StockTable, offsets_key
-from streams.worker.transactions import Fenced
+from streams.worker.flow.batch import Batcher
+from streams.worker.flow.transactions import Fenced
+from streams.worker.processing.outputs import OutputRecord
+from streams.worker.processing.pipeline import Inbound, Pipeline
+from streams.worker.state.table import StockTable, offsets_key
 from tests.unit.fakes import Broker, Crash, FakeFaustTable, FakeTransactions
 from tests.unit.worker.helpers import PARTITIONS, message, pipeline
 

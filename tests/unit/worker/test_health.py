@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.worker.health import BROKER_STALE_S, DEAD_STALL_S, STALL_S, Health
+from streams.worker.ops.health import BROKER_STALE_S, DEAD_STALL_S, STALL_S, Health
 
 
 class Clock:

@@ -6,7 +6,7 @@ import logging
 
 from aiohttp.http_exceptions import LineTooLong
 
-from streams.worker.logfilters import BadRequestsInOneLine, RepeatsOncePerWindow
+from streams.worker.ops.logfilters import BadRequestsInOneLine, RepeatsOncePerWindow
 
 
 def record(msg: str, level: int = logging.ERROR, exc: BaseException | None = None) -> logging.LogRecord:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from streams.worker.logs import JsonFormatter, TextFormatter, input_fields, movement_fields
+from streams.worker.ops.logs import JsonFormatter, TextFormatter, input_fields, movement_fields
 
 
 def record(msg: str, extra: dict[str, object], exc: BaseException | None = None) -> logging.LogRecord:

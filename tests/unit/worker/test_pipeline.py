@@ -13,9 +13,9 @@ from streams.wire.codec import default_codec
 from streams.wire.partitioner import sku_partition
 from streams.wire.records import movement_to_record, position_record
 from streams.wire.schemas import Schema
-from streams.worker import pipeline as pipeline_module
-from streams.worker.outputs import ProducerOutbox
-from streams.worker.pipeline import BatchResult, Inbound, Pipeline
+from streams.worker.processing import pipeline as pipeline_module
+from streams.worker.processing.outputs import ProducerOutbox
+from streams.worker.processing.pipeline import BatchResult, Inbound, Pipeline
 from tests.unit.domain.helpers import NETWORK, NOW
 from tests.unit.fakes import Outbox, Store
 from tests.unit.worker.helpers import PARTITIONS, message, pipeline

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from streams.domain import Kind, Movement, Network, SkuStock, channel_ats, plan_fulfilment
-from streams.worker.query import ApiError, QueryService
+from streams.worker.api.query import ApiError, QueryService
 from tests.integration.workload import NETWORK
 
 NET = Network.from_dict(NETWORK)

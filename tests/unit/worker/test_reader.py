@@ -1,4 +1,4 @@
-"""The order in which one fetch's records are handled (streams.worker.reader.in_time_order)."""
+"""The order in which one fetch's records are handled (streams.worker.flow.reader.in_time_order)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.worker.reader import in_time_order
+from streams.worker.flow.reader import in_time_order
 
 
 @dataclass(frozen=True)

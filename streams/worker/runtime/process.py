@@ -11,7 +11,7 @@ from typing import Any
 from faust.worker import Worker
 from prometheus_client import REGISTRY
 
-from streams.worker.logs import use_format
+from streams.worker.ops.logs import use_format
 
 log = logging.getLogger("stocksync.worker")
 

@@ -22,8 +22,8 @@ from streams.domain.stock import Reservation
 from streams.wire.codec import SingleObjectCodec
 from streams.wire.records import history_from_record
 from streams.wire.schemas import Schema
-from streams.worker.outputs import OutputRecord
-from streams.worker.state import HISTORY_MARK, head_of
+from streams.worker.processing.outputs import OutputRecord
+from streams.worker.state.records import HISTORY_MARK, head_of
 
 OFFSETS_PREFIX = b"\x00"  # no SKU starts with NUL
 # Where a partition's RocksDB database keeps the changelog offset it holds every record up to: faust's own key for

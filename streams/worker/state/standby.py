@@ -4,7 +4,7 @@ faust's assignor gives each table partition `standby_replicas` workers besides i
 them when the owner leaves. faust's own standby reading is not used (it shares the group consumer's queue, as its
 recovery does, and under faults left stores missing records): this follower reads those partitions' changelogs
 with a consumer of its own, committed records only, in order, and writes each chunk into the local store in one
-atomic batch with the checkpoint it reaches, exactly as the restore does (streams.worker.restore). When a
+atomic batch with the checkpoint it reaches, exactly as the restore does (streams.worker.state.changelog). When a
 standby is promoted, the restore then reads only the records since the follower's last chunk, so a killed
 worker's partitions are served again within seconds instead of after their whole changelog.
 
@@ -21,9 +21,9 @@ from collections.abc import Iterable
 from confluent_kafka import Consumer, TopicPartition
 
 from streams.kafka.security import KafkaConnection
-from streams.worker import metrics
-from streams.worker.restore import changelog_reader, committed_records
-from streams.worker.table import StockTable
+from streams.worker.ops import metrics
+from streams.worker.state.changelog import changelog_reader, committed_records
+from streams.worker.state.table import StockTable
 
 log = logging.getLogger("stocksync.worker")
 

@@ -11,9 +11,9 @@ from streams.kafka.topics import TopicRegistry
 from streams.wire.codec import SingleObjectCodec
 from streams.wire.partitioner import sku_partition
 from streams.wire.schemas import Schema
-from streams.worker.clock import now_ms
-from streams.worker.network import NetworkInForce
-from streams.worker.outputs import Outbox
+from streams.worker.ops.clock import now_ms
+from streams.worker.processing.outputs import Outbox
+from streams.worker.reference.network import NetworkInForce
 
 
 class AtsPublisher:

@@ -14,13 +14,13 @@ from yarl import URL
 from streams.api_access import ApiAccess
 from streams.domain.catalog import Catalog
 from streams.wire.partitioner import sku_partition
-from streams.worker.app import StocksyncApp
-from streams.worker.health import Health
-from streams.worker.network import NetworkInForce
-from streams.worker.query import OPENAPI, ApiError, QueryService, check_sku
-from streams.worker.reader import InputReader
-from streams.worker.suggestions import SuggestionIndex
-from streams.worker.table import StockTable
+from streams.worker.api.query import OPENAPI, ApiError, QueryService, check_sku
+from streams.worker.flow.reader import InputReader
+from streams.worker.ops.health import Health
+from streams.worker.reference.network import NetworkInForce
+from streams.worker.reference.suggestions import SuggestionIndex
+from streams.worker.runtime.app import StocksyncApp
+from streams.worker.state.table import StockTable
 
 ROUTED_HEADER = "X-Stocksync-Routed"
 

@@ -10,7 +10,7 @@ from streams.kafka.security import Kafka
 from streams.kafka.topics import TopicRegistry
 from streams.wire.codec import DecodeError, SingleObjectCodec
 from streams.wire.schemas import Schema
-from streams.worker.compacted import CompactedTopicFollower
+from streams.worker.reference.compacted import CompactedTopicFollower
 
 log = logging.getLogger("stocksync.worker")
 

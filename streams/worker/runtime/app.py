@@ -1,5 +1,5 @@
 """The faust application: configured from Settings; the worker registers its table, timers and pages on it
-(streams.worker.bootstrap)."""
+(streams.worker.runtime.bootstrap)."""
 
 from __future__ import annotations
 
@@ -32,11 +32,11 @@ class StocksyncApp(faust.App):
     `before_stop`: coroutines run when the app stops, before faust stops its consumer and tables (the input
     reader finishes its batch there), `before_recovery`: run with the table partitions this worker is about to
     recover (it fences their earlier writers there), and `restore`: run next with each partition's last committed
-    changelog offset, to bring the local store up to it (streams.worker.restore) instead of faust, and
+    changelog offset, to bring the local store up to it (streams.worker.state.changelog) instead of faust, and
     `follow_standbys`: run with the table partitions this worker keeps standby replicas of (none while a rebalance
-    is under way), to follow their changelogs (streams.worker.standby) instead of faust.
+    is under way), to follow their changelogs (streams.worker.state.standby) instead of faust.
 
-    `committed_only`: the tables' changelogs are written in transactions (streams.worker.transactions) by the app's
+    `committed_only`: the tables' changelogs are written in transactions (streams.worker.flow.transactions) by the app's
     own code, not through faust's agents. faust's consumer then reads committed records only, and its recovery
     knows where a partition's committed records end."""
 
@@ -155,7 +155,7 @@ def create_app(settings: Settings, kafka: KafkaConnection | None = None, committ
         web_ssl_context=access.server_context(),
         consumer_auto_offset_reset="earliest",
         # faust's assignor places the standby replicas (and promotes one when an owner leaves); the worker follows
-        # them itself (streams.worker.standby). A memory store is gone with its process: nothing to keep warm.
+        # them itself (streams.worker.state.standby). A memory store is gone with its process: nothing to keep warm.
         table_standby_replicas=settings.standby_replicas if settings.store == "rocksdb://" else 0,
         committed_only=committed_only,
     )

@@ -6,7 +6,7 @@ ones (a SKU's head current, one of its history records old: a re-sent movement a
 Streams' restore instead: a consumer of its own reads the partition (committed records only) in order, from the
 offset the store holds every record up to (its checkpoint) to the last committed record, and each chunk of
 records is written to the store in one atomic batch with the checkpoint it reaches. The owner's own commits move
-the checkpoint too (streams.worker.batch), so a restarted worker reads only what it has not got, and a store
+the checkpoint too (streams.worker.flow.batch), so a restarted worker reads only what it has not got, and a store
 never claims a record it does not hold."""
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message,
 from streams.errors import StocksyncError
 from streams.kafka.clients import new_consumer, reader_group
 from streams.kafka.security import KafkaConnection
-from streams.worker import metrics
-from streams.worker.table import StockTable
+from streams.worker.ops import metrics
+from streams.worker.state.table import StockTable
 
 log = logging.getLogger("stocksync.worker")
 

@@ -1,6 +1,6 @@
 """The batch pipeline of a worker, free of faust: decode, route, apply the domain, write each SKU once, emit.
 
-The batch unit of work (streams.worker.batch) hands it a batch of inbound messages, a `StockStore` (the table)
+The batch unit of work (streams.worker.flow.batch) hands it a batch of inbound messages, a `StockStore` (the table)
 and an `Outbox` (the producer); everything a message causes is decided here, so it can be tested without a
 broker. The channels' ATS goes through the AtsPublisher (coalescing) and open holds are indexed for expiry.
 """
@@ -42,14 +42,14 @@ from streams.wire.records import (
     suggestion_record,
 )
 from streams.wire.schemas import Schema
-from streams.worker import metrics
-from streams.worker.ats import AtsPublisher
-from streams.worker.clock import now_ms
-from streams.worker.expiry import ExpiryScheduler
-from streams.worker.logs import input_fields, movement_fields
-from streams.worker.network import NetworkInForce
-from streams.worker.outputs import Outbox, OutputRecord
-from streams.worker.state import RecordTooLarge, StockStore, TableRecords
+from streams.worker.ops import metrics
+from streams.worker.ops.clock import now_ms
+from streams.worker.ops.logs import input_fields, movement_fields
+from streams.worker.processing.ats import AtsPublisher
+from streams.worker.processing.expiry import ExpiryScheduler
+from streams.worker.processing.outputs import Outbox, OutputRecord
+from streams.worker.reference.network import NetworkInForce
+from streams.worker.state.records import RecordTooLarge, StockStore, TableRecords
 
 log = logging.getLogger("stocksync.worker")
 deadletter_log = logging.getLogger("stocksync.deadletters")

@@ -29,8 +29,8 @@ def wait_for_network(servers: Kafka, registry: TopicRegistry) -> tuple[Network, 
 
 
 def run_worker(settings: Settings, loglevel: str = "warn") -> None:
-    from streams.worker.bootstrap import build_worker
-    from streams.worker.process import WorkerProcess
+    from streams.worker.runtime.bootstrap import build_worker
+    from streams.worker.runtime.process import WorkerProcess
 
     servers = connect(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level

@@ -20,11 +20,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.kafka.clients import new_aio_consumer
 from streams.kafka.security import Kafka
-from streams.worker import metrics
-from streams.worker.batch import Batcher
-from streams.worker.health import Health
-from streams.worker.pipeline import Inbound
-from streams.worker.transactions import Fenced
+from streams.worker.flow.batch import Batcher
+from streams.worker.flow.transactions import Fenced
+from streams.worker.ops import metrics
+from streams.worker.ops.health import Health
+from streams.worker.processing.pipeline import Inbound
 
 log = logging.getLogger("stocksync.worker")
 

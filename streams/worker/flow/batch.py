@@ -9,13 +9,13 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from streams.wire.partitioner import partition_for
-from streams.worker import metrics
-from streams.worker.health import Health
-from streams.worker.logs import input_fields
-from streams.worker.outputs import OutputRecord, ProducerOutbox
-from streams.worker.pipeline import BatchResult, Inbound, Pipeline
-from streams.worker.table import StockTable, TableStore, offsets_key
-from streams.worker.transactions import CommitFailed, Fenced, PartitionTransactions
+from streams.worker.flow.transactions import CommitFailed, Fenced, PartitionTransactions
+from streams.worker.ops import metrics
+from streams.worker.ops.health import Health
+from streams.worker.ops.logs import input_fields
+from streams.worker.processing.outputs import OutputRecord, ProducerOutbox
+from streams.worker.processing.pipeline import BatchResult, Inbound, Pipeline
+from streams.worker.state.table import StockTable, TableStore, offsets_key
 
 log = logging.getLogger("stocksync.worker")
 

@@ -24,8 +24,8 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from streams.errors import StocksyncError
 from streams.kafka.clients import new_transactional_producer, produce
 from streams.kafka.security import Kafka
-from streams.worker import metrics
-from streams.worker.outputs import OutputRecord
+from streams.worker.ops import metrics
+from streams.worker.processing.outputs import OutputRecord
 
 log = logging.getLogger("stocksync.worker")
 

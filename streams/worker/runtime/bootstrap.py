@@ -1,7 +1,7 @@
 """Where a worker is wired: its collaborators are made here and the jobs faust runs for it are registered.
 
-Every decision is in the pipeline (streams.worker.pipeline) and the domain; faust supplies the consumer group,
-the stock table with its changelog and recovery, timers and the web server."""
+Every decision is in the pipeline (streams.worker.processing.pipeline) and the domain; faust supplies the consumer
+group, the stock table with its changelog and recovery, timers and the web server."""
 
 from __future__ import annotations
 
@@ -20,22 +20,22 @@ from streams.kafka.security import KafkaConnection
 from streams.kafka.topics import TopicRegistry
 from streams.settings import Settings
 from streams.wire.codec import default_codec
-from streams.worker import logfilters, metrics
-from streams.worker.app import StocksyncApp, create_app
-from streams.worker.ats import AtsPublisher
-from streams.worker.batch import Batcher
-from streams.worker.catalog import CatalogInForce
-from streams.worker.expiry import ExpiryScheduler
-from streams.worker.health import BROKER_PROBE_S, Health
-from streams.worker.network import NetworkFollower, NetworkInForce
-from streams.worker.pipeline import Pipeline
-from streams.worker.reader import InputReader
-from streams.worker.restore import ChangelogRestorer
-from streams.worker.routes import add_routes
-from streams.worker.standby import StandbyFollower
-from streams.worker.suggestions import SuggestionIndex
-from streams.worker.table import StockTable
-from streams.worker.transactions import PartitionTransactions
+from streams.worker.api.routes import add_routes
+from streams.worker.flow.batch import Batcher
+from streams.worker.flow.reader import InputReader
+from streams.worker.flow.transactions import PartitionTransactions
+from streams.worker.ops import logfilters, metrics
+from streams.worker.ops.health import BROKER_PROBE_S, Health
+from streams.worker.processing.ats import AtsPublisher
+from streams.worker.processing.expiry import ExpiryScheduler
+from streams.worker.processing.pipeline import Pipeline
+from streams.worker.reference.catalog import CatalogInForce
+from streams.worker.reference.network import NetworkFollower, NetworkInForce
+from streams.worker.reference.suggestions import SuggestionIndex
+from streams.worker.runtime.app import StocksyncApp, create_app
+from streams.worker.state.changelog import ChangelogRestorer
+from streams.worker.state.standby import StandbyFollower
+from streams.worker.state.table import StockTable
 
 log = logging.getLogger("stocksync.worker")
 METRICS_SAMPLE_S = 5.0  # how often the gauges of readiness, recovery and table size are sampled

@@ -14,9 +14,9 @@ from streams.kafka.topics import TopicRegistry
 from streams.wire.codec import SingleObjectCodec
 from streams.wire.records import movement_to_record
 from streams.wire.schemas import Schema
-from streams.worker.clock import now_ms
-from streams.worker.network import NetworkInForce
-from streams.worker.outputs import Outbox
+from streams.worker.ops.clock import now_ms
+from streams.worker.processing.outputs import Outbox
+from streams.worker.reference.network import NetworkInForce
 
 # An expiry movement not applied after this long is sent again (a repeat is a harmless duplicate).
 EXPIRY_RESEND_MS = 10_000

@@ -1,6 +1,6 @@
 """The query and sourcing API of a worker, free of faust: request parameters in, JSON-ready answers out.
 
-Every endpoint is about one SKU, so the worker that owns the SKU's partition answers it; streams.worker.routes
+Every endpoint is about one SKU, so the worker that owns the SKU's partition answers it; streams.worker.api.routes
 forwards a request that reaches another worker to the owner (GET only: no request body is forwarded).
 Bad requests raise ApiError with a 4xx status and a message naming the parameter.
 """

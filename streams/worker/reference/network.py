@@ -15,7 +15,7 @@ from streams.kafka.clients import new_aio_consumer
 from streams.kafka.network import parse_network_record
 from streams.kafka.security import Kafka
 from streams.kafka.topics import TopicRegistry
-from streams.worker import metrics
+from streams.worker.ops import metrics
 
 log = logging.getLogger("stocksync.worker")
 
