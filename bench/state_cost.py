@@ -33,7 +33,7 @@ from streams.worker.processing.expiry import ExpiryScheduler
 from streams.worker.processing.outputs import ProducerOutbox
 from streams.worker.processing.pipeline import Inbound, Pipeline
 from streams.worker.reference.network import NetworkInForce
-from streams.worker.state.records import HISTORY_MARK
+from streams.worker.state.keys import HISTORY_MARK
 
 SKU = "HOT-1"
 HORIZON_MS = 7 * 24 * 3600 * 1000

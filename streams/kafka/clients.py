@@ -10,11 +10,14 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+# The client types the other packages name: they reach the client libraries through this module only.
+from confluent_kafka import Consumer as Consumer
 from confluent_kafka.admin import AdminClient
 
 from streams.errors import AccessDenied, StocksyncError
@@ -122,6 +125,39 @@ def unassigned_consumer(servers: KafkaConnection | str, topic: str) -> Consumer:
     """A consumer for explicitly assigned partitions (of `topic`, first of all): its group is its own and nothing
     is committed."""
     return new_consumer(servers, reader_group(topic), **{"enable.partition.eof": False})
+
+
+def assigned_consumer(servers: KafkaConnection | str, topic: str, after: dict[int, int], **overrides: Any
+                      ) -> Consumer:
+    """A consumer of `topic` (committed records only) assigned each partition from after the offset `after` gives
+    it (-1: from the start); its group is its own and nothing is committed."""
+    consumer = new_consumer(servers, reader_group(topic), **{
+        "enable.partition.eof": False, "auto.offset.reset": "earliest", **overrides})
+    consumer.assign([TopicPartition(topic, p, start + 1 if start >= 0 else OFFSET_BEGINNING)
+                     for p, start in sorted(after.items())])
+    return consumer
+
+
+def committed_records(consumer: Consumer, most: int, timeout_s: float) -> Iterator[Message]:
+    """What one read returns (up to `most` records), in order. A fatal error raises; any other (a broker away,
+    which librdkafka retries) is read past."""
+    for message in consumer.consume(most, timeout=timeout_s):
+        error = message.error()
+        if error is None:
+            yield message
+        elif error.fatal():
+            raise KafkaException(error)
+
+
+def records_behind(consumer: Consumer, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+    """Per assigned partition of `topic` whose position and end are both known, the records not yet read (about:
+    the position skips commit markers)."""
+    behind = {}
+    for position in consumer.position([TopicPartition(topic, p) for p in partitions]):
+        _, high = consumer.get_watermark_offsets(position, cached=True)
+        if position.offset >= 0 and high >= 0:
+            behind[position.partition] = max(0, high - position.offset)
+    return behind
 
 
 def new_admin(servers: KafkaConnection | str) -> AdminClient:

@@ -1,7 +1,7 @@
 """How stocksync authenticates to Kafka and encrypts the connection: one description (`KafkaSecurity`), turned into
-librdkafka's settings (confluent-kafka: channel clients, the CLI, admin, transactions) and aiokafka's (faust and
-the input reader), so both sides of a worker connect the same way. The password is kept out of every repr, log
-line and error."""
+librdkafka's settings (confluent-kafka: channel clients, the CLI, admin, transactions) and aiokafka's (the input
+reader, and faust through the worker's runtime), so both sides of a worker connect the same way. The password is
+kept out of every repr, log line and error."""
 
 from __future__ import annotations
 
@@ -80,17 +80,6 @@ class KafkaSecurity:
         if self.tls:
             options["ssl_context"] = self.ssl_context()
         return options
-
-    def faust_credentials(self) -> Any:
-        """faust's broker_credentials (None: plaintext)."""
-        import faust
-
-        if self.sasl:
-            return faust.SASLCredentials(username=self.username, password=self.password,
-                                         mechanism=self.mechanism, ssl_context=self.ssl_context())
-        if self.tls:
-            return faust.SSLCredentials(self.ssl_context())
-        return None
 
 
 PLAINTEXT = KafkaSecurity()

@@ -13,7 +13,7 @@ from streams.channel import ChannelClient
 from streams.domain import Kind, Movement
 from streams.wire.partitioner import sku_partition
 from streams.wire.schemas import Schema
-from streams.worker.state.records import HISTORY_MARK
+from streams.worker.state.keys import HISTORY_MARK
 from tests.integration.conftest import wait_for
 from tests.integration.harness import Deployment, WorkerProcess
 from tests.integration.workload import NETWORK

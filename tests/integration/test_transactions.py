@@ -12,8 +12,7 @@ from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 
 from streams.domain import Kind, Movement
 from streams.kafka.clients import new_consumer, reached, watermarks
-from streams.worker.state.records import HISTORY_MARK
-from streams.worker.state.table import OFFSETS_PREFIX
+from streams.worker.state.keys import HISTORY_MARK, OFFSETS_PREFIX
 from tests.integration.conftest import wait_for
 from tests.integration.harness import Deployment
 from tests.integration.workload import NETWORK, retail_workload

@@ -1,4 +1,4 @@
-"""Fakes shared by the unit tests: the stock store, outbox, transactions and faust table a worker uses, each
+"""Fakes shared by the unit tests: the stock store, outbox and transactions a worker uses, each
 recording what it was given. They decide nothing a broker decides: what FakeTransactions refuses is the test's
 choice (integration tests show what the real broker refuses)."""
 
@@ -6,13 +6,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from types import SimpleNamespace
 
 from streams.wire.codec import default_codec
 from streams.wire.partitioner import sku_partition
 from streams.worker.flow.transactions import CommitFailed, Fenced
 from streams.worker.processing.outputs import OutputRecord
-from streams.worker.state.records import HISTORY_MARK
+from streams.worker.state.keys import HISTORY_MARK
 
 
 class Store:
@@ -126,27 +125,3 @@ class FakeTransactions:
             last[topic] = self.broker.next_offset[(topic, part)]
             self.broker.next_offset[(topic, part)] += 1
         return last
-
-
-class MemoryStore(dict[bytes, bytes]):
-    """faust's memory store as the worker uses it: a mapping that keeps its records in the dict `data`."""
-
-    @property
-    def data(self) -> dict[bytes, bytes]:
-        return self
-
-
-class FakeFaustTable:
-    """The parts of a faust Table the worker uses: `data`, `items()` and the changelog topic's name."""
-
-    def __init__(self, changelog: str, data: dict[bytes, bytes] | None = None) -> None:
-        self.data = MemoryStore(data or {})
-        self.changelog_topic = SimpleNamespace(get_topic_name=lambda: changelog)
-
-    def items(self) -> Iterator[tuple[bytes, bytes]]:
-        return iter(list(self.data.items()))
-
-    @classmethod
-    def recovered_from(cls, broker: Broker, changelog: str) -> FakeFaustTable:
-        """The table a restarted worker recovers: the changelog's last value per key."""
-        return cls(changelog, {key: value for key, (value, _) in broker.latest(changelog).items() if value})

@@ -1,13 +1,16 @@
-"""The worker's HTTP pages: readiness, Prometheus metrics, OpenAPI, and the query API, answered by the worker
-that owns the SKU (a request reaching another worker is forwarded to the owner once)."""
+"""The worker's HTTP pages as named handlers: readiness, liveness, Prometheus metrics, OpenAPI, and the query API,
+answered by the worker that owns the SKU (a request reaching another worker is forwarded to the owner once).
+Each handler takes the aiohttp request (and the path's parameters) and returns an aiohttp response; the runtime
+mounts them on faust's web server, every request checked against the API's access rules first."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
+from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from yarl import URL
 
@@ -19,140 +22,167 @@ from streams.worker.flow.reader import InputReader
 from streams.worker.ops.health import Health
 from streams.worker.reference.network import NetworkInForce
 from streams.worker.reference.suggestions import SuggestionIndex
-from streams.worker.runtime.app import StocksyncApp
 from streams.worker.state.table import StockTable
 
 ROUTED_HEADER = "X-Stocksync-Routed"
 
-
-Handler = Callable[..., Awaitable[Any]]
-
-
-def guarded(app: StocksyncApp, access: ApiAccess) -> Callable[[str], Callable[[Handler], Any]]:
-    """`app.page`, with every request checked against the API's access rules first (401 when refused)."""
-    def page(path: str) -> Callable[[Handler], Any]:
-        def register(handler: Handler) -> Any:
-            @functools.wraps(handler)
-            async def checked(web: Any, request: Any, **params: Any) -> Any:
-                refused = access.refusal(path, request.headers.get("Authorization"))
-                if refused:
-                    return web.json({"error": refused}, status=401, headers={"WWW-Authenticate": "Bearer"})
-                return await handler(web, request, **params)
-            return app.page(path)(checked)
-        return register
-    return page
+Handler = Callable[..., Awaitable[web.Response]]
 
 
-def add_routes(app: StocksyncApp, table: StockTable, network: NetworkInForce, partitions: int, reader: InputReader,
-               health: Health, access: ApiAccess, suggestions: SuggestionIndex, catalog: Catalog) -> None:
-    """Register the worker's pages on its faust app (handlers get faust's view and the aiohttp request)."""
-    query = QueryService(lookup=table.stock, network=lambda: (network.network, network.version))
-    changelog = table.changelog
-    page = guarded(app, access)
+class Membership(Protocol):
+    """What the API asks of the worker's place in its group (the runtime answers from faust)."""
 
-    @page("/ready")
-    async def ready(web: Any, request: Any) -> Any:
+    def ready(self) -> bool:
+        """Recovered and reading: the worker announced itself ready."""
+
+    def rebalancing(self) -> bool: ...
+
+    def owner_of(self, partition: int) -> str | None:
+        """The URL of the worker that owns the table partition (None: not known now)."""
+
+    def is_me(self, url: str) -> bool: ...
+
+    def http_client(self) -> aiohttp.ClientSession: ...
+
+
+def _json(body: Any, status: int = 200, **headers: str) -> web.Response:
+    return web.json_response(body, status=status, headers=headers or None)
+
+
+def _refused(exc: ApiError) -> web.Response:
+    return _json({"error": exc.message}, status=exc.status)
+
+
+class Api:
+    """The pages of one worker."""
+
+    def __init__(self, membership: Membership, table: StockTable, network: NetworkInForce, reader: InputReader,
+                 health: Health, access: ApiAccess, suggestions: SuggestionIndex, catalog: Catalog) -> None:
+        self.membership, self.table, self.network, self.reader = membership, table, network, reader
+        self.health, self.access, self.suggestions, self.catalog = health, access, suggestions, catalog
+        self.query = QueryService(lookup=table.stock, network=lambda: (network.network, network.version))
+
+    def pages(self) -> dict[str, Handler]:
+        """Every page by its path, each checked against the access rules first."""
+        pages: dict[str, Handler] = {
+            "/ready": self.ready,
+            "/live": self.live,
+            "/skus/{sku}/positions": self.sku_positions,
+            "/skus/{sku}/positions/{location}": self.one_position,
+            "/channels/{channel}/ats/{sku}": self.ats_of_channel,
+            "/channels/{channel}/aliases/{alias}": self.alias_of_channel,
+            "/channels/{channel}/aliases/{alias}/ats": self.ats_by_alias,
+            "/skus/{sku}/sourcing": self.sourcing,
+            "/skus/{sku}/transfer-suggestions": self.sku_suggestions,
+            "/locations/{location}/transfer-suggestions": self.location_suggestions,
+            "/openapi.json": self.openapi,
+            "/metrics": self.prometheus,
+        }
+        return {path: self._guarded(path, handler) for path, handler in pages.items()}
+
+    def _guarded(self, path: str, handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def checked(request: web.Request, **params: str) -> web.Response:
+            refused = self.access.refusal(path, request.headers.get("Authorization"))
+            if refused:
+                return _json({"error": refused}, status=401, **{"WWW-Authenticate": "Bearer"})
+            return await handler(request, **params)
+        return checked
+
+    # --- health and metrics ----------------------------------------------------------------------------------
+    async def ready(self, request: web.Request) -> web.Response:
         """200 when the worker does its job now: recovered, not rebalancing, Kafka answering, the inputs read and
         progressing; else 503 with the reasons."""
-        reasons = health.not_ready(app.worker_state.ready, app.rebalancing)
-        return web.json({"ready": not reasons, "reasons": reasons, "network_version": network.version,
-                         "assigned_inputs": reader.assigned_topics(),
-                         "assigned_partitions": reader.assigned_partitions(), "input_lag": health.lag},
-                        status=503 if reasons else 200)
+        reasons = self.health.not_ready(self.membership.ready(), self.membership.rebalancing())
+        return _json({"ready": not reasons, "reasons": reasons, "network_version": self.network.version,
+                      "assigned_inputs": self.reader.assigned_topics(),
+                      "assigned_partitions": self.reader.assigned_partitions(), "input_lag": self.health.lag},
+                     status=503 if reasons else 200)
 
-    @page("/live")
-    async def live(web: Any, request: Any) -> Any:
+    async def live(self, request: web.Request) -> web.Response:
         """200 while the worker can recover by itself (answering at all means its event loop runs); 503 with the
         reasons when only a restart helps."""
-        reasons = health.not_live(reader.running())
-        return web.json({"live": not reasons, "reasons": reasons}, status=503 if reasons else 200)
+        reasons = self.health.not_live(self.reader.running())
+        return _json({"live": not reasons, "reasons": reasons}, status=503 if reasons else 200)
 
-    async def answer(web: Any, request: Any, sku: str, compute: Callable[[], dict[str, Any]]) -> Any:
-        """Answer here if this worker owns the SKU's partition, else ask the owner (once)."""
+    async def openapi(self, request: web.Request) -> web.Response:
+        return _json(OPENAPI)
+
+    async def prometheus(self, request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    # --- answered by the SKU's owner -------------------------------------------------------------------------
+    async def sku_positions(self, request: web.Request, sku: str) -> web.Response:
+        return await self._at_owner(request, sku, lambda: self.query.positions(sku))
+
+    async def one_position(self, request: web.Request, sku: str, location: str) -> web.Response:
+        return await self._at_owner(request, sku, lambda: self.query.position(sku, location))
+
+    async def ats_of_channel(self, request: web.Request, channel: str, sku: str) -> web.Response:
+        return await self._at_owner(request, sku, lambda: self.query.channel_ats(channel, sku))
+
+    async def ats_by_alias(self, request: web.Request, channel: str, alias: str) -> web.Response:
         try:
-            check_sku(sku)
-            partition = sku_partition(sku, partitions)
-            owner = next((url for url, topics in app.router.table_metadata("stock").items()
-                          if partition in topics.get(changelog, ())), None)
-            if owner is None or not app.worker_state.ready:
-                raise ApiError(503, "the SKU's owner is not known right now (workers rebalancing); retry")
-            if URL(owner) != URL(str(app.conf.canonical_url)):
-                if request.headers.get(ROUTED_HEADER):
-                    raise ApiError(503, "ownership of the SKU is moving between workers; retry")
-                return await _forward(app, web, request, owner, access)
-            return web.json(compute())
+            sku = self._aliased(channel, alias)
         except ApiError as exc:
-            return web.json({"error": exc.message}, status=exc.status)
+            return _refused(exc)
+        return await self._at_owner(request, sku, lambda: {**self.query.channel_ats(channel, sku), "alias": alias})
 
-    @page("/skus/{sku}/positions")
-    async def sku_positions(web: Any, request: Any, sku: str) -> Any:
-        return await answer(web, request, sku, lambda: query.positions(sku))
+    async def sourcing(self, request: web.Request, sku: str) -> web.Response:
+        return await self._at_owner(request, sku, lambda: self.query.sourcing(sku, dict(request.query)))
 
-    @page("/skus/{sku}/positions/{location}")
-    async def one_position(web: Any, request: Any, sku: str, location: str) -> Any:
-        return await answer(web, request, sku, lambda: query.position(sku, location))
+    # --- answered by any worker (every worker follows the catalog and all suggestions) ---------------------------
+    async def alias_of_channel(self, request: web.Request, channel: str, alias: str) -> web.Response:
+        """The SKU a channel's identifier names."""
+        try:
+            return _json({"channel": channel, "alias": alias, "sku": self._aliased(channel, alias)})
+        except ApiError as exc:
+            return _refused(exc)
 
-    @page("/channels/{channel}/ats/{sku}")
-    async def ats_of_channel(web: Any, request: Any, channel: str, sku: str) -> Any:
-        return await answer(web, request, sku, lambda: query.channel_ats(channel, sku))
+    async def sku_suggestions(self, request: web.Request, sku: str) -> web.Response:
+        try:
+            return _json({"sku": check_sku(sku), "suggestions": self.suggestions.for_sku(sku)})
+        except ApiError as exc:
+            return _refused(exc)
 
-    def aliased(channel: str, alias: str) -> str:
-        sku = catalog.resolve(channel, alias)
+    async def location_suggestions(self, request: web.Request, location: str) -> web.Response:
+        if location not in self.network.network.locations:
+            return _json({"error": f"location: {location!r} is not in the network"}, status=404)
+        return _json({"location": location, "suggestions": self.suggestions.for_location(location)})
+
+    # --- helpers ---------------------------------------------------------------------------------------------
+    def _aliased(self, channel: str, alias: str) -> str:
+        sku = self.catalog.resolve(channel, alias)
         if sku is None:
             raise ApiError(404, f"alias: {alias!r} is in no catalog entry of {channel} or of every channel")
         return sku
 
-    @page("/channels/{channel}/aliases/{alias}")
-    async def alias_of_channel(web: Any, request: Any, channel: str, alias: str) -> Any:
-        """The SKU a channel's identifier names (any worker: every worker follows the catalog)."""
+    async def _at_owner(self, request: web.Request, sku: str, compute: Callable[[], dict[str, Any]]
+                        ) -> web.Response:
+        """Answer here if this worker owns the SKU's partition, else ask the owner (once)."""
         try:
-            return web.json({"channel": channel, "alias": alias, "sku": aliased(channel, alias)})
+            check_sku(sku)
+            owner = self.membership.owner_of(sku_partition(sku, self.table.partitions))
+            if owner is None or not self.membership.ready():
+                raise ApiError(503, "the SKU's owner is not known right now (workers rebalancing); retry")
+            if not self.membership.is_me(owner):
+                if request.headers.get(ROUTED_HEADER):
+                    raise ApiError(503, "ownership of the SKU is moving between workers; retry")
+                return await self._forward(request, owner)
+            return _json(compute())
         except ApiError as exc:
-            return web.json({"error": exc.message}, status=exc.status)
+            return _refused(exc)
 
-    @page("/channels/{channel}/aliases/{alias}/ats")
-    async def ats_by_alias(web: Any, request: Any, channel: str, alias: str) -> Any:
+    async def _forward(self, request: web.Request, owner: str) -> web.Response:
+        """Ask the owning worker the same question and pass its answer on."""
+        url = URL(owner).with_path(request.url.path).with_query(request.url.query)
+        access = self.access
         try:
-            sku = aliased(channel, alias)
-        except ApiError as exc:
-            return web.json({"error": exc.message}, status=exc.status)
-        return await answer(web, request, sku, lambda: {**query.channel_ats(channel, sku), "alias": alias})
-
-    @page("/skus/{sku}/sourcing")
-    async def sourcing(web: Any, request: Any, sku: str) -> Any:
-        return await answer(web, request, sku, lambda: query.sourcing(sku, dict(request.query)))
-
-    @page("/skus/{sku}/transfer-suggestions")
-    async def sku_suggestions(web: Any, request: Any, sku: str) -> Any:
-        """Answered by any worker: every worker follows all suggestions."""
-        try:
-            return web.json({"sku": check_sku(sku), "suggestions": suggestions.for_sku(sku)})
-        except ApiError as exc:
-            return web.json({"error": exc.message}, status=exc.status)
-
-    @page("/locations/{location}/transfer-suggestions")
-    async def location_suggestions(web: Any, request: Any, location: str) -> Any:
-        if location not in network.network.locations:
-            return web.json({"error": f"location: {location!r} is not in the network"}, status=404)
-        return web.json({"location": location, "suggestions": suggestions.for_location(location)})
-
-    @page("/openapi.json")
-    async def openapi(web: Any, request: Any) -> Any:
-        return web.json(OPENAPI)
-
-    @page("/metrics")
-    async def prometheus(web: Any, request: Any) -> Any:
-        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
-
-
-async def _forward(app: StocksyncApp, web: Any, request: Any, owner: str, access: ApiAccess) -> Any:
-    """Ask the owning worker the same question and pass its answer on."""
-    url = URL(owner).with_path(request.url.path).with_query(request.url.query)
-    try:
-        async with app.http_client.get(url, headers={ROUTED_HEADER: "1", **access.headers()},
-                                       ssl=access.client_context() if url.scheme == "https" else True,
-                                       timeout=aiohttp.ClientTimeout(total=10)) as response:
-            body = await response.read()
-            return web.bytes(body, content_type="application/json", status=response.status)
-    except (TimeoutError, aiohttp.ClientError) as exc:
-        return web.json({"error": f"the SKU's owner at {owner} did not answer ({exc!r}); retry"}, status=503)
+            async with self.membership.http_client().get(
+                    url, headers={ROUTED_HEADER: "1", **access.headers()},
+                    ssl=access.client_context() if url.scheme == "https" else True,
+                    timeout=aiohttp.ClientTimeout(total=10)) as response:
+                body = await response.read()
+                return web.Response(body=body, content_type="application/json", status=response.status)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            return _json({"error": f"the SKU's owner at {owner} did not answer ({exc!r}); retry"}, status=503)

@@ -15,7 +15,8 @@ from streams.worker.ops.health import Health
 from streams.worker.ops.logs import input_fields
 from streams.worker.processing.outputs import OutputRecord, ProducerOutbox
 from streams.worker.processing.pipeline import BatchResult, Inbound, Pipeline
-from streams.worker.state.table import StockTable, TableStore, offsets_key
+from streams.worker.state.keys import offsets_key
+from streams.worker.state.table import StockTable, TableStore
 
 log = logging.getLogger("stocksync.worker")
 

@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.kafka.clients import new_aio_consumer
@@ -45,10 +44,11 @@ class InputReader:
 
     COMMIT_EVERY_S = 1.0
 
-    def __init__(self, app: faust.App, servers: Kafka, group_id: str, batcher: Batcher,
-                 input_topics: Callable[[], list[str]], changelog: str, health: Health) -> None:
-        self.app, self.servers, self.group_id, self.batcher, self.health = app, servers, group_id, batcher, health
-        self.input_topics, self.changelog = input_topics, changelog
+    def __init__(self, assigned: Callable[[], set[int]], servers: Kafka, group_id: str, batcher: Batcher,
+                 input_topics: Callable[[], list[str]], health: Health) -> None:
+        """`assigned`: the table partitions the consumer group gives this worker now (none while it rebalances)."""
+        self.group_assigned, self.servers, self.group_id, self.batcher = assigned, servers, group_id, batcher
+        self.input_topics, self.health = input_topics, health
         self.assigned: frozenset[TopicPartition] = frozenset()
         self.next_offset: dict[TopicPartition, int | None] = {}
         self.revoking = False
@@ -79,10 +79,9 @@ class InputReader:
     def owned_partitions(self) -> set[int]:
         """The table partitions assigned to this worker that it can write (a fenced one waits for the rebalance
         that gives it to its new owner)."""
-        if self.revoking or self.app.rebalancing:
+        if self.revoking:
             return set()
-        return {tp.partition for tp in self.app.assignor.assigned_actives()
-                if tp.topic == self.changelog} & self.batcher.transactions.writable()
+        return self.group_assigned() & self.batcher.transactions.writable()
 
     def running(self) -> bool:
         """False once the reading task has ended (it never should before the worker stops)."""

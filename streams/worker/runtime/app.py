@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -15,8 +16,10 @@ from faust.types import TP
 
 from streams.kafka.clients import last_committed_offsets
 from streams.kafka.cluster import connect
-from streams.kafka.security import KafkaConnection
+from streams.kafka.security import KafkaConnection, KafkaSecurity
 from streams.settings import Settings
+
+log = logging.getLogger("stocksync.worker")
 
 
 @dataclass
@@ -34,7 +37,7 @@ class StocksyncApp(faust.App):
     recover (it fences their earlier writers there), and `restore`: run next with each partition's last committed
     changelog offset, to bring the local store up to it (streams.worker.state.changelog) instead of faust, and
     `follow_standbys`: run with the table partitions this worker keeps standby replicas of (none while a rebalance
-    is under way), to follow their changelogs (streams.worker.state.standby) instead of faust.
+    is under way), to follow their changelogs (streams.worker.state.changelog) instead of faust.
 
     `committed_only`: the tables' changelogs are written in transactions (streams.worker.flow.transactions) by the app's
     own code, not through faust's agents. faust's consumer then reads committed records only, and its recovery
@@ -65,6 +68,24 @@ class StocksyncApp(faust.App):
         for hook in self.before_stop:
             await hook()
         await super().on_stop()
+
+    def assigned_partitions(self, table: str = "stock") -> set[int]:
+        """The partitions of `table` the consumer group gives this worker to own now (none while it rebalances)."""
+        if self.rebalancing:
+            return set()
+        changelog = self.tables[table].changelog_topic.get_topic_name()
+        return {tp.partition for tp in self.assignor.assigned_actives() if tp.topic == changelog}
+
+    def request_rebalance(self) -> None:
+        """Ask the consumer group to rebalance (Kafka Streams does the same on a fenced producer: its thread
+        rejoins the group). faust has no call for it: its aiokafka consumer runs in a thread of its own, whose
+        group coordinator is asked there."""
+        thread = getattr(self.consumer, "_thread", None)
+        try:
+            coordinator = thread._ensure_consumer()._coordinator  # type: ignore[union-attr]  # noqa: SLF001
+            thread.thread_loop.call_soon_threadsafe(coordinator.request_rejoin)  # type: ignore[union-attr]
+        except (AttributeError, RuntimeError) as exc:  # not started or stopping: a rebalance comes anyway
+            log.warning("could not ask for a rebalance: %r", exc)
 
     @property
     def recovered(self) -> asyncio.Event:
@@ -135,7 +156,7 @@ def create_app(settings: Settings, kafka: KafkaConnection | None = None, committ
         settings.app_id,
         kafka=kafka,
         broker=",".join(f"kafka://{server}" for server in kafka.servers.split(",")),
-        broker_credentials=kafka.security.faust_credentials(),
+        broker_credentials=faust_credentials(kafka.security),
         store=settings.store,
         datadir=str(settings.data_dir),
         topic_partitions=settings.partitions,
@@ -155,7 +176,17 @@ def create_app(settings: Settings, kafka: KafkaConnection | None = None, committ
         web_ssl_context=access.server_context(),
         consumer_auto_offset_reset="earliest",
         # faust's assignor places the standby replicas (and promotes one when an owner leaves); the worker follows
-        # them itself (streams.worker.state.standby). A memory store is gone with its process: nothing to keep warm.
+        # them itself (streams.worker.state.changelog). A memory store is gone with its process: nothing to keep warm.
         table_standby_replicas=settings.standby_replicas if settings.store == "rocksdb://" else 0,
         committed_only=committed_only,
     )
+
+
+def faust_credentials(security: KafkaSecurity) -> Any:
+    """faust's broker_credentials (None: plaintext)."""
+    if security.sasl:
+        return faust.SASLCredentials(username=security.username, password=security.password,
+                                     mechanism=security.mechanism, ssl_context=security.ssl_context())
+    if security.tls:
+        return faust.SSLCredentials(security.ssl_context())
+    return None

@@ -20,7 +20,7 @@ from streams.kafka.security import KafkaConnection
 from streams.kafka.topics import TopicRegistry
 from streams.settings import Settings
 from streams.wire.codec import default_codec
-from streams.worker.api.routes import add_routes
+from streams.worker.api.routes import Api
 from streams.worker.flow.batch import Batcher
 from streams.worker.flow.reader import InputReader
 from streams.worker.flow.transactions import PartitionTransactions
@@ -33,8 +33,9 @@ from streams.worker.reference.catalog import CatalogInForce
 from streams.worker.reference.network import NetworkFollower, NetworkInForce
 from streams.worker.reference.suggestions import SuggestionIndex
 from streams.worker.runtime.app import StocksyncApp, create_app
-from streams.worker.state.changelog import ChangelogRestorer
-from streams.worker.state.standby import StandbyFollower
+from streams.worker.runtime.stores import local_store
+from streams.worker.runtime.web import AppMembership, mount
+from streams.worker.state.changelog import ChangelogRestorer, StandbyFollower
 from streams.worker.state.table import StockTable
 
 log = logging.getLogger("stocksync.worker")
@@ -50,8 +51,9 @@ class Worker:
         self.app = app
         registry = TopicRegistry(settings)
         codec = default_codec()
-        self.table = StockTable(app.Table("stock", key_type=bytes, value_type=bytes, partitions=settings.partitions,
-                                          options=rocksdb_options(settings)), codec)
+        table = app.Table("stock", key_type=bytes, value_type=bytes, partitions=settings.partitions,
+                          options=rocksdb_options(settings))
+        self.table = StockTable(partial(local_store, table), registry.stock_changelog.name, settings.partitions, codec)
         self.network = NetworkInForce(registry)
         self.network.adopt(network, network_version)
         self.catalog = CatalogInForce(servers, registry, codec)
@@ -62,7 +64,7 @@ class Worker:
                                  StockRules(horizon_ms=settings.horizon_ms),
                                  max_record_bytes=settings.max_record_bytes, catalog=self.catalog.catalog)
         self.transactions = PartitionTransactions(servers, settings.app_id, settings.crash_before_commit,
-                                                  on_fenced=self.request_rebalance)
+                                                  on_fenced=app.request_rebalance)
         app.before_recovery = self.transactions.fence
         self.restorer = ChangelogRestorer(servers, self.table)
         app.restore = self.restore
@@ -72,8 +74,8 @@ class Worker:
         self.health = Health()
         self.batcher = Batcher(self.transactions, self.table, self.pipeline, settings.max_batch,
                                settings.batch_wait_s, self.health)
-        self.reader = InputReader(app, servers, settings.input_group, self.batcher, self.network.input_topics,
-                                  registry.stock_changelog.name, self.health)
+        self.reader = InputReader(app.assigned_partitions, servers, settings.input_group, self.batcher,
+                                  self.network.input_topics, self.health)
         self.admin = new_admin(servers)
         self.follower = NetworkFollower(servers, registry, self.network, self.republish)
         self.suggestions = SuggestionIndex(servers, registry, codec)
@@ -87,17 +89,6 @@ class Worker:
 
     async def stop_standbys(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.standbys.stop)
-
-    def request_rebalance(self) -> None:
-        """Ask the consumer group to rebalance (Kafka Streams does the same on a fenced producer: its thread
-        rejoins the group). faust has no call for it: its aiokafka consumer runs in a thread of its own, whose
-        group coordinator is asked there."""
-        thread = getattr(self.app.consumer, "_thread", None)
-        try:
-            coordinator = thread._ensure_consumer()._coordinator  # type: ignore[union-attr]  # noqa: SLF001
-            thread.thread_loop.call_soon_threadsafe(coordinator.request_rejoin)  # type: ignore[union-attr]
-        except (AttributeError, RuntimeError) as exc:  # not started or stopping: a rebalance comes anyway
-            log.warning("could not ask for a rebalance: %r", exc)
 
     def recovered(self) -> bool:
         return not self.app.rebalancing and self.app.recovered.is_set()
@@ -207,8 +198,9 @@ def build_worker(settings: Settings, servers: KafkaConnection, network: Network,
     # mode's SignalHandlerT (written with mypy_extensions' VarArg/NamedArg) matches no function in mypy's eyes.
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
     app.on_partitions_assigned.connect(on_assigned)  # type: ignore[arg-type]
-    add_routes(app, worker.table, worker.network, settings.partitions, worker.reader, worker.health,
-               settings.api_access(), worker.suggestions, worker.catalog.catalog)
+    api = Api(AppMembership(app, worker.table.changelog), worker.table, worker.network, worker.reader,
+              worker.health, settings.api_access(), worker.suggestions, worker.catalog.catalog)
+    mount(app, api.pages())
     return app
 
 

@@ -1,6 +1,5 @@
-"""One SKU's state in the stock table, free of faust: its head under the SKU's key, and its history records
-(streams.domain.history) under the SKU's key, byte 0x01, then what they are. Every record is checked against the
-record limit where it is built."""
+"""One SKU's state in the stock table: its head and its history records (streams.domain.history), keyed as
+streams.worker.state.keys lays them out. Every record is checked against the record limit where it is built."""
 
 from __future__ import annotations
 
@@ -21,8 +20,7 @@ from streams.wire.records import (
     stock_from_old_state,
 )
 from streams.wire.schemas import Schema
-
-HISTORY_MARK = b"\x01"  # between a SKU and what its history record is (SKUs have no control characters)
+from streams.worker.state.keys import history_prefix
 
 
 class StockStore(Protocol):
@@ -56,7 +54,7 @@ class TableRecords:
 
     def __init__(self, store: StockStore, sku: str, partition: int, codec: SingleObjectCodec, limit: int) -> None:
         self.store, self.sku, self.partition, self.codec, self.limit = store, sku, partition, codec, limit
-        self.prefix = sku.encode() + HISTORY_MARK
+        self.prefix = history_prefix(sku)
         self.values: dict[str, object | None] = {}  # decoded, or written by this SKU's batch (None: deleted)
         self.changed: dict[str, bytes | None] = {}  # encoded writes, by key
         self.head: bytes | None = None

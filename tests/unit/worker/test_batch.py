@@ -14,8 +14,10 @@ from streams.worker.flow.batch import Batcher
 from streams.worker.flow.transactions import Fenced
 from streams.worker.processing.outputs import OutputRecord
 from streams.worker.processing.pipeline import Inbound, Pipeline
-from streams.worker.state.table import StockTable, offsets_key
-from tests.unit.fakes import Broker, Crash, FakeFaustTable, FakeTransactions
+from streams.worker.state.keys import offsets_key
+from streams.worker.state.stores import MemoryStore
+from streams.worker.state.table import StockTable
+from tests.unit.fakes import Broker, Crash, FakeTransactions
 from tests.unit.worker.helpers import PARTITIONS, message, pipeline
 
 CHANGELOG = "u-stock-changelog"
@@ -33,7 +35,7 @@ def batch_of(built: Pipeline) -> list[Inbound]:
 
 
 def worker(broker: Broker, crash_at: int | None = None, refused: str | None = None
-           ) -> tuple[Batcher, FakeTransactions, FakeFaustTable]:
+           ) -> tuple[Batcher, FakeTransactions, MemoryStore]:
     """A worker as it starts: its table recovered from the changelog on the broker. `refused`: the broker refuses
     every record of that topic whose key starts with b"SKU-2"."""
 
@@ -41,10 +43,10 @@ def worker(broker: Broker, crash_at: int | None = None, refused: str | None = No
         return refused is not None and record[0] == refused and record[1].startswith(b"SKU-2")
 
     built = pipeline()
-    table = FakeFaustTable.recovered_from(broker, CHANGELOG)
+    table = MemoryStore({key: value for key, (value, _) in broker.latest(CHANGELOG).items() if value})
     transactions = FakeTransactions(broker, range(PARTITIONS), crash_at, refuse)
-    batcher = Batcher(transactions, StockTable(table, default_codec()), built, max_batch=100,  # type: ignore[arg-type]
-                      wait_s=0.02)
+    batcher = Batcher(transactions, StockTable(lambda: table, CHANGELOG, PARTITIONS, default_codec()),  # type: ignore[arg-type]
+                      built, max_batch=100, wait_s=0.02)
     return batcher, transactions, table
 
 
