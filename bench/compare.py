@@ -51,10 +51,12 @@ from confluent_kafka.admin import NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.channel import ChannelClient
+from streams.control.admin import await_inputs_read, ensure_topics
+from streams.control.network import publish_network
+from streams.dev.cluster import start_cluster
 from streams.dev.local_kafka import maven_dependencies
 from streams.domain import Kind, Movement, Network
 from streams.domain.movements import ADJUSTMENT_REASONS, SALES_SIDE
-from streams.kafka.admin import await_inputs_read, ensure_topics
 from streams.kafka.clients import (
     end_offsets,
     new_admin,
@@ -63,10 +65,8 @@ from streams.kafka.clients import (
     new_transactional_producer,
     start_positions,
 )
-from streams.kafka.cluster import start_cluster
-from streams.kafka.network import publish_network
-from streams.kafka.security import KafkaConnection
 from streams.kafka.topics import TopicRegistry
+from streams.security import KafkaConnection
 from streams.settings import Settings, load_settings
 from streams.wire.codec import default_codec
 from streams.wire.partitioner import sku_partition

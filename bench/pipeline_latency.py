@@ -25,10 +25,10 @@ import uuid
 from pathlib import Path
 
 from streams.channel import ChannelClient
-from streams.kafka.admin import ensure_topics
+from streams.control.admin import ensure_topics
+from streams.control.network import load_network_file, publish_network
+from streams.dev.cluster import start_cluster
 from streams.kafka.clients import new_admin, new_consumer
-from streams.kafka.cluster import start_cluster
-from streams.kafka.network import load_network_file, publish_network
 from streams.kafka.topics import TopicRegistry
 from streams.settings import load_settings
 from streams.wire.codec import default_codec

@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 
 from bench.compare import Deployment, WorkerRun, network
-from streams.kafka.cluster import start_cluster
+from streams.dev.cluster import start_cluster
 from streams.settings import load_settings
 
 

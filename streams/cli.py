@@ -8,17 +8,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from confluent_kafka import KafkaException
-
 from streams.errors import ConfigError, StocksyncError
-from streams.kafka.security import KafkaSecurity
+from streams.kafka import cluster as kafka_cluster
+from streams.kafka.clients import KafkaException
+from streams.security import KafkaConnection, KafkaSecurity
 from streams.settings import Settings, load_settings
 
 
 def _cluster(args: argparse.Namespace, settings: Settings) -> int:
     """`broker ... --nodes N` (N > 1): a local KRaft cluster of N nodes, for fault tests."""
+    from streams.dev.cluster import local_broker_dir
     from streams.dev.local_kafka import LocalCluster
-    from streams.kafka.cluster import local_broker_dir
 
     workdir = local_broker_dir(settings, f"cluster-{args.nodes}{'-secure' if args.secure else ''}")
     current = LocalCluster.from_state(settings.broker_home, workdir)
@@ -50,8 +50,8 @@ def _cluster(args: argparse.Namespace, settings: Settings) -> int:
 
 def _secure_broker(args: argparse.Namespace, settings: Settings) -> int:
     """`broker ... --secure`: a local broker with a SASL_SSL listener, its certificate and users made here."""
+    from streams.dev.cluster import local_broker_dir
     from streams.dev.local_kafka import LocalKafka
-    from streams.kafka.cluster import local_broker_dir
 
     workdir = local_broker_dir(settings, "secure")
     current = LocalKafka.from_state(settings.broker_home, workdir)
@@ -83,8 +83,8 @@ def _exports(servers: str, security: KafkaSecurity, secrets: Path) -> str:
 
 
 def _broker(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.dev.cluster import local_broker_dir
     from streams.dev.local_kafka import LocalKafka
-    from streams.kafka.cluster import local_broker_dir
 
     if args.nodes > 1:  # asked for by name: whatever cluster STOCKSYNC_BOOTSTRAP_SERVERS selects
         return _cluster(args, settings)
@@ -127,9 +127,8 @@ def _broker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _topics(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.kafka.admin import ensure_topics
+    from streams.control.admin import ensure_topics
     from streams.kafka.clients import new_admin
-    from streams.kafka.cluster import connect
     from streams.kafka.topics import TopicRegistry
 
     registry = TopicRegistry(settings)
@@ -147,17 +146,16 @@ def _topics(args: argparse.Namespace, settings: Settings) -> int:
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     from streams.worker.runtime.main import run_worker
 
-    run_worker(settings, loglevel=args.loglevel or settings.log_level)
+    run_worker(settings, connect(settings), loglevel=args.loglevel or settings.log_level)
     return 0
 
 
 def _network(args: argparse.Namespace, settings: Settings) -> int:
     import yaml
 
-    from streams.kafka.admin import ensure_topics
+    from streams.control.admin import ensure_topics
+    from streams.control.network import load_network_file, publish_network, read_network
     from streams.kafka.clients import new_admin
-    from streams.kafka.cluster import connect
-    from streams.kafka.network import load_network_file, publish_network, read_network
     from streams.kafka.topics import TopicRegistry
 
     registry = TopicRegistry(settings)
@@ -183,10 +181,9 @@ def _network(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _acl(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.kafka import acls
+    from streams.control import acls
+    from streams.control.network import load_network_file, read_network
     from streams.kafka.clients import new_admin
-    from streams.kafka.cluster import connect
-    from streams.kafka.network import load_network_file, read_network
     from streams.kafka.topics import TopicRegistry
 
     registry = TopicRegistry(settings)
@@ -226,11 +223,10 @@ def _acl(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _catalog(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.kafka.admin import ensure_topics
-    from streams.kafka.catalog import apply_catalog, load_catalog_file, read_catalog
+    from streams.control.admin import ensure_topics
+    from streams.control.catalog import apply_catalog, load_catalog_file, read_catalog
+    from streams.control.network import read_network
     from streams.kafka.clients import new_admin
-    from streams.kafka.cluster import connect
-    from streams.kafka.network import read_network
     from streams.kafka.topics import TopicRegistry
 
     registry = TopicRegistry(settings)
@@ -255,8 +251,7 @@ def _catalog(args: argparse.Namespace, settings: Settings) -> int:
 def _load(args: argparse.Namespace, settings: Settings) -> int:
     from streams.channel import ChannelClient
     from streams.channel.snapshot import load_snapshot
-    from streams.kafka.cluster import connect
-    from streams.kafka.network import read_network
+    from streams.control.network import read_network
     from streams.kafka.topics import TopicRegistry
 
     path = Path(args.file)
@@ -313,9 +308,8 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     from streams.channel import ChannelClient
+    from streams.control.network import load_network_file, read_network
     from streams.dev.simulator import Simulator, print_progress
-    from streams.kafka.cluster import connect
-    from streams.kafka.network import load_network_file, read_network
     from streams.kafka.topics import TopicRegistry
 
     servers = connect(settings)
@@ -553,6 +547,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def connect(settings: Settings) -> KafkaConnection:
+    """The configured cluster, else the local broker the CLI started (loaded only then: a development tool)."""
+    if settings.bootstrap_servers:
+        return kafka_cluster.connect(settings)
+    from streams.dev.cluster import connect_or_local
+
+    return connect_or_local(settings)
 
 
 def _kafka_failure(exc: KafkaException, settings: Settings) -> str:

@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streams.api_access import MIN_API_TOKEN_CHARS, ApiAccess
 from streams.errors import ConfigError
-from streams.kafka.security import KafkaSecurity
+from streams.security import KafkaSecurity
 
 DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "stocksync"
 DEFAULT_MAX_RECORD_BYTES = 256 * 1024
@@ -24,7 +24,7 @@ class Settings(BaseSettings):
 
     # Where Kafka is. Empty: the local broker that `stocksync broker start` runs (its state file says where).
     bootstrap_servers: str = ""
-    # How to connect to it: the same for the workers, the CLI and channel clients (streams/kafka/security.py).
+    # How to connect to it: the same for the workers, the CLI and channel clients (streams/security.py).
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
     sasl_username: str | None = None

@@ -25,8 +25,9 @@ from streams.channel.replies import Decision, ReplyListener
 from streams.channel.sender import MovementSender
 from streams.domain import InvalidMovement, Kind, Movement
 from streams.domain.movements import WORKER_EVENT_PREFIX, WORKER_MADE
-from streams.kafka.security import Kafka, KafkaConnection
+from streams.kafka.cluster import configured_servers
 from streams.kafka.topics import TopicRegistry
+from streams.security import Kafka, KafkaConnection
 from streams.settings import Settings, load_settings
 from streams.wire.codec import SingleObjectCodec, default_codec
 
@@ -44,9 +45,7 @@ class ChannelClient:
         reached with the settings' security (STOCKSYNC_SECURITY_PROTOCOL, ...), as a KafkaConnection as it says."""
         self.settings = settings or load_settings()
         if bootstrap_servers is None:
-            from streams.kafka.cluster import bootstrap_servers as configured
-
-            bootstrap_servers = configured(self.settings)
+            bootstrap_servers = configured_servers(self.settings)
         if isinstance(bootstrap_servers, str):
             bootstrap_servers = KafkaConnection(bootstrap_servers, self.settings.kafka_security())
         if linger_ms < 0 or max_batch < 1:

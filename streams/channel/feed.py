@@ -7,10 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import KafkaException
-
-from streams.kafka.clients import assign_all, reached, unassigned_consumer
-from streams.kafka.security import Kafka
+from streams.kafka.clients import KafkaException, assign_all, reached, unassigned_consumer
+from streams.security import Kafka
 from streams.wire.codec import SingleObjectCodec
 from streams.wire.schemas import Schema
 

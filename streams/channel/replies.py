@@ -7,7 +7,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 from streams.kafka.clients import assign_all, unassigned_consumer
-from streams.kafka.security import Kafka
+from streams.security import Kafka
 from streams.wire.codec import SingleObjectCodec
 from streams.wire.schemas import Schema
 

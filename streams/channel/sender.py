@@ -10,7 +10,7 @@ from streams.domain import Movement
 from streams.domain.movements import SALES_SIDE
 from streams.errors import AccessDenied
 from streams.kafka.clients import new_producer, produce, topic_metadata
-from streams.kafka.security import Kafka
+from streams.security import Kafka
 from streams.wire.codec import SingleObjectCodec
 from streams.wire.partitioner import sku_partition
 from streams.wire.records import movement_to_record

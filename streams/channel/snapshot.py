@@ -25,14 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
-from confluent_kafka import KafkaError, TopicPartition
-
+from streams.control.admin import await_inputs_read
 from streams.domain import InvalidMovement, Kind, Movement, Network
 from streams.errors import ConfigError, StocksyncError
-from streams.kafka.admin import await_inputs_read
-from streams.kafka.clients import end_offsets, new_consumer, reader_group
-from streams.kafka.security import KafkaConnection
+from streams.kafka.clients import KafkaError, TopicPartition, end_offsets, new_consumer, reader_group
 from streams.kafka.topics import TopicRegistry
+from streams.security import KafkaConnection
 from streams.wire.codec import DecodeError, default_codec
 from streams.wire.schemas import Schema
 

@@ -16,14 +16,14 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from streams.control.admin import ensure_topics
+from streams.control.network import load_network_file, publish_network
+from streams.dev.cluster import Cluster, bootstrap_servers, local_broker_dir, start_cluster
 from streams.domain import Network
 from streams.errors import ConfigError
-from streams.kafka.admin import ensure_topics
 from streams.kafka.clients import new_admin
-from streams.kafka.cluster import Cluster, bootstrap_servers, local_broker_dir, start_cluster
-from streams.kafka.network import load_network_file, publish_network
-from streams.kafka.security import Kafka, KafkaConnection
 from streams.kafka.topics import TopicRegistry
+from streams.security import Kafka, KafkaConnection
 from streams.settings import Settings
 
 DEMO_NETWORK = Path(__file__).resolve().parents[2] / "deploy" / "network.yaml"

@@ -16,8 +16,8 @@ from typing import Any
 
 from streams.domain import Network
 from streams.kafka.clients import start_positions, unassigned_consumer
-from streams.kafka.security import Kafka
 from streams.kafka.topics import TopicRegistry
+from streams.security import Kafka
 from streams.wire.codec import DecodeError, default_codec
 
 WINDOW_S = 30.0  # latency percentiles over this many seconds

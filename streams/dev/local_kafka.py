@@ -17,10 +17,10 @@ import uuid
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from streams.errors import BrokerError
-from streams.kafka.security import KafkaSecurity
+from streams.kafka.clients import new_admin
+from streams.security import KafkaConnection, KafkaSecurity
 
 STATE_FILE = "broker.json"
 # The users of a secured local broker (besides admin, the broker's own): the workers and the CLI.
@@ -277,14 +277,11 @@ class LocalKafka:
         return proc
 
     def await_ready(self, proc: subprocess.Popen[bytes]) -> None:
-        from confluent_kafka.admin import AdminClient
-
         # librdkafka logs connection refusals while the broker boots; they are expected, so keep it quiet.
         quiet = logging.getLogger("stocksync.broker.boot")
         quiet.setLevel(logging.CRITICAL)
-        config: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers, "logger": quiet,
-                                  **self.client_security("admin").librdkafka()}
-        admin = AdminClient(config)
+        admin = new_admin(KafkaConnection(self.bootstrap_servers, self.client_security("admin")), logger=quiet,
+                          error_cb=lambda error: None)
         deadline = time.monotonic() + self.start_timeout_s
         while time.monotonic() < deadline:
             if proc.poll() is not None:

@@ -1,2 +1,3 @@
-"""Kafka for stocksync: the topic registry, client factories with the project's settings, topic admin, the
-network topic, and the choice of which cluster to use."""
+"""The connection to Kafka, and only that: client factories with the project's settings (confluent-kafka in
+`clients`, aiokafka in `aio`: the other packages reach the client libraries through these), the topic registry,
+and the cluster the settings name. Operator tools live in streams.control; the development broker in streams.dev."""

@@ -12,19 +12,21 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Message
 
-# The client types the other packages name: they reach the client libraries through this module only.
+# The client types the other packages name: they reach confluent-kafka through this module only (aiokafka through
+# streams.kafka.aio).
 from confluent_kafka import Consumer as Consumer
+from confluent_kafka import KafkaError as KafkaError
+from confluent_kafka import KafkaException as KafkaException
+from confluent_kafka import Producer as Producer
+from confluent_kafka import TopicPartition as TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from streams.errors import AccessDenied, StocksyncError
-from streams.kafka.security import KafkaConnection, connection_of
-
-if TYPE_CHECKING:
-    from aiokafka import AIOKafkaConsumer
+from streams.security import KafkaConnection, connection_of
 
 DeliveryCallback = Callable[[Any, Any], None]
 
@@ -160,17 +162,8 @@ def records_behind(consumer: Consumer, topic: str, partitions: Iterable[int]) ->
     return behind
 
 
-def new_admin(servers: KafkaConnection | str) -> AdminClient:
-    return AdminClient(_connect(servers))
-
-
-def new_aio_consumer(servers: KafkaConnection | str, **options: Any) -> AIOKafkaConsumer:
-    """An aiokafka consumer for the worker's own reading (`options` in aiokafka's names)."""
-    from aiokafka import AIOKafkaConsumer
-
-    kafka = connection_of(servers)
-    return AIOKafkaConsumer(bootstrap_servers=kafka.servers, enable_auto_commit=False,
-                            **kafka.security.aiokafka(), **options)
+def new_admin(servers: KafkaConnection | str, **overrides: Any) -> AdminClient:
+    return AdminClient({**_connect(servers), **overrides})
 
 
 # --- producing ----------------------------------------------------------------------------------------------

@@ -1,76 +1,21 @@
-"""Which Kafka to use: the configured cluster, else testcontainers (if Docker answers), else the local jar broker.
-
-The local broker is a development tool (streams.dev.local_kafka): it is imported only when no cluster is
-configured, so workers and channel clients pointed at a cluster never load it."""
+"""The cluster the worker and the channel client talk to: the one the settings name, and how to authenticate to it.
+Nothing here starts or finds a broker: the CLI and the tests choose a development broker (streams.dev.cluster)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-
 from streams.errors import ConfigError
-from streams.kafka.security import KafkaConnection
+from streams.security import KafkaConnection
 from streams.settings import Settings
 
 
-@dataclass
-class Cluster:
-    """A Kafka cluster in use, and how to let go of it (a no-op for a cluster we did not start)."""
-
-    bootstrap_servers: str
-    origin: str  # "environment" | "testcontainers" | "local"
-    _stop: Callable[[], None] = field(default=lambda: None, repr=False)
-
-    def stop(self) -> None:
-        self._stop()
-
-
-def docker_answers() -> bool:
-    """True when a Docker engine responds (not just a docker client on PATH)."""
-    try:
-        import docker
-
-        client = docker.from_env(timeout=3)
-        return bool(client.ping())
-    except Exception:  # noqa: BLE001 - any failure means no engine to use
-        return False
-
-
-def local_broker_dir(settings: Settings, name: str = "default") -> Path:
-    return settings.broker_home / "brokers" / name
-
-
-def start_cluster(settings: Settings, workdir: Path) -> Cluster:
-    """Start (or adopt) a cluster for a test session or a demo, in the documented order of preference."""
-    if settings.bootstrap_servers:
-        return Cluster(settings.bootstrap_servers, "environment")
-    if docker_answers():
-        from testcontainers.kafka import KafkaContainer
-
-        container = KafkaContainer().with_kraft()
-        container.start()
-        return Cluster(container.get_bootstrap_server(), "testcontainers", container.stop)
-    from streams.dev.local_kafka import LocalKafka
-
-    broker = LocalKafka(home=settings.broker_home, workdir=workdir, kafka_version=settings.kafka_version,
-                        heap=settings.kafka_heap, start_timeout_s=settings.broker_start_timeout_s).start()
-    return Cluster(broker.bootstrap_servers, "local", broker.stop)
-
-
-def bootstrap_servers(settings: Settings) -> str:
-    """The cluster the CLI and workers talk to: the configured one, else the running local broker."""
+def configured_servers(settings: Settings) -> str:
+    """The bootstrap servers the settings name."""
     if settings.bootstrap_servers:
         return settings.bootstrap_servers
-    from streams.dev.local_kafka import LocalKafka
-
-    broker = LocalKafka.from_state(settings.broker_home, local_broker_dir(settings))
-    if broker is not None and broker.running():
-        return broker.bootstrap_servers
     raise ConfigError("no Kafka to talk to: set STOCKSYNC_BOOTSTRAP_SERVERS (or KAFKA_BOOTSTRAP_SERVERS), "
                       "or run 'stocksync broker start'")
 
 
 def connect(settings: Settings) -> KafkaConnection:
-    """The cluster the CLI, workers and channel clients talk to, and how they authenticate to it."""
-    return KafkaConnection(bootstrap_servers(settings), settings.kafka_security())
+    """The configured cluster, and how to authenticate to it."""
+    return KafkaConnection(configured_servers(settings), settings.kafka_security())

@@ -14,9 +14,9 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from streams.dev.cluster import Cluster, start_cluster
 from streams.dev.local_kafka import LocalKafka
 from streams.kafka.clients import new_admin, new_consumer, new_producer
-from streams.kafka.cluster import Cluster, start_cluster
 from streams.settings import load_settings
 
 T = TypeVar("T")

@@ -18,13 +18,13 @@ from typing import Any
 
 from confluent_kafka import KafkaException, TopicPartition
 
+from streams.control.admin import ensure_topics
+from streams.control.network import publish_network
 from streams.domain import Movement, Network, SkuStock, Status, channel_ats
 from streams.domain.movements import EXPIRY_EVENT_PREFIX, expiry_of
-from streams.kafka.admin import ensure_topics
 from streams.kafka.clients import new_admin, new_consumer, new_producer, reached, watermarks
-from streams.kafka.network import publish_network
-from streams.kafka.security import PLAINTEXT, KafkaConnection, KafkaSecurity
 from streams.kafka.topics import TopicRegistry
+from streams.security import PLAINTEXT, KafkaConnection, KafkaSecurity
 from streams.settings import load_settings
 from streams.wire.codec import default_codec
 from streams.wire.partitioner import sku_partition

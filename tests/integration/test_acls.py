@@ -17,11 +17,11 @@ import yaml
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
 from streams.channel import ChannelAccessDenied, ChannelClient
+from streams.control import acls
 from streams.dev.local_kafka import LocalKafka
 from streams.domain import Kind, Network
-from streams.kafka import acls
 from streams.kafka.clients import new_consumer, new_producer
-from streams.kafka.security import KafkaConnection, KafkaSecurity
+from streams.security import KafkaConnection, KafkaSecurity
 from streams.wire.codec import default_codec
 from streams.wire.records import network_to_record
 from streams.wire.schemas import Schema

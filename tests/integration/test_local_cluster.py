@@ -14,7 +14,7 @@ from confluent_kafka.admin import NewTopic
 from streams.dev.local_kafka import LocalCluster
 from streams.domain import Kind, Movement
 from streams.kafka.clients import new_admin, new_consumer, new_producer, watermarks
-from streams.kafka.security import Kafka, KafkaConnection
+from streams.security import Kafka, KafkaConnection
 from streams.settings import load_settings
 from tests.integration.conftest import wait_for
 from tests.integration.harness import Deployment

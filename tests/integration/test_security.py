@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from streams.channel import ChannelAccessDenied, ChannelClient
+from streams.control import acls
 from streams.dev.certificates import CertificateAuthority
 from streams.dev.local_kafka import LocalKafka
 from streams.domain import Kind
-from streams.kafka import acls
-from streams.kafka.security import KafkaConnection, KafkaSecurity
+from streams.security import KafkaConnection, KafkaSecurity
 from tests.integration.conftest import repo_root, wait_for
 from tests.integration.harness import Deployment
 from tests.integration.workload import NETWORK

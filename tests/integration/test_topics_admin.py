@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
+from streams.control.admin import ensure_topics
 from streams.errors import TopicMismatch
-from streams.kafka.admin import ensure_topics
 from streams.kafka.topics import TopicRegistry
 from streams.settings import load_settings
 

@@ -15,10 +15,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
-from streams.kafka.clients import new_aio_consumer
-from streams.kafka.security import Kafka
+from streams.kafka.aio import AIOKafkaConsumer, TopicPartition, new_aio_consumer
+from streams.security import Kafka
 from streams.worker.flow.batch import Batcher
 from streams.worker.flow.transactions import Fenced
 from streams.worker.ops import metrics

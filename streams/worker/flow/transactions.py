@@ -19,11 +19,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Producer
-
 from streams.errors import StocksyncError
-from streams.kafka.clients import new_transactional_producer, produce
-from streams.kafka.security import Kafka
+from streams.kafka.clients import KafkaError, KafkaException, Producer, new_transactional_producer, produce
+from streams.security import Kafka
 from streams.worker.ops import metrics
 from streams.worker.processing.outputs import OutputRecord
 

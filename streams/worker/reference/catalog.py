@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 
 from streams.domain.catalog import Catalog, CatalogEntry
-from streams.kafka.security import Kafka
 from streams.kafka.topics import TopicRegistry
+from streams.security import Kafka
 from streams.wire.codec import DecodeError, SingleObjectCodec
 from streams.wire.schemas import Schema
 from streams.worker.reference.compacted import CompactedTopicFollower

@@ -6,11 +6,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from aiokafka import TopicPartition
-
-from streams.kafka.clients import new_aio_consumer
-from streams.kafka.security import Kafka
+from streams.kafka.aio import TopicPartition, new_aio_consumer
 from streams.kafka.topics import TopicSpec
+from streams.security import Kafka
 
 
 class CompactedTopicFollower:

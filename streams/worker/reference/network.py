@@ -7,14 +7,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import NamedTuple
 
-from aiokafka import TopicPartition
-
+from streams.control.network import parse_network_record
 from streams.domain import Kind, Network
 from streams.domain.movements import SALES_SIDE, SUPPLY_SIDE, WORKER_MADE
-from streams.kafka.clients import new_aio_consumer
-from streams.kafka.network import parse_network_record
-from streams.kafka.security import Kafka
+from streams.kafka.aio import TopicPartition, new_aio_consumer
 from streams.kafka.topics import TopicRegistry
+from streams.security import Kafka
 from streams.worker.ops import metrics
 
 log = logging.getLogger("stocksync.worker")

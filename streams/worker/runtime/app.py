@@ -16,7 +16,7 @@ from faust.types import TP
 
 from streams.kafka.clients import last_committed_offsets
 from streams.kafka.cluster import connect
-from streams.kafka.security import KafkaConnection, KafkaSecurity
+from streams.security import KafkaConnection, KafkaSecurity
 from streams.settings import Settings
 
 log = logging.getLogger("stocksync.worker")

@@ -11,13 +11,12 @@ from collections.abc import Awaitable
 from functools import partial
 from typing import Any, cast
 
-from confluent_kafka import KafkaException
 from faust.tables.manager import TableManager
 
 from streams.domain import Network, StockRules
-from streams.kafka.clients import new_admin
-from streams.kafka.security import KafkaConnection
+from streams.kafka.clients import KafkaException, new_admin
 from streams.kafka.topics import TopicRegistry
+from streams.security import KafkaConnection
 from streams.settings import Settings
 from streams.wire.codec import default_codec
 from streams.worker.api.routes import Api

@@ -5,13 +5,12 @@ from __future__ import annotations
 import sys
 import time
 
+from streams.control.admin import ensure_topics
+from streams.control.network import read_network
 from streams.domain import Network
-from streams.kafka.admin import ensure_topics
 from streams.kafka.clients import new_admin
-from streams.kafka.cluster import connect
-from streams.kafka.network import read_network
-from streams.kafka.security import Kafka
 from streams.kafka.topics import TopicRegistry
+from streams.security import Kafka, KafkaConnection
 from streams.settings import Settings
 
 
@@ -28,11 +27,11 @@ def wait_for_network(servers: Kafka, registry: TopicRegistry) -> tuple[Network, 
         time.sleep(2)
 
 
-def run_worker(settings: Settings, loglevel: str = "warn") -> None:
+def run_worker(settings: Settings, servers: KafkaConnection, loglevel: str = "warn") -> None:
+    """Run a worker of the cluster `servers` until it is stopped."""
     from streams.worker.runtime.bootstrap import build_worker
     from streams.worker.runtime.process import WorkerProcess
 
-    servers = connect(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     registry = TopicRegistry(settings)
     ensure_topics(new_admin(servers), registry.core(), settings.replication_factor)

@@ -28,7 +28,7 @@ from collections.abc import Iterable
 
 from streams.errors import StocksyncError
 from streams.kafka.clients import Consumer, assigned_consumer, committed_records, records_behind
-from streams.kafka.security import KafkaConnection
+from streams.security import KafkaConnection
 from streams.worker.ops import metrics
 from streams.worker.state.table import StockTable
 

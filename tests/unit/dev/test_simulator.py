@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from streams.control.network import load_network_file
 from streams.dev.simulator import Roles, plan
 from streams.domain import Kind, Network
 from streams.errors import ConfigError
-from streams.kafka.network import load_network_file
 from tests.integration.workload import NETWORK
 
 DEMO = load_network_file(Path(__file__).resolve().parents[3] / "deploy" / "network.yaml")

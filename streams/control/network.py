@@ -12,8 +12,8 @@ from confluent_kafka import KafkaException, TopicPartition
 from streams.domain import Network, NetworkError
 from streams.errors import ConfigError
 from streams.kafka.clients import explain_failure, new_consumer, new_producer, produce, reader_group
-from streams.kafka.security import Kafka
 from streams.kafka.topics import TopicRegistry
+from streams.security import Kafka
 from streams.wire.codec import DecodeError, default_codec
 from streams.wire.records import network_from_record, network_to_record
 from streams.wire.schemas import Schema

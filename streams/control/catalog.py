@@ -15,8 +15,8 @@ from streams.domain import Network
 from streams.domain.catalog import ANY_CHANNEL, CatalogEntry, CatalogError, catalog_entry
 from streams.errors import ConfigError
 from streams.kafka.clients import assign_all, new_consumer, new_producer, produce, reached, reader_group
-from streams.kafka.security import Kafka
 from streams.kafka.topics import TopicRegistry
+from streams.security import Kafka
 from streams.wire.codec import DecodeError, default_codec
 from streams.wire.schemas import Schema
 

@@ -12,8 +12,8 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from streams.errors import BrokerError, StocksyncError, TopicMismatch
 from streams.kafka.clients import access_refused, explain_failure, new_admin
-from streams.kafka.security import KafkaConnection
 from streams.kafka.topics import PINNED_CONFIGS, TopicSpec
+from streams.security import KafkaConnection
 
 
 @dataclass

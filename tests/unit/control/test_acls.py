@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from streams.control.acls import Principals, owned, plan
 from streams.errors import ConfigError
-from streams.kafka.acls import Principals, owned, plan
 from streams.kafka.topics import TopicRegistry
 from streams.settings import load_settings
 
