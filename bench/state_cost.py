@@ -32,7 +32,7 @@ from streams.worker.processing.ats import AtsPublisher
 from streams.worker.processing.expiry import ExpiryScheduler
 from streams.worker.processing.outputs import ProducerOutbox
 from streams.worker.processing.pipeline import Inbound, Pipeline
-from streams.worker.reference.network import NetworkInForce
+from streams.worker.reference.network_in_force import NetworkInForce
 from streams.worker.state.keys import HISTORY_MARK
 
 SKU = "HOT-1"

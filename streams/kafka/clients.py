@@ -23,7 +23,7 @@ from confluent_kafka import KafkaError as KafkaError
 from confluent_kafka import KafkaException as KafkaException
 from confluent_kafka import Producer as Producer
 from confluent_kafka import TopicPartition as TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient as AdminClient
 
 from streams.errors import AccessDenied, StocksyncError
 from streams.security import KafkaConnection, connection_of

@@ -114,8 +114,8 @@ def test_a_client_library_is_imported_only_at_its_seam(library: str) -> None:
             assert relative.startswith(LIBRARIES[library]), f"streams/{relative} imports {library}"
 
 
-def test_the_worker_and_the_channel_client_load_no_development_tool() -> None:
-    code = ("import sys, streams.worker.runtime.bootstrap, streams.worker.runtime.main, streams.channel; "
+def test_the_cli_the_worker_and_the_channel_client_load_no_development_tool() -> None:
+    code = ("import sys, streams.cli, streams.worker.runtime.bootstrap, streams.worker.runtime.main, streams.channel; "
             "print(sorted(m for m in sys.modules if m.startswith('streams.dev')))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"

@@ -20,7 +20,7 @@ from streams.wire.partitioner import sku_partition
 from streams.worker.api.query import OPENAPI, ApiError, QueryService, check_sku
 from streams.worker.flow.reader import InputReader
 from streams.worker.ops.health import Health
-from streams.worker.reference.network import NetworkInForce
+from streams.worker.reference.network_in_force import NetworkInForce
 from streams.worker.reference.suggestions import SuggestionIndex
 from streams.worker.state.table import StockTable
 

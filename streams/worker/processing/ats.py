@@ -13,7 +13,7 @@ from streams.wire.partitioner import sku_partition
 from streams.wire.schemas import Schema
 from streams.worker.ops.clock import now_ms
 from streams.worker.processing.outputs import Outbox
-from streams.worker.reference.network import NetworkInForce
+from streams.worker.reference.network_in_force import NetworkInForce
 
 
 class AtsPublisher:

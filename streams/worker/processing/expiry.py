@@ -16,7 +16,7 @@ from streams.wire.records import movement_to_record
 from streams.wire.schemas import Schema
 from streams.worker.ops.clock import now_ms
 from streams.worker.processing.outputs import Outbox
-from streams.worker.reference.network import NetworkInForce
+from streams.worker.reference.network_in_force import NetworkInForce
 
 # An expiry movement not applied after this long is sent again (a repeat is a harmless duplicate).
 EXPIRY_RESEND_MS = 10_000

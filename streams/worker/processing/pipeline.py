@@ -48,7 +48,7 @@ from streams.worker.ops.logs import input_fields, movement_fields
 from streams.worker.processing.ats import AtsPublisher
 from streams.worker.processing.expiry import ExpiryScheduler
 from streams.worker.processing.outputs import Outbox, OutputRecord
-from streams.worker.reference.network import NetworkInForce
+from streams.worker.reference.network_in_force import NetworkInForce
 from streams.worker.state.records import RecordTooLarge, StockStore, TableRecords
 
 log = logging.getLogger("stocksync.worker")

@@ -28,8 +28,8 @@ from streams.worker.ops.health import BROKER_PROBE_S, Health
 from streams.worker.processing.ats import AtsPublisher
 from streams.worker.processing.expiry import ExpiryScheduler
 from streams.worker.processing.pipeline import Pipeline
-from streams.worker.reference.catalog import CatalogInForce
-from streams.worker.reference.network import NetworkFollower, NetworkInForce
+from streams.worker.reference.catalog_in_force import CatalogInForce
+from streams.worker.reference.network_in_force import NetworkFollower, NetworkInForce
 from streams.worker.reference.suggestions import SuggestionIndex
 from streams.worker.runtime.app import StocksyncApp, create_app
 from streams.worker.runtime.stores import local_store

@@ -12,7 +12,7 @@ from streams.wire.schemas import Schema
 from streams.worker.processing.ats import AtsPublisher
 from streams.worker.processing.expiry import ExpiryScheduler
 from streams.worker.processing.pipeline import Inbound, Pipeline
-from streams.worker.reference.network import NetworkInForce
+from streams.worker.reference.network_in_force import NetworkInForce
 from tests.unit.domain.helpers import NETWORK
 
 PARTITIONS = 4

@@ -1,0 +1,71 @@
+"""`stocksync query`: ask a worker's query API (any worker: it routes by SKU)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from streams.errors import ConfigError
+from streams.settings import Settings
+
+
+def add_parser(commands: Any) -> None:
+    query = commands.add_parser("query", help="ask a worker's query API (any worker: it routes by SKU)",
+                                description="Positions, a channel's available-to-sell, or a sourcing plan, as "
+                                            "JSON from a running worker.")
+    query.add_argument("--url", help="a worker's API (default http://127.0.0.1:STOCKSYNC_WEB_PORT)")
+    what = query.add_subparsers(dest="what", required=True, metavar="WHAT")
+    positions = what.add_parser("positions", help="a SKU's positions, or one position",
+                                description="Every location's figures for a SKU, or one location's.")
+    positions.add_argument("sku")
+    positions.add_argument("location", nargs="?")
+    ats = what.add_parser("ats", help="a channel's available-to-sell for a SKU",
+                          description="What the channel may sell of the SKU now.")
+    ats.add_argument("channel")
+    ats.add_argument("sku")
+    source = what.add_parser("source", help="where to fill an order line from",
+                             description="A ranked fulfilment plan for an order line and a customer position, "
+                                         "split across locations when one cannot fill it.")
+    source.add_argument("sku")
+    source.add_argument("--channel", required=True)
+    source.add_argument("--quantity", type=int, required=True)
+    source.add_argument("--lat", type=float, required=True, help="customer latitude")
+    source.add_argument("--lon", type=float, required=True, help="customer longitude")
+    source.add_argument("--mode", choices=["ship", "pickup"], default="ship")
+    query.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    access = settings.api_access()
+    scheme = "https" if access.cert_file else "http"
+    base = (args.url or settings.advertised_url or f"{scheme}://127.0.0.1:{settings.web_port}").rstrip("/")
+    quote = urllib.parse.quote
+    if args.what == "positions":
+        path = f"/skus/{quote(args.sku, safe='')}/positions"
+        if args.location:
+            path += f"/{quote(args.location, safe='')}"
+    elif args.what == "ats":
+        path = f"/channels/{quote(args.channel, safe='')}/ats/{quote(args.sku, safe='')}"
+    else:
+        params = {"channel": args.channel, "quantity": args.quantity, "lat": args.lat, "lon": args.lon,
+                  "mode": args.mode}
+        path = f"/skus/{quote(args.sku, safe='')}/sourcing?{urllib.parse.urlencode(params)}"
+    try:
+        request = urllib.request.Request(base + path, headers=access.headers())
+        context = access.client_context() if base.startswith("https:") else None
+        with urllib.request.urlopen(request, timeout=15, context=context) as response:
+            print(json.dumps(json.loads(response.read()), indent=2))
+            return 0
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read()).get("error", exc.reason)
+        except ValueError:
+            message = exc.reason
+        raise ConfigError(f"query {args.what}: {message} (HTTP {exc.code})") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise ConfigError(f"query: no worker answers at {base} ({getattr(exc, 'reason', exc)}); is one "
+                          "running? (--url or STOCKSYNC_WEB_PORT)") from None
