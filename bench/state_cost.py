@@ -30,8 +30,9 @@ from streams.wire.records import head_to_record, history_to_record, movement_to_
 from streams.wire.schemas import Schema
 from streams.worker.processing.ats import AtsPublisher
 from streams.worker.processing.expiry import ExpiryScheduler
+from streams.worker.processing.messages import Inbound
 from streams.worker.processing.outputs import ProducerOutbox
-from streams.worker.processing.pipeline import Inbound, Pipeline
+from streams.worker.processing.pipeline import Pipeline
 from streams.worker.reference.network_in_force import NetworkInForce
 from streams.worker.state.keys import HISTORY_MARK
 

@@ -13,8 +13,9 @@ from streams.worker.flow.transactions import CommitFailed, Fenced, PartitionTran
 from streams.worker.ops import metrics
 from streams.worker.ops.health import Health
 from streams.worker.ops.logs import input_fields
+from streams.worker.processing.messages import BatchResult, Inbound
 from streams.worker.processing.outputs import OutputRecord, ProducerOutbox
-from streams.worker.processing.pipeline import BatchResult, Inbound, Pipeline
+from streams.worker.processing.pipeline import Pipeline
 from streams.worker.state.keys import offsets_key
 from streams.worker.state.table import StockTable, TableStore
 

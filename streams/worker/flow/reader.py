@@ -21,7 +21,7 @@ from streams.worker.flow.batch import Batcher
 from streams.worker.flow.transactions import Fenced
 from streams.worker.ops import metrics
 from streams.worker.ops.health import Health
-from streams.worker.processing.pipeline import Inbound
+from streams.worker.processing.messages import Inbound
 
 log = logging.getLogger("stocksync.worker")
 

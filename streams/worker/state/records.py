@@ -3,7 +3,7 @@ streams.worker.state.keys lays them out. Every record is checked against the rec
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
 from streams.domain import SkuStock
@@ -41,6 +41,21 @@ class RecordTooLarge(StocksyncError):
         super().__init__(f"a {what} record of {size} bytes is over the {limit}-byte limit (STOCKSYNC_MAX_RECORD_BYTES)")
 
 
+class RecordEncoder:
+    """Encodes every record this worker writes (state and outputs), checked against the record limit here and
+    only here: past it, the broker would refuse the record for good."""
+
+    def __init__(self, codec: SingleObjectCodec, limit: int) -> None:
+        self.codec, self.limit = codec, limit
+
+    def encode(self, schema: Schema, record: Mapping[str, Any]) -> bytes:
+        """The record's bytes; RecordTooLarge past the limit."""
+        data = self.codec.encode(schema, record)
+        if len(data) > self.limit:
+            raise RecordTooLarge(schema.value, len(data), self.limit)
+        return data
+
+
 def head_of(codec: SingleObjectCodec, raw: bytes) -> SkuStock:
     """A SKU's positions from its head record (or from the single record of earlier versions), without its
     history."""
@@ -52,8 +67,9 @@ class TableRecords:
     """One SKU's state in the table: `load` its head, and its history records as the domain's RecordStore. Writes
     stay here until `write_to` hands them to the batch's store, so a SKU that fails half-way leaves nothing."""
 
-    def __init__(self, store: StockStore, sku: str, partition: int, codec: SingleObjectCodec, limit: int) -> None:
-        self.store, self.sku, self.partition, self.codec, self.limit = store, sku, partition, codec, limit
+    def __init__(self, store: StockStore, sku: str, partition: int, encoder: RecordEncoder) -> None:
+        self.store, self.sku, self.partition = store, sku, partition
+        self.codec, self.encode = encoder.codec, encoder.encode
         self.prefix = history_prefix(sku)
         self.values: dict[str, object | None] = {}  # decoded, or written by this SKU's batch (None: deleted)
         self.changed: dict[str, bytes | None] = {}  # encoded writes, by key
@@ -101,12 +117,6 @@ class TableRecords:
                 yield key, value
 
     # --- writing ---------------------------------------------------------------------------------------------
-    def encode(self, schema: Schema, record: dict[str, Any]) -> bytes:
-        data = self.codec.encode(schema, record)
-        if len(data) > self.limit:
-            raise RecordTooLarge(schema.value, len(data), self.limit)
-        return data
-
     def write_to(self, store: StockStore) -> int:
         """Hand this SKU's head (if saved) and changed records to the batch's store; returns how many."""
         if self.head is not None:

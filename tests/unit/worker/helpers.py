@@ -11,7 +11,8 @@ from streams.wire.records import movement_to_record
 from streams.wire.schemas import Schema
 from streams.worker.processing.ats import AtsPublisher
 from streams.worker.processing.expiry import ExpiryScheduler
-from streams.worker.processing.pipeline import Inbound, Pipeline
+from streams.worker.processing.messages import Inbound
+from streams.worker.processing.pipeline import Pipeline
 from streams.worker.reference.network_in_force import NetworkInForce
 from tests.unit.domain.helpers import NETWORK
 

@@ -12,8 +12,9 @@ from streams.wire.codec import default_codec
 from streams.wire.schemas import Schema
 from streams.worker.flow.batch import Batcher
 from streams.worker.flow.transactions import Fenced
+from streams.worker.processing.messages import Inbound
 from streams.worker.processing.outputs import OutputRecord
-from streams.worker.processing.pipeline import Inbound, Pipeline
+from streams.worker.processing.pipeline import Pipeline
 from streams.worker.state.keys import offsets_key
 from streams.worker.state.stores import MemoryStore
 from streams.worker.state.table import StockTable

@@ -13,9 +13,10 @@ from streams.wire.codec import default_codec
 from streams.wire.partitioner import sku_partition
 from streams.wire.records import movement_to_record, position_record
 from streams.wire.schemas import Schema
-from streams.worker.processing import pipeline as pipeline_module
+from streams.worker.processing import decode, emit
+from streams.worker.processing.messages import BatchResult, Inbound
 from streams.worker.processing.outputs import ProducerOutbox
-from streams.worker.processing.pipeline import BatchResult, Inbound, Pipeline
+from streams.worker.processing.pipeline import Pipeline
 from tests.unit.domain.helpers import NETWORK, NOW
 from tests.unit.fakes import Outbox, Store
 from tests.unit.worker.helpers import PARTITIONS, message, pipeline
@@ -150,7 +151,7 @@ def test_an_unexpected_failure_isolates_the_one_sku(monkeypatch: pytest.MonkeyPa
             raise RuntimeError("a bug that only BAD-1 meets")
         return real(position, now)
 
-    monkeypatch.setattr(pipeline_module, "position_record", failing)
+    monkeypatch.setattr(emit, "position_record", failing)
     bad = [Movement(Kind.RECEIPT, f"b{i}", "wms", "BAD-1", "wh-1", 1, 1_000 + i) for i in range(2)]
     cold = Movement(Kind.RECEIPT, "c1", "wms", "COLD-1", "wh-1", 3, 1_000)
     store, outbox = Store(PARTITIONS), Outbox()
@@ -230,7 +231,7 @@ def test_a_worker_made_movement_must_name_a_channel_in_its_event_id() -> None:
 def test_a_best_seller_s_movements_in_one_batch_are_applied_in_steps_and_its_feeds_get_one_update() -> None:
     built = pipeline()
     registry = built.registry
-    count = 2 * pipeline_module.SKU_STEP + 500
+    count = 2 * decode.SKU_STEP + 500
     hot = [Movement(Kind.RECEIPT, f"h{i}", "wms", "HOT-1", "wh-1", 1, 1_000 + i) for i in range(count)]
     batch = [message(registry, hot[i:i + 500], offset=i // 500) for i in range(0, count, 500)]
     store, outbox = Store(PARTITIONS), ProducerOutbox()
