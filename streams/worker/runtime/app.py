@@ -7,7 +7,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import faust
 from faust.tables import TableManager
@@ -30,18 +30,30 @@ class WorkerState:
     rebuild_expiries: bool = True  # partitions were assigned: index their open holds (and republish held ATS)
 
 
+class TableKeeper(Protocol):
+    """What the worker does where faust would recover and follow the stock table itself (the Worker of
+    streams.worker.runtime.bootstrap)."""
+
+    async def fence(self, partitions: set[int]) -> None:
+        """The table partitions this worker is about to recover: fence their earlier writers."""
+
+    async def restore(self, ends: dict[int, int]) -> None:
+        """Bring each partition's local store up to its last committed changelog offset
+        (streams.worker.state.changelog)."""
+
+    def follow_standbys(self, partitions: set[int]) -> None:
+        """Follow the changelogs of the partitions this worker keeps standby replicas of (none while a rebalance
+        is under way)."""
+
+
 class StocksyncApp(faust.App):
     """faust's App, plus the worker's state (`worker_state`: faust's Service has a `state` of its own),
     `before_stop`: coroutines run when the app stops, before faust stops its consumer and tables (the input
-    reader finishes its batch there), `before_recovery`: run with the table partitions this worker is about to
-    recover (it fences their earlier writers there), and `restore`: run next with each partition's last committed
-    changelog offset, to bring the local store up to it (streams.worker.state.changelog) instead of faust, and
-    `follow_standbys`: run with the table partitions this worker keeps standby replicas of (none while a rebalance
-    is under way), to follow their changelogs (streams.worker.state.changelog) instead of faust.
+    reader finishes its batch there), and `keeper`: who recovers and follows the table instead of faust.
 
-    `committed_only`: the tables' changelogs are written in transactions (streams.worker.flow.transactions) by the app's
-    own code, not through faust's agents. faust's consumer then reads committed records only, and its recovery
-    knows where a partition's committed records end."""
+    `committed_only`: the tables' changelogs are written in transactions (streams.worker.flow.transactions) by the
+    app's own code, not through faust's agents. faust's consumer then reads committed records only, and its
+    recovery knows where a partition's committed records end."""
 
     def __init__(self, *args: Any, kafka: KafkaConnection, committed_only: bool = False, **kwargs: Any) -> None:
         if committed_only:
@@ -51,9 +63,7 @@ class StocksyncApp(faust.App):
         self.committed_only = committed_only
         self.worker_state = WorkerState()
         self.before_stop: list[Callable[[], Awaitable[None]]] = []
-        self.before_recovery: Callable[[set[int]], Awaitable[None]] | None = None
-        self.restore: Callable[[dict[int, int]], Awaitable[None]] | None = None
-        self.follow_standbys: Callable[[set[int]], None] | None = None
+        self.keeper: TableKeeper | None = None
 
     def _new_consumer(self) -> Any:
         consumer = super()._new_consumer()
@@ -105,20 +115,21 @@ class CommittedRecovery(Recovery):
     async def _build_highwaters(self, consumer: Any, tps: set[TP], destination: Any, title: str) -> None:
         app = self.app
         assert isinstance(app, StocksyncApp)
-        if title == "active" and app.before_recovery is not None:
-            await app.before_recovery({tp.partition for tp in tps})
+        keeper = app.keeper if title == "active" else None
+        if keeper is not None:
+            await keeper.fence({tp.partition for tp in tps})
         found = await asyncio.get_running_loop().run_in_executor(
             None, last_committed_offsets, app.kafka, [(tp.topic, tp.partition) for tp in tps])
         destination.clear()
         destination.update({tp: found[(tp.topic, tp.partition)] for tp in tps})
-        if title == "active" and app.restore is not None:
-            # The app's own restore reads the partitions up to their ends; faust is then left nothing to read.
-            await app.restore({tp.partition: found[(tp.topic, tp.partition)] for tp in tps})
+        if keeper is not None:
+            # The keeper's restore reads the partitions up to their ends; faust is then left nothing to read.
+            await keeper.restore({tp.partition: found[(tp.topic, tp.partition)] for tp in tps})
             for tp in tps:
                 self.active_offsets[tp] = found[(tp.topic, tp.partition)]
 
     def add_standby(self, table: Any, tp: TP) -> None:
-        """faust reads no standby partition: the app follows them itself (StocksyncApp.follow_standbys)."""
+        """faust reads no standby partition: the app's keeper follows them (TableKeeper.follow_standbys)."""
 
 
 class CommittedTableManager(TableManager):
@@ -142,8 +153,8 @@ class CommittedTableManager(TableManager):
 
     def _follow_standbys(self, partitions: set[int]) -> None:
         app = self.app
-        if isinstance(app, StocksyncApp) and app.follow_standbys is not None:
-            app.follow_standbys(partitions)
+        if isinstance(app, StocksyncApp) and app.keeper is not None:
+            app.keeper.follow_standbys(partitions)
 
 
 def create_app(settings: Settings, kafka: KafkaConnection | None = None, committed_only: bool = False

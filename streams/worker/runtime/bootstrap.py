@@ -64,11 +64,9 @@ class Worker:
                                  max_record_bytes=settings.max_record_bytes, catalog=self.catalog.catalog)
         self.transactions = PartitionTransactions(servers, settings.app_id, settings.crash_before_commit,
                                                   on_fenced=app.request_rebalance)
-        app.before_recovery = self.transactions.fence
         self.restorer = ChangelogRestorer(servers, self.table)
-        app.restore = self.restore
         self.standbys = StandbyFollower(servers, self.table)
-        app.follow_standbys = self.standbys.follow
+        app.keeper = self  # recovery and standbys: stocksync's own, not faust's
         app.before_stop.append(self.stop_standbys)
         self.health = Health()
         self.batcher = Batcher(self.transactions, self.table, self.pipeline, settings.max_batch,
@@ -79,12 +77,19 @@ class Worker:
         self.follower = NetworkFollower(servers, registry, self.network, self.republish)
         self.suggestions = SuggestionIndex(servers, registry, codec)
 
+    # --- the app's TableKeeper: recovery and standbys instead of faust's ----------------------------------------
+    async def fence(self, partitions: set[int]) -> None:
+        await self.transactions.fence(partitions)
+
     async def restore(self, ends: dict[int, int]) -> None:
         """Bring the local store of each table partition taken over up to its changelog's last committed record
         (concurrently: each partition has its own reader)."""
         loop = asyncio.get_running_loop()
         await asyncio.gather(*(loop.run_in_executor(None, self.restorer.restore, partition, end)
                                for partition, end in sorted(ends.items())))
+
+    def follow_standbys(self, partitions: set[int]) -> None:
+        self.standbys.follow(partitions)
 
     async def stop_standbys(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.standbys.stop)
