@@ -122,3 +122,12 @@ def test_a_wrong_security_setting_is_one_line_naming_it(monkeypatch: pytest.Monk
     with pytest.raises(ConfigError) as refused:
         load_settings().kafka_security()
     assert str(refused.value).startswith(message)
+
+
+def test_a_channel_client_reads_its_cluster_from_the_settings_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streams.channel import ChannelClient
+
+    for variable in ("STOCKSYNC_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"):
+        monkeypatch.delenv(variable, raising=False)
+    with pytest.raises(ConfigError, match="no Kafka to talk to: set STOCKSYNC_BOOTSTRAP_SERVERS"):
+        ChannelClient("web", settings=load_settings())
