@@ -1,0 +1,287 @@
+"""An order's coordinator: all of a cart's lines held, or none, across the SKUs' owners.
+
+The lines of one order belong to SKUs that other workers own. The coordinator owns the order (keyed by its id) and
+talks to each line's owner in idempotent messages; it never waits on a lock:
+
+    requested -> ask every line's owner for its figures (available per location, what the channel may sell)
+              -> all figures in: plan the whole order (streams.domain.order_sourcing); refused -> decided
+              -> place a tentative hold per line where the plan says (a short expiry of its own)
+              -> every hold placed: confirm them all (the order's expiry) -> accepted
+                 a hold refused (the stock moved since the figures): release the others, ask again (a bounded
+                 number of attempts) -> refused when they run out
+    the deadline passes first: release every hold asked for -> refused (timeout)
+
+Every step is a state change plus commands, so a coordinator that crashes resumes from its state; every command
+carries ids derived from the order, the line and the attempt, so a repeated message changes nothing; a hold that
+nobody confirms lapses by itself. A late answer is never trusted: a hold placed for an attempt that is over, or
+for an order already decided, is released at once.
+
+This module is pure: `Order.handle(event)` returns the commands to send; the worker sends them in the same Kafka
+transaction that writes the order's new state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal
+
+from streams.domain.network import Network
+from streams.domain.order_sourcing import MAX_LINES, LineStock, OrderLine, OrderPlan, plan_order
+
+MAX_ATTEMPTS = 3  # plans tried when stock moves between the figures and the holds
+HOLD_MS = 30_000  # a tentative hold lapses by itself this long after it is asked for
+DECISION_MS = 20_000  # an order undecided this long after its request is refused (timeout), its holds released
+
+
+class Phase(StrEnum):
+    SOURCING = "sourcing"  # waiting for the lines' figures
+    HOLDING = "holding"  # waiting for the tentative holds
+    ACCEPTED = "accepted"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    order_id: str
+    channel: str
+    lines: tuple[OrderLine, ...]
+    latitude: float
+    longitude: float
+    mode: Literal["ship", "pickup"] = "ship"
+    max_split: int | None = None
+    partial: bool = False
+    expires_at: int = 0  # when the confirmed holds lapse unless fulfilled
+
+    def fingerprint(self) -> str:
+        """What makes a re-sent request the same order (its lines and how they are to be filled)."""
+        text = repr((self.channel, sorted((line.line_id, line.sku, line.quantity) for line in self.lines),
+                     round(self.latitude, 6), round(self.longitude, 6), self.mode, self.max_split, self.partial))
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+    def problem(self) -> tuple[str, str | None] | None:
+        """What makes the request impossible to plan, as (reason, line) (None when it can be)."""
+        if not self.lines:
+            return "no_lines", None
+        if len(self.lines) > MAX_LINES:
+            return "too_many_lines", None
+        seen_lines, seen_skus = set(), set()
+        for line in self.lines:
+            if line.quantity <= 0:
+                return "invalid_quantity", line.line_id
+            if line.line_id in seen_lines or line.sku in seen_skus:
+                return "duplicate_line", line.line_id
+            seen_lines.add(line.line_id)
+            seen_skus.add(line.sku)
+        if self.max_split is not None and self.max_split < 1:
+            return "invalid_max_split", None
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderDecision:
+    order_id: str
+    channel: str
+    accepted: bool
+    reason: str | None
+    line: str | None
+    plan: OrderPlan | None
+    decided_at: int
+
+
+# --- what the coordinator is told ------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Figures:
+    line_id: str
+    attempt: int
+    stock: LineStock
+
+
+@dataclass(frozen=True, slots=True)
+class HoldAnswer:
+    line_id: str
+    hold_id: str
+    held: bool
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    now: int
+
+
+Event = Figures | HoldAnswer | Tick
+
+
+# --- what it asks for --------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class AskFigures:
+    order_id: str
+    line: OrderLine
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceHold:
+    order_id: str
+    line: OrderLine
+    hold_id: str
+    parts: tuple[tuple[str, int], ...]  # (location, units)
+    expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmHold:
+    order_id: str
+    line: OrderLine
+    hold_id: str
+    expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseHold:
+    order_id: str
+    line: OrderLine
+    hold_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decide:
+    decision: OrderDecision
+
+
+Command = AskFigures | PlaceHold | ConfirmHold | ReleaseHold | Decide
+
+
+def hold_id(order_id: str, line_id: str, attempt: int) -> str:
+    return f"{order_id}/{line_id}/{attempt}"
+
+
+@dataclass
+class Order:
+    """One order's coordinator state (small: its request, the current attempt's figures and holds)."""
+
+    request: OrderRequest
+    requested_at: int
+    phase: Phase = Phase.SOURCING
+    attempt: int = 1
+    figures: dict[str, LineStock] = field(default_factory=dict)
+    plan: OrderPlan | None = None
+    holds: dict[str, bool | None] = field(default_factory=dict)  # line id -> its hold placed (None: no answer yet)
+    decision: OrderDecision | None = None
+
+    @classmethod
+    def start(cls, request: OrderRequest, now: int) -> tuple[Order, list[Command]]:
+        """A new order: refused at once if it cannot be planned, else its lines' figures are asked for."""
+        order = cls(request, now)
+        problem = request.problem()
+        if problem is not None:
+            return order, order._decide(False, *problem, now)
+        return order, order._ask_figures()
+
+    @property
+    def deadline(self) -> int:
+        return self.requested_at + DECISION_MS
+
+    @property
+    def lines(self) -> dict[str, OrderLine]:
+        return {line.line_id: line for line in self.request.lines}
+
+    def again(self, request: OrderRequest, now: int) -> list[Command]:
+        """The same order id requested again: the same order gets its decision (once decided), another is refused
+        as a conflict (this order is left as it is)."""
+        if request.fingerprint() != self.request.fingerprint():
+            return [Decide(OrderDecision(request.order_id, request.channel, False, "conflict", None, None, now))]
+        return [Decide(self.decision)] if self.decision is not None else []
+
+    def handle(self, event: Event, network: Network, now: int) -> list[Command]:
+        if self.decision is None and now >= self.deadline:
+            # Past the deadline nothing is confirmed any more (a tentative hold may be about to lapse): refused,
+            # and a hold this answer reports placed is released with the others.
+            late = self._on_tick(now)
+            return late + (self._on_hold(event, now) if isinstance(event, HoldAnswer) else [])
+        if isinstance(event, Figures):
+            return self._on_figures(event, network, now)
+        if isinstance(event, HoldAnswer):
+            return self._on_hold(event, now)
+        return self._on_tick(event.now)
+
+    def hold_of(self, line_id: str) -> str:
+        """The id of the line's hold in the current attempt."""
+        return hold_id(self.request.order_id, line_id, self.attempt)
+
+    # --- steps -----------------------------------------------------------------------------------------------
+    def _ask_figures(self) -> list[Command]:
+        return [AskFigures(self.request.order_id, line, self.attempt) for line in self.request.lines]
+
+    def _on_figures(self, event: Figures, network: Network, now: int) -> list[Command]:
+        if self.phase is not Phase.SOURCING or event.attempt != self.attempt or event.line_id not in self.lines:
+            return []  # late, repeated or foreign: what it says is asked again if still needed
+        self.figures[event.line_id] = event.stock
+        if len(self.figures) < len(self.request.lines):
+            return []
+        r = self.request
+        plan = plan_order(r.lines, self.figures, network, r.channel, r.latitude, r.longitude, r.mode, r.max_split,
+                          r.partial)
+        self.plan = plan
+        if not plan.accepted:
+            return self._decide(False, plan.reason, plan.line, now)
+        self.phase = Phase.HOLDING
+        expires = now + HOLD_MS
+        commands: list[Command] = []
+        for line_id, parts in plan.allocations.items():
+            self.holds[line_id] = None
+            commands.append(PlaceHold(r.order_id, self.lines[line_id], self.hold_of(line_id), parts, expires))
+        return commands
+
+    def _on_hold(self, event: HoldAnswer, now: int) -> list[Command]:
+        line = self.lines.get(event.line_id)
+        if line is None:
+            return []
+        ours = event.line_id in self.holds and event.hold_id == self.hold_of(event.line_id)
+        if not (ours and self.phase is Phase.HOLDING):
+            # An answer for an attempt that is over, or for an order already decided: a hold placed then is
+            # released, unless it is one this order confirmed.
+            confirmed = ours and self.phase is Phase.ACCEPTED
+            return [] if confirmed or not event.held else [ReleaseHold(self.request.order_id, line, event.hold_id)]
+        if self.holds[event.line_id] is not None:
+            return []  # answered already
+        self.holds[event.line_id] = event.held
+        if not event.held:
+            return self._replan(line, event.reason, now)
+        if not all(self.holds.values()):
+            return []
+        expires = self.request.expires_at
+        confirms: list[Command] = [ConfirmHold(self.request.order_id, self.lines[line_id], self.hold_of(line_id),
+                                               expires) for line_id in self.holds]
+        return confirms + self._decide(True, None, None, now)
+
+    def _replan(self, line: OrderLine, reason: str | None, now: int) -> list[Command]:
+        """A hold was refused: release the attempt's others; plan again from fresh figures, or give up."""
+        releases = self._release_all()
+        if self.attempt >= MAX_ATTEMPTS:
+            return releases + self._decide(False, "stock_moved" if reason == "insufficient_stock" else reason,
+                                           line.line_id, now)
+        self.attempt += 1
+        self.phase, self.figures, self.plan, self.holds = Phase.SOURCING, {}, None, {}
+        return releases + self._ask_figures()
+
+    def _on_tick(self, now: int) -> list[Command]:
+        if self.decision is not None or now < self.deadline:
+            return []
+        return self._release_all() + self._decide(False, "timeout", None, now)
+
+    def _release_all(self) -> list[Command]:
+        """Release every hold of the current attempt not known to be refused (one not answered yet may still be
+        placed: its release follows it to the same owner; and it lapses by itself)."""
+        lines = self.lines
+        return [ReleaseHold(self.request.order_id, lines[line_id], self.hold_of(line_id))
+                for line_id, placed in self.holds.items() if placed is not False]
+
+    def _decide(self, accepted: bool, reason: str | None, line: str | None, now: int) -> list[Command]:
+        self.phase = Phase.ACCEPTED if accepted else Phase.REFUSED
+        r = self.request
+        self.decision = OrderDecision(r.order_id, r.channel, accepted, reason, line,
+                                      self.plan if accepted else None, now)
+        return [Decide(self.decision)]
