@@ -21,13 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import (
+from streams.errors import BrokerError, ConfigError
+from streams.kafka.admin_api import (
     AclBinding,
     AclBindingFilter,
     AclOperation,
     AclPermissionType,
-    AdminClient,
     ResourcePatternType,
     ResourceType,
     ScramCredentialInfo,
@@ -35,9 +34,7 @@ from confluent_kafka.admin import (
     UserScramCredentialDeletion,
     UserScramCredentialUpsertion,
 )
-
-from streams.errors import BrokerError, ConfigError
-from streams.kafka.clients import explain_failure
+from streams.kafka.clients import AdminClient, KafkaError, KafkaException, explain_failure
 from streams.kafka.topics import TopicRegistry
 
 CLUSTER = "kafka-cluster"  # the name of Kafka's one cluster resource

@@ -7,11 +7,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
-
 from streams.errors import BrokerError, StocksyncError, TopicMismatch
-from streams.kafka.clients import access_refused, explain_failure, new_admin
+from streams.kafka.admin_api import ConfigResource, ConsumerGroupTopicPartitions, NewTopic
+from streams.kafka.clients import (
+    AdminClient,
+    KafkaException,
+    TopicPartition,
+    access_refused,
+    explain_failure,
+    new_admin,
+)
 from streams.kafka.topics import PINNED_CONFIGS, TopicSpec
 from streams.security import KafkaConnection
 

@@ -7,11 +7,18 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from confluent_kafka import KafkaException, TopicPartition
 
 from streams.domain import Network, NetworkError
 from streams.errors import ConfigError
-from streams.kafka.clients import explain_failure, new_consumer, new_producer, produce, reader_group
+from streams.kafka.clients import (
+    KafkaException,
+    TopicPartition,
+    explain_failure,
+    new_consumer,
+    new_producer,
+    produce,
+    reader_group,
+)
 from streams.kafka.topics import TopicRegistry
 from streams.security import Kafka
 from streams.wire.codec import DecodeError, default_codec

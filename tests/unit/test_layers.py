@@ -41,12 +41,12 @@ ROOMS = {
     "runtime": {"api", "flow", "processing", "reference", "state", "ops"},
 }
 # Where each client library may be imported: faust and mode run the worker's runtime; RocksDB sits behind the state
-# room's store protocol; the Kafka clients behind streams.kafka (control's tools build on the admin API's types).
+# room's store protocol; the Kafka clients behind streams.kafka.
 LIBRARIES = {
     "faust": ("worker/runtime/",),
     "mode": ("worker/runtime/",),
     "rocksdict": ("worker/state/",),
-    "confluent_kafka": ("kafka/", "control/"),
+    "confluent_kafka": ("kafka/",),
     "aiokafka": ("kafka/aio.py", "worker/runtime/"),
 }
 
