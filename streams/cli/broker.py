@@ -109,10 +109,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     current = LocalKafka.from_state(settings.broker_home, workdir)
     running = current is not None and current.running()
     if args.action == "status":
+        from streams.dev.cluster import running_local_broker
+
+        found = running_local_broker(settings)
         if settings.bootstrap_servers:
             print(f"using the cluster at {settings.bootstrap_servers} (STOCKSYNC_/KAFKA_BOOTSTRAP_SERVERS)")
-        elif running and current is not None:
-            print(f"local Kafka {current.kafka_version} running at {current.bootstrap_servers} (pid {current.pid})")
+        elif found is not None:
+            name, broker = found
+            print(f"local Kafka {broker.kafka_version} running at {broker.bootstrap_servers} (pid {broker.pid})"
+                  + (", started by 'stocksync demo'" if name == "demo" else ""))
         else:
             print("local Kafka is not running")
             return 1

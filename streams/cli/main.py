@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 
 from streams.cli import acl, broker, catalog, load, network, query, simulation, topics, worker
 from streams.errors import StocksyncError
@@ -18,12 +19,20 @@ def build_parser() -> argparse.ArgumentParser:
         prog="stocksync",
         description="One live stock truth per SKU and location, streamed to every sales channel over Kafka. "
                     "Settings come from STOCKSYNC_* environment variables.")
+    parser.add_argument("--version", action="version", version=f"stocksync {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in (broker, topics, worker, network, acl, catalog, load):
         group.add_parser(commands)
     simulation.add_parsers(commands)
     query.add_parser(commands)
     return parser
+
+
+def _version() -> str:
+    try:
+        return metadata.version("stocksync")
+    except metadata.PackageNotFoundError:  # run from a checkout that is not installed
+        return "(not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

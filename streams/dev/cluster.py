@@ -7,10 +7,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from streams.kafka.cluster import connect
 from streams.security import KafkaConnection
 from streams.settings import Settings
+
+if TYPE_CHECKING:
+    from streams.dev.local_kafka import LocalKafka
 
 
 @dataclass
@@ -57,15 +61,27 @@ def start_cluster(settings: Settings, workdir: Path) -> Cluster:
     return Cluster(broker.bootstrap_servers, "local", broker.stop)
 
 
+LOCAL_BROKERS = ("default", "demo")  # `stocksync broker start`'s, then the one `stocksync demo` started
+
+
+def running_local_broker(settings: Settings) -> tuple[str, LocalKafka] | None:
+    """The local broker running now (`stocksync broker start`'s, else the demo's), by the name of its folder."""
+    from streams.dev.local_kafka import LocalKafka
+
+    for name in LOCAL_BROKERS:
+        broker = LocalKafka.from_state(settings.broker_home, local_broker_dir(settings, name))
+        if broker is not None and broker.running():
+            return name, broker
+    return None
+
+
 def bootstrap_servers(settings: Settings) -> str:
     """The cluster the CLI talks to: the configured one, else the running local broker."""
     if settings.bootstrap_servers:
         return settings.bootstrap_servers
-    from streams.dev.local_kafka import LocalKafka
-
-    broker = LocalKafka.from_state(settings.broker_home, local_broker_dir(settings))
-    if broker is not None and broker.running():
-        return broker.bootstrap_servers
+    found = running_local_broker(settings)
+    if found is not None:
+        return found[1].bootstrap_servers
     return connect(settings).servers  # names what to set
 
 

@@ -71,6 +71,10 @@ def test_channels_work_by_their_own_identifiers(deployment: Deployment) -> None:
     status, ats = get(f"{worker.url}/channels/market/aliases/B00-LISTING-7/ats")
     assert (status, ats["sku"], ats["ats"], ats["alias"]) == (200, "SKU-CAT", 15, "B00-LISTING-7")
     assert get(f"{worker.url}/channels/web/aliases/B00-LISTING-7")[0] == 404  # the marketplace's, not web's
+    asked = cli(deployment, "query", "--url", worker.url, "alias", "market", "B00-LISTING-7")
+    assert asked.returncode == 0 and json.loads(asked.stdout)["sku"] == "SKU-CAT", asked.stderr
+    asked = cli(deployment, "query", "--url", worker.url, "ats", "market", "B00-LISTING-7", "--alias")
+    assert asked.returncode == 0 and json.loads(asked.stdout)["ats"] == 15, asked.stderr
 
     catalog.write_text("channel,alias,sku\n*,4006381333931,SKU-CAT\n")
     smaller = cli(deployment, "catalog", "apply", str(catalog))

@@ -5,6 +5,8 @@ refills it withdraws the suggestion."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import urllib.request
 from typing import Any
@@ -42,6 +44,11 @@ def test_a_store_below_its_minimum_gets_a_suggestion_that_is_withdrawn_once_refi
     assert "s1 has 1 (minimum 3, target 8)" in suggestion["reason"]
     assert get(worker, "/locations/w2/transfer-suggestions")["suggestions"][0]["role"] == "source"
     assert get(worker, "/locations/s1/transfer-suggestions")["suggestions"][0]["role"] == "destination"
+    for asked in (["SKU-T"], ["--location", "s1"]):  # the same answers through the CLI
+        done = subprocess.run([sys.executable, "-m", "streams.cli", "query", "--url", worker.url,
+                               "transfer-suggestions", *asked], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert [s["units"] for s in json.loads(done.stdout)["suggestions"]] == [7]
     published = deployment.latest(deployment.registry.transfer_suggestions.name)
     assert list(published) == [b"SKU-T|s1"]
 

@@ -60,8 +60,10 @@ def test_settings_take_kafka_bootstrap_servers(monkeypatch: pytest.MonkeyPatch) 
     assert load_settings().bootstrap_servers == "127.0.0.1:9092"
 
 
-@pytest.mark.parametrize("command", [["worker"], ["broker"], ["topics"], ["network"], ["simulate"], ["demo"],
-                                     ["query"], ["query", "positions"], ["query", "ats"], ["query", "source"]])
+@pytest.mark.parametrize("command", [["worker"], ["broker"], ["topics"], ["network"], ["acl"], ["catalog"],
+                                     ["load"], ["simulate"], ["demo"], ["query"], ["query", "positions"],
+                                     ["query", "ats"], ["query", "alias"], ["query", "transfer-suggestions"],
+                                     ["query", "source"]])
 def test_every_command_has_help(command: list[str]) -> None:
     from streams.cli import build_parser
 
@@ -74,6 +76,13 @@ def test_every_command_has_help(command: list[str]) -> None:
     subcommands = groups._group_actions[0].choices  # noqa: SLF001
     assert isinstance(subcommands, dict)
     assert all(sub.description for sub in subcommands.values())
+
+
+def test_version() -> None:
+    from importlib import metadata
+
+    result = run_cli("--version")
+    assert (result.returncode, result.stdout) == (0, f"stocksync {metadata.version('stocksync')}\n")
 
 
 def test_query_without_a_worker_is_one_line() -> None:
