@@ -64,7 +64,7 @@ def test_the_cli_finds_the_demo_s_broker_and_lists_what_the_cluster_holds(bootst
         pytest.skip("the session's cluster is not a single local broker")
     env = {k: v for k, v in os.environ.items() if k not in ("STOCKSYNC_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS")}
     prefix = f"cli-{uuid.uuid4().hex[:8]}"
-    env.update(STOCKSYNC_CACHE_DIR=str(tmp_path), STOCKSYNC_TOPIC_PREFIX=prefix)
+    env.update(STOCKSYNC_CACHE_DIR=str(tmp_path), STOCKSYNC_TOPIC_PREFIX=prefix, STOCKSYNC_APP_ID=prefix)
     settings = load_settings()
     demo = tmp_path / f"kafka-{settings.kafka_version}" / "brokers" / "demo"
     demo.mkdir(parents=True)
