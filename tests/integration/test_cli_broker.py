@@ -15,6 +15,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from streams.dev.local_kafka import STATE_FILE
 from streams.kafka.topics import TopicRegistry
 from streams.settings import load_settings
+from tests.integration.conftest import wait_for
 
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -78,6 +79,7 @@ def test_the_cli_finds_the_demo_s_broker_and_lists_what_the_cluster_holds(bootst
     created = cli("topics", "create", "--channel", "web", env=env)
     assert created.returncode == 0, created.stderr
     admin.create_topics([NewTopic(f"{prefix}.leftover", 1, 1)])[f"{prefix}.leftover"].result(30)
+    wait_for(lambda: f"{prefix}.leftover" in admin.list_topics(timeout=10).topics, 30, "the leftover topic listed")
     listed = cli("topics", "list", env=env)
     assert listed.returncode == 0, listed.stderr
     rows = {line.split("\t")[0]: line.split("\t")[-1] for line in listed.stdout.splitlines()}
