@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from streams.kafka.cluster import connect
+from streams.kafka.cluster import configured_servers
 from streams.security import KafkaConnection
 from streams.settings import Settings
 
@@ -82,7 +82,7 @@ def bootstrap_servers(settings: Settings) -> str:
     found = running_local_broker(settings)
     if found is not None:
         return found[1].bootstrap_servers
-    return connect(settings).servers  # names what to set
+    return configured_servers(settings)  # none: the error names what to set
 
 
 def connect_or_local(settings: Settings) -> KafkaConnection:

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.domain import Network
 from streams.domain.order_sourcing import LineStock, OrderLine
 from streams.domain.orders import (
     DECISION_MS,
@@ -26,17 +25,9 @@ from streams.domain.orders import (
     ReleaseHold,
     Tick,
 )
+from tests.unit.domain.helpers import NETWORK
 
-LOCATIONS = ["store-a", "store-b", "wh-1"]
-NETWORK = Network.from_dict({
-    "locations": [
-        {"id": "store-a", "kind": "store", "latitude": 52.52, "longitude": 13.40, "ship_from": True, "pickup": True},
-        {"id": "store-b", "kind": "store", "latitude": 48.14, "longitude": 11.58, "ship_from": True, "pickup": True},
-        {"id": "wh-1", "kind": "warehouse", "latitude": 50.11, "longitude": 8.68, "ship_from": True,
-         "handling_cost": 5.0},
-    ],
-    "channels": [{"id": "web", "locations": LOCATIONS}],
-})
+LOCATIONS = ["store-a", "store-b", "wh-1"]  # the channel web sells from all three
 
 
 @dataclass
