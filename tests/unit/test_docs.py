@@ -1,0 +1,35 @@
+"""The README fits a first visit and links only to what exists; the guides in docs/ build as a site with MkDocs in
+strict mode (a broken link or a page missing from the navigation fails it)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+import streams
+
+ROOT = Path(streams.__file__).resolve().parents[1]
+README_WORDS = 1_500
+
+
+def test_the_readme_fits_a_first_visit_and_its_links_resolve() -> None:
+    text = (ROOT / "README.md").read_text()
+    assert len(text.split()) <= README_WORDS
+    targets = re.findall(r"\]\(([^)#]+)\)", text)
+    assert targets
+    missing = [t for t in targets if not t.startswith("http") and not (ROOT / t).exists()]
+    assert not missing, f"README links to {missing}"
+
+
+def test_the_guides_build_as_a_site_in_strict_mode(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    nav = yaml.safe_load((ROOT / "mkdocs.yml").read_text())["nav"]
+    assert {page for entry in nav for page in entry.values()} == {p.name for p in (ROOT / "docs").glob("*.md")}
