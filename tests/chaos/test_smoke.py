@@ -1,6 +1,6 @@
 """The chaos harness in a bounded form for the test suite: one run on a three-node cluster with the faults that
 matter most (a worker killed on its disk and on an emptied one, a zombie worker, the ledger's leader broker
-killed, a wrong partitioner, poison). The full form is `python -m tests.chaos.run` (README)."""
+killed, a wrong partitioner, poison). The full form is `python -m tests.chaos.run` (docs/guarantees.md)."""
 
 from __future__ import annotations
 

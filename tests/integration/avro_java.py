@@ -33,7 +33,7 @@ class AvroJava:
         self.codec = default_codec()
 
     def run_channel_example(self, kafka_libs: Path, bootstrap: str, prefix: str, sku: str, event_id: str) -> None:
-        """The README's Java channel (Kafka's and Avro's own Java libraries) reports a receipt."""
+        """The channel guide's Java channel (Kafka's and Avro's own Java libraries) reports a receipt."""
         result = subprocess.run(["java", "-cp", f"{self.libs}/*:{kafka_libs}/*", str(HERE / "ChannelExample.java"),
                                  bootstrap, prefix, str(schemas_dir()), sku, event_id], capture_output=True,
                                 text=True, timeout=120)
