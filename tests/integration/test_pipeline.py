@@ -232,7 +232,7 @@ def test_network_changes_apply_live(deployment: Deployment) -> None:
     assert deployment.latest(web_feed)[b"SKU-1"]["network_version"] == new_version
 
     # The new channel's input topics are subscribed at run time (a rebalance), then its sale is applied.
-    # Known gap, see docs/guarantees.md: a message produced before that rebalance completes may wait for the next one.
+    # A message produced before that rebalance completes may wait for the next one: the test waits for it first.
     kiosk_sales = deployment.registry.sales("kiosk").name
     wait_for(lambda: kiosk_sales in worker.status().get("assigned_inputs", []), 60, "the kiosk topics assigned")
     deployment.send([Movement(Kind.SALE, "k-1", "kiosk", "SKU-1", "w1", 4, at + 1_000)])
