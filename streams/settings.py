@@ -22,74 +22,103 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="STOCKSYNC_", frozen=True, extra="ignore")
 
-    # Where Kafka is. Empty: the local broker that `stocksync broker start` runs (its state file says where).
-    bootstrap_servers: str = ""
-    # How to connect to it: the same for the workers, the CLI and channel clients (streams/security.py).
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None  # or, better, a file (a mounted Kubernetes Secret):
-    sasl_password_file: Path | None = None
-    ssl_ca_file: Path | None = None  # the CAs that signed the brokers' certificates (default: the system's)
-    ssl_cert_file: Path | None = None  # a client certificate (mutual TLS), PEM
-    ssl_key_file: Path | None = None  # its private key, PEM
+    # Where Kafka is, and how to connect to it: the same for the workers, the CLI and channel clients.
+    bootstrap_servers: str = Field(default="", description=(
+        "the Kafka cluster, host:port[,host:port...] (KAFKA_BOOTSTRAP_SERVERS works too); empty: the CLI, and a "
+        "worker it runs, use the local broker that stocksync broker start or the demo started; a channel client "
+        "says it is not set"))
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="how to connect to Kafka: TLS (SSL), SASL, or both")
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        default="SCRAM-SHA-512", description="the SASL mechanism")
+    sasl_username: str | None = Field(default=None, description="the SASL user")
+    sasl_password: SecretStr | None = Field(default=None, description="the SASL password (better: the file below)")
+    sasl_password_file: Path | None = Field(default=None, description=(
+        "a file holding the SASL password (a mounted Kubernetes Secret)"))
+    ssl_ca_file: Path | None = Field(default=None, description=(
+        "the CAs that signed the brokers' certificates, PEM (default: the system's)"))
+    ssl_cert_file: Path | None = Field(default=None, description="a client certificate for mutual TLS, PEM")
+    ssl_key_file: Path | None = Field(default=None, description="the client certificate's private key, PEM")
     # Who is who on a cluster with ACLs ('stocksync acl apply'): a principal is TYPE:NAME, as the brokers name it.
-    workers_principal: str = Field(default="User:stocksync", pattern=r"^[A-Za-z]+:.+$")
-    admin_principal: str = Field(default="User:admin", pattern=r"^[A-Za-z]+:.+$")
-    channel_principal: str = Field(default="User:channel-{channel}", pattern=r"^[A-Za-z]+:.*\{channel\}.*$")
-    topic_prefix: str = Field(default="stocksync", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$")
+    workers_principal: str = Field(default="User:stocksync", pattern=r"^[A-Za-z]+:.+$", description=(
+        "the principal the workers connect as (stocksync acl)"))
+    admin_principal: str = Field(default="User:admin", pattern=r"^[A-Za-z]+:.+$", description=(
+        "the principal operators connect as (stocksync acl)"))
+    channel_principal: str = Field(default="User:channel-{channel}", pattern=r"^[A-Za-z]+:.*\{channel\}.*$",
+                                   description="each channel's principal, {channel} standing for its id")
+    topic_prefix: str = Field(default="stocksync", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$",
+                              description="the first part of every topic name")
     # Every input topic has the same partition count, so all positions of a SKU meet on one worker.
-    partitions: int = Field(default=6, ge=1, le=10_000)
-    replication_factor: int = Field(default=1, ge=1, le=10)
-    ledger_retention_ms: int = Field(default=30 * 24 * 3600 * 1000, ge=60_000)
-    deadletter_retention_ms: int = Field(default=30 * 24 * 3600 * 1000, ge=60_000)
+    partitions: int = Field(default=6, ge=1, le=10_000, description="partitions of every SKU-keyed topic")
+    replication_factor: int = Field(default=1, ge=1, le=10, description="replicas of every topic stocksync creates")
+    ledger_retention_ms: int = Field(default=30 * 24 * 3600 * 1000, ge=60_000, description=(
+        "how long the ledger keeps applied movements (30 days)"))
+    deadletter_retention_ms: int = Field(default=30 * 24 * 3600 * 1000, ge=60_000, description=(
+        "how long the dead-letter topic keeps bad input (30 days)"))
 
-    # The faust worker.
-    app_id: str = Field(default="stocksync", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$")
-    store: Literal["rocksdb://", "memory://"] = "rocksdb://"
-    # A killed worker's partitions move after this (faust joins its group after about half of it). 6 s is the least
-    # a broker allows by default (group.min.session.timeout.ms); heartbeats come from faust's consumer thread, so a
-    # long batch does not miss them.
-    broker_session_timeout_s: float = Field(default=6.0, gt=0)
-    # Workers besides its owner that keep a warm copy of each table partition (RocksDB store only), so that one of
-    # them takes it over without reading its whole changelog first.
-    standby_replicas: int = Field(default=1, ge=0, le=10)
-    web_port: int = Field(default=6066, ge=0, le=65535)
-    # The query API: where it listens, and the URL other workers use to reach it (routing by SKU owner).
-    web_host: str = "127.0.0.1"
-    advertised_url: str | None = Field(default=None, pattern=r"^https?://[^/\s]+$")
-    # The API's guard: a bearer token every request needs but /ready, /live and /metrics (probes and Prometheus),
-    # and TLS. The workers share them: a request reaching a worker that does not own the SKU is forwarded with it.
-    api_token: SecretStr | None = None  # or, better, a file (a mounted Kubernetes Secret):
-    api_token_file: Path | None = None
-    web_tls_cert_file: Path | None = None  # the API's certificate (chain), PEM: the API then speaks HTTPS only
-    web_tls_key_file: Path | None = None  # its private key, PEM
-    web_ca_file: Path | None = None  # the CA that signed the workers' API certificates (default: the system's)
-    log_level: Literal["crit", "error", "warn", "info", "debug"] = "warn"
-    # json: one JSON object per line, for a log pipeline; a line about a movement has its sku, channel, event_id.
-    log_format: Literal["text", "json"] = "text"
-    data_dir: Path = Path("stocksync-data")
+    # The worker.
+    app_id: str = Field(default="stocksync", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$", description=(
+        "the workers' app id: their consumer group, transactional ids and changelog names; input offsets are "
+        "committed to the group APP_ID.inputs"))
+    store: Literal["rocksdb://", "memory://"] = Field(default="rocksdb://", description=(
+        "where a worker keeps its table partitions: RocksDB on disk, or memory (tests, demos)"))
+    # faust joins its group after about half of it. 6 s is the least a broker allows by default
+    # (group.min.session.timeout.ms); heartbeats come from faust's consumer thread, so a long batch does not miss them.
+    broker_session_timeout_s: float = Field(default=6.0, gt=0, description=(
+        "a killed worker is noticed after this, and its partitions move"))
+    standby_replicas: int = Field(default=1, ge=0, le=10, description=(
+        "workers besides its owner that keep a warm copy of each table partition (RocksDB store), so that one of "
+        "them takes it over without reading its whole changelog first"))
+    web_port: int = Field(default=6066, ge=0, le=65535, description=(
+        "the worker's HTTP port: /ready, /live, /metrics and the query API"))
+    web_host: str = Field(default="127.0.0.1", description="the address the worker's HTTP server binds")
+    advertised_url: str | None = Field(default=None, pattern=r"^https?://[^/\s]+$", description=(
+        "how other workers reach this one, to forward a query to the SKU's owner (default: "
+        "http://WEB_HOST:WEB_PORT)"))
+    # The workers share the API's guard: a request reaching a worker that does not own the SKU is forwarded with it.
+    api_token: SecretStr | None = Field(default=None, description=(
+        "a bearer token every API request needs but /ready, /live and /metrics (better: the file below)"))
+    api_token_file: Path | None = Field(default=None, description="a file holding the API's bearer token")
+    web_tls_cert_file: Path | None = Field(default=None, description=(
+        "the API's certificate (chain), PEM: the API then speaks HTTPS only"))
+    web_tls_key_file: Path | None = Field(default=None, description="the API certificate's private key, PEM")
+    web_ca_file: Path | None = Field(default=None, description=(
+        "the CA that signed the workers' API certificates (default: the system's)"))
+    log_level: Literal["crit", "error", "warn", "info", "debug"] = Field(default="warn", description=(
+        "the worker's log level"))
+    log_format: Literal["text", "json"] = Field(default="text", description=(
+        "json: one JSON object per line, for a log pipeline (a line about a movement has its sku, channel, "
+        "event_id)"))
+    data_dir: Path = Field(default=Path("stocksync-data"), description="where a worker keeps its RocksDB stores")
     # The hot path works per batch: up to this many messages, or what arrived within the wait.
-    max_batch: int = Field(default=500, ge=1, le=100_000)
-    batch_wait_s: float = Field(default=0.02, gt=0, le=5)
-    expiry_interval_s: float = Field(default=1.0, gt=0, le=3600)
-    # The largest record a worker writes (256 KiB: far below librdkafka's message.max.bytes and the broker's
-    # default max.message.bytes, 1 MiB). A SKU's state records stay below it whatever its history; an output that
-    # would not fit is isolated (dead-lettered), and a dead letter of a larger input keeps its first bytes.
-    max_record_bytes: int = Field(default=DEFAULT_MAX_RECORD_BYTES, ge=16 * 1024, le=64 * 1024 * 1024)
-    # How far back late events are still reconciled exactly (older ones are dead-lettered as too_late).
-    horizon_ms: int = Field(default=7 * 24 * 3600 * 1000, ge=60_000)
-    # Fault injection for tests, 0 (off) in production: the worker exits abruptly once it has written this many
-    # transactions, before committing the last one.
-    crash_before_commit: int = Field(default=0, ge=0)
-    rocksdb_write_buffer_mb: int = Field(default=16, ge=1, le=1024)
-    rocksdb_block_cache_mb: int = Field(default=64, ge=1, le=16384)
+    max_batch: int = Field(default=500, ge=1, le=100_000, description=(
+        "messages handled together (one table write per SKU per batch)"))
+    batch_wait_s: float = Field(default=0.02, gt=0, le=5, description=(
+        "a batch closes this long after its first message (or when full)"))
+    expiry_interval_s: float = Field(default=1.0, gt=0, le=3600, description=(
+        "how often lapsed reservations are looked for"))
+    # 256 KiB: far below librdkafka's message.max.bytes and the broker's default max.message.bytes, 1 MiB.
+    max_record_bytes: int = Field(default=DEFAULT_MAX_RECORD_BYTES, ge=16 * 1024, le=64 * 1024 * 1024,
+                                  description=(
+        "the largest record a worker writes; a SKU's state stays below it whatever its history, an output that "
+        "would not fit is dead-lettered, and a dead letter of a larger input keeps its first bytes"))
+    horizon_ms: int = Field(default=7 * 24 * 3600 * 1000, ge=60_000, description=(
+        "how far back late events are still reconciled exactly (older ones are dead-lettered as too_late)"))
+    crash_before_commit: int = Field(default=0, ge=0, description=(
+        "fault injection for tests, 0 (off) in production: exit abruptly before committing the N-th transaction"))
+    rocksdb_write_buffer_mb: int = Field(default=16, ge=1, le=1024, description=(
+        "RocksDB write buffer per table partition"))
+    rocksdb_block_cache_mb: int = Field(default=64, ge=1, le=16384, description=(
+        "RocksDB block cache per table partition"))
 
     # The local broker (Apache Kafka's jars from Maven Central, run with Java).
-    cache_dir: Path = DEFAULT_CACHE_DIR
-    kafka_version: str = Field(default="4.1.1", pattern=r"^4\.\d+\.\d+$")
-    kafka_heap: str = Field(default="512m", pattern=r"^\d+[mMgG]$")
-    broker_start_timeout_s: float = Field(default=90.0, gt=0)
+    cache_dir: Path = Field(default=DEFAULT_CACHE_DIR, description=(
+        "where the local broker's jars, data and state live (deploy/dev.sh uses .cache/)"))
+    kafka_version: str = Field(default="4.1.1", pattern=r"^4\.\d+\.\d+$", description=(
+        "the Kafka release the local broker runs"))
+    kafka_heap: str = Field(default="512m", pattern=r"^\d+[mMgG]$", description="the local broker's JVM heap")
+    broker_start_timeout_s: float = Field(default=90.0, gt=0, description=(
+        "how long the local broker may take to answer after its start"))
 
     @field_validator("bootstrap_servers")
     @classmethod

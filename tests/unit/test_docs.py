@@ -33,3 +33,10 @@ def test_the_guides_build_as_a_site_in_strict_mode(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     nav = yaml.safe_load((ROOT / "mkdocs.yml").read_text())["nav"]
     assert {page for entry in nav for page in entry.values()} == {p.name for p in (ROOT / "docs").glob("*.md")}
+
+
+def test_the_reference_is_what_the_code_says() -> None:
+    from streams.cli.reference import render
+
+    assert (ROOT / "docs" / "reference.md").read_text() == render(), \
+        "docs/reference.md is stale: python -m streams.cli.reference > docs/reference.md"

@@ -26,6 +26,22 @@ from streams.worker.state.table import StockTable
 
 ROUTED_HEADER = "X-Stocksync-Routed"
 
+# Every page: its path, and the Api method that answers it.
+ROUTES = {
+    "/ready": "ready",
+    "/live": "live",
+    "/skus/{sku}/positions": "sku_positions",
+    "/skus/{sku}/positions/{location}": "one_position",
+    "/channels/{channel}/ats/{sku}": "ats_of_channel",
+    "/channels/{channel}/aliases/{alias}": "alias_of_channel",
+    "/channels/{channel}/aliases/{alias}/ats": "ats_by_alias",
+    "/skus/{sku}/sourcing": "sourcing",
+    "/skus/{sku}/transfer-suggestions": "sku_suggestions",
+    "/locations/{location}/transfer-suggestions": "location_suggestions",
+    "/openapi.json": "openapi",
+    "/metrics": "prometheus",
+}
+
 Handler = Callable[..., Awaitable[web.Response]]
 
 
@@ -64,21 +80,7 @@ class Api:
 
     def pages(self) -> dict[str, Handler]:
         """Every page by its path, each checked against the access rules first."""
-        pages: dict[str, Handler] = {
-            "/ready": self.ready,
-            "/live": self.live,
-            "/skus/{sku}/positions": self.sku_positions,
-            "/skus/{sku}/positions/{location}": self.one_position,
-            "/channels/{channel}/ats/{sku}": self.ats_of_channel,
-            "/channels/{channel}/aliases/{alias}": self.alias_of_channel,
-            "/channels/{channel}/aliases/{alias}/ats": self.ats_by_alias,
-            "/skus/{sku}/sourcing": self.sourcing,
-            "/skus/{sku}/transfer-suggestions": self.sku_suggestions,
-            "/locations/{location}/transfer-suggestions": self.location_suggestions,
-            "/openapi.json": self.openapi,
-            "/metrics": self.prometheus,
-        }
-        return {path: self._guarded(path, handler) for path, handler in pages.items()}
+        return {path: self._guarded(path, getattr(self, name)) for path, name in ROUTES.items()}
 
     def _guarded(self, path: str, handler: Handler) -> Handler:
         @functools.wraps(handler)
@@ -106,22 +108,28 @@ class Api:
         return _json({"live": not reasons, "reasons": reasons}, status=503 if reasons else 200)
 
     async def openapi(self, request: web.Request) -> web.Response:
+        """The API described in OpenAPI 3."""
         return _json(OPENAPI)
 
     async def prometheus(self, request: web.Request) -> web.Response:
+        """The worker's Prometheus metrics."""
         return web.Response(body=generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     # --- answered by the SKU's owner -------------------------------------------------------------------------
     async def sku_positions(self, request: web.Request, sku: str) -> web.Response:
+        """Every location's figures for the SKU (answered by its owner)."""
         return await self._at_owner(request, sku, lambda: self.query.positions(sku))
 
     async def one_position(self, request: web.Request, sku: str, location: str) -> web.Response:
+        """One location's figures for the SKU (answered by its owner)."""
         return await self._at_owner(request, sku, lambda: self.query.position(sku, location))
 
     async def ats_of_channel(self, request: web.Request, channel: str, sku: str) -> web.Response:
+        """What the channel may sell of the SKU now (answered by its owner)."""
         return await self._at_owner(request, sku, lambda: self.query.channel_ats(channel, sku))
 
     async def ats_by_alias(self, request: web.Request, channel: str, alias: str) -> web.Response:
+        """What the channel may sell of the product its alias names (answered by the SKU's owner)."""
         try:
             sku = self._aliased(channel, alias)
         except ApiError as exc:
@@ -129,23 +137,26 @@ class Api:
         return await self._at_owner(request, sku, lambda: {**self.query.channel_ats(channel, sku), "alias": alias})
 
     async def sourcing(self, request: web.Request, sku: str) -> web.Response:
+        """Where to fill an order line from, ranked by cost (answered by the SKU's owner)."""
         return await self._at_owner(request, sku, lambda: self.query.sourcing(sku, dict(request.query)))
 
     # --- answered by any worker (every worker follows the catalog and all suggestions) ---------------------------
     async def alias_of_channel(self, request: web.Request, channel: str, alias: str) -> web.Response:
-        """The SKU a channel's identifier names."""
+        """The SKU a channel's identifier names (any worker)."""
         try:
             return _json({"channel": channel, "alias": alias, "sku": self._aliased(channel, alias)})
         except ApiError as exc:
             return _refused(exc)
 
     async def sku_suggestions(self, request: web.Request, sku: str) -> web.Response:
+        """The transfer suggestions in force for the SKU (any worker)."""
         try:
             return _json({"sku": check_sku(sku), "suggestions": self.suggestions.for_sku(sku)})
         except ApiError as exc:
             return _refused(exc)
 
     async def location_suggestions(self, request: web.Request, location: str) -> web.Response:
+        """The transfer suggestions from or to the location (any worker)."""
         if location not in self.network.network.locations:
             return _json({"error": f"location: {location!r} is not in the network"}, status=404)
         return _json({"location": location, "suggestions": self.suggestions.for_location(location)})
