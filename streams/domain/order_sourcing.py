@@ -81,7 +81,7 @@ def plan_order(lines: Sequence[OrderLine], stock: Mapping[str, LineStock], netwo
     places = _places(network, channel_id, latitude, longitude, mode)
     fillable, left_out = [], []
     for line in lines:
-        if _can_fill(line, stock[line.line_id], places):
+        if _can_fill(line, stock, places):
             fillable.append(line)
         elif not partial:
             return OrderPlan(False, "insufficient_stock", line.line_id)
@@ -89,7 +89,7 @@ def plan_order(lines: Sequence[OrderLine], stock: Mapping[str, LineStock], netwo
             left_out.append(line.line_id)
     if not fillable:
         return OrderPlan(False, "insufficient_stock", left_out[0] if left_out else None, left_out=tuple(left_out))
-    useful = [p for p in places if any(stock[line.line_id].available.get(p.location, 0) > 0 for line in fillable)]
+    useful = [p for p in places if any(_units(stock, line.line_id, p.location) > 0 for line in fillable)]
     chosen = _fewest_then_cheapest(fillable, stock, useful, limit)
     if chosen is None:
         return OrderPlan(False, "no_pickup_store" if mode == "pickup" else "max_split", left_out=tuple(left_out))
@@ -107,14 +107,18 @@ def _places(network: Network, channel_id: str, latitude: float, longitude: float
     return sorted(found, key=lambda p: (p.cost, p.location))
 
 
-def _can_fill(line: OrderLine, stock: LineStock, places: Sequence[_Place]) -> bool:
-    return line.quantity <= stock.sellable and \
-        sum(max(0, stock.available.get(p.location, 0)) for p in places) >= line.quantity
+def _units(stock: Mapping[str, LineStock], line_id: str, location: str) -> int:
+    """What a location has of a line's SKU (nothing when it has less than nothing)."""
+    return max(0, stock[line_id].available.get(location, 0))
+
+
+def _can_fill(line: OrderLine, stock: Mapping[str, LineStock], places: Sequence[_Place]) -> bool:
+    return line.quantity <= stock[line.line_id].sellable and \
+        sum(_units(stock, line.line_id, p.location) for p in places) >= line.quantity
 
 
 def _covers(lines: Sequence[OrderLine], stock: Mapping[str, LineStock], subset: Sequence[_Place]) -> bool:
-    return all(sum(max(0, stock[line.line_id].available.get(p.location, 0)) for p in subset) >= line.quantity
-               for line in lines)
+    return all(sum(_units(stock, line.line_id, p.location) for p in subset) >= line.quantity for line in lines)
 
 
 def _fewest_then_cheapest(lines: Sequence[OrderLine], stock: Mapping[str, LineStock], places: Sequence[_Place],
@@ -144,16 +148,14 @@ def _greedy(lines: Sequence[OrderLine], stock: Mapping[str, LineStock], places: 
     chosen: list[_Place] = []
     left = list(places)
     while any(missing.values()):
-        def share(place: _Place) -> int:
-            return sum(min(n, max(0, stock[line_id].available.get(place.location, 0)))
-                       for line_id, n in missing.items())
-        best = max(left, key=lambda p: (share(p), -p.cost), default=None)
-        if best is None or share(best) == 0:
+        shares = {p.location: sum(min(n, _units(stock, line_id, p.location)) for line_id, n in missing.items())
+                  for p in left}
+        best = max(left, key=lambda p: (shares[p.location], -p.cost), default=None)
+        if best is None or shares[best.location] == 0:
             return None
         chosen.append(best)
         left.remove(best)
-        for line_id, n in missing.items():
-            missing[line_id] = n - min(n, max(0, stock[line_id].available.get(best.location, 0)))
+        missing = {line_id: n - min(n, _units(stock, line_id, best.location)) for line_id, n in missing.items()}
     return chosen
 
 
@@ -166,7 +168,7 @@ def _allocate(lines: Sequence[OrderLine], stock: Mapping[str, LineStock], chosen
     for line in lines:
         remaining, taken = line.quantity, []
         for place in ordered:
-            take = min(max(0, stock[line.line_id].available.get(place.location, 0)), remaining)
+            take = min(_units(stock, line.line_id, place.location), remaining)
             if take > 0:
                 taken.append((place.location, take))
                 per_place[place.location].append((line.line_id, take))

@@ -40,10 +40,9 @@ POLL_S = 0.2  # follow: how long a read waits for records (and how soon a new se
 RETRY_S = 1.0  # follow: after a failure (a fatal consumer error, a store that would not write): start over after this
 
 
-def changelog_reader(servers: KafkaConnection | str, table: StockTable, partitions: Iterable[int]) -> Consumer:
+def changelog_reader(servers: KafkaConnection | str, table: StockTable, checkpoints: dict[int, int]) -> Consumer:
     """A consumer of the table's changelog assigned each partition from after its local store's checkpoint."""
-    return assigned_consumer(servers, table.changelog, {p: table.checkpoint(p) for p in partitions},
-                             **{"fetch.wait.max.ms": 100})
+    return assigned_consumer(servers, table.changelog, checkpoints, **{"fetch.wait.max.ms": 100})
 
 
 def read_chunk(consumer: Consumer, timeout_s: float, ends: dict[int, int] | None = None
@@ -76,7 +75,7 @@ class ChangelogRestorer:
         start = self.table.checkpoint(partition)
         if start >= end:
             return
-        consumer = changelog_reader(self.servers, self.table, [partition])
+        consumer = changelog_reader(self.servers, self.table, {partition: start})
         records = 0
         try:
             reached, last_progress = start, time.monotonic()
@@ -166,9 +165,10 @@ class StandbyFollower:
         """Read `partitions` from after what their local stores hold."""
         if consumer is not None:
             consumer.close()
-        consumer = changelog_reader(self.servers, self.table, sorted(partitions))
+        checkpoints = {p: self.table.checkpoint(p) for p in sorted(partitions)}
+        consumer = changelog_reader(self.servers, self.table, checkpoints)
         log.info("standby replicas: following table partitions %s from changelog offsets %s", sorted(partitions),
-                 {p: self.table.checkpoint(p) + 1 for p in sorted(partitions)})
+                 {p: start + 1 for p, start in checkpoints.items()})
         return consumer
 
     def _follow_chunk(self, consumer: Consumer, generation: int) -> None:
