@@ -95,6 +95,7 @@ def plan(registry: TopicRegistry, channels: Iterable[str], principals: Principal
     for spec in (registry.positions, registry.ledger, registry.deadletter):
         allow(workers, "topic", spec.name, ("WRITE", "DESCRIBE_CONFIGS"))
     allow(workers, "topic", registry.expiries.name, ("READ", "WRITE", "DESCRIBE_CONFIGS"))
+    allow(workers, "topic", registry.order_steps.name, ("READ", "WRITE", "DESCRIBE_CONFIGS"))
     allow(workers, "topic", registry.catalog.name, ("READ", "DESCRIBE_CONFIGS"))  # followed whole, never written
     # Transfer suggestions: written by a SKU's owner, read whole by every worker (for the API).
     allow(workers, "topic", registry.transfer_suggestions.name, ("READ", "WRITE", "DESCRIBE_CONFIGS"))

@@ -77,6 +77,10 @@ class Movement:
     # The channel's own identifier of the product (a barcode, a listing id): with `sku` "" it names the product
     # instead of the SKU, and the SKU's owner resolves it from the catalog before applying the movement.
     alias: str | None = None
+    # A hold at exactly these (location, units), all or none: an order's coordinator asks the SKU's owner for the
+    # parts its plan chose (never on the wire: order steps carry them). Re-sent with a later `expires_at` while the
+    # hold stands, it extends the hold (the order's confirmation).
+    parts: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         # Every input movement passes here once: each message is formatted only when its check fails.
@@ -137,6 +141,11 @@ class Movement:
             raise InvalidMovement("expires_at: a reservation needs an expiry after occurred_at")
         if self.latitude is not None or self.longitude is not None or self.mode is not None:
             self._check_sourcing()
+        if self.parts:
+            _check(kind is Kind.RESERVATION_PLACED and self.location is None,
+                   "parts: only a reservation without a location names its parts")
+            _check(all(units > 0 for _, units in self.parts) and sum(u for _, u in self.parts) == quantity,
+                   "parts: positive units that add up to the quantity")
 
     def _check_sourcing(self) -> None:
         _check(self.kind is Kind.RESERVATION_PLACED, "latitude/longitude/mode: only a reservation is sourced")

@@ -29,8 +29,9 @@ MAX_LINES = 100  # lines in one order
 @dataclass(frozen=True, slots=True)
 class OrderLine:
     line_id: str
-    sku: str
+    sku: str  # "" when `alias` named a product the catalog does not know
     quantity: int
+    alias: str | None = None  # the channel's own identifier the request named the product by
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +73,10 @@ class _Place:
 
 
 def plan_order(lines: Sequence[OrderLine], stock: Mapping[str, LineStock], network: Network, channel_id: str,
-               latitude: float, longitude: float, mode: Literal["ship", "pickup"] = "ship",
+               latitude: float | None, longitude: float | None, mode: Literal["ship", "pickup"] = "ship",
                max_split: int | None = None, partial: bool = False) -> OrderPlan:
-    """The plan for `lines` (their stock by line id) to a customer at (`latitude`, `longitude`)."""
+    """The plan for `lines` (their stock by line id) to a customer at (`latitude`, `longitude`); without a delivery
+    point a parcel costs its location's handling cost only."""
     limit = 1 if mode == "pickup" else max_split
     if limit is not None and limit < 1:
         raise ValueError("max_split: must be at least 1")
@@ -96,13 +98,17 @@ def plan_order(lines: Sequence[OrderLine], stock: Mapping[str, LineStock], netwo
     return _allocate(fillable, stock, chosen, tuple(left_out))
 
 
-def _places(network: Network, channel_id: str, latitude: float, longitude: float, mode: str) -> list[_Place]:
+def _places(network: Network, channel_id: str, latitude: float | None, longitude: float | None, mode: str
+            ) -> list[_Place]:
     """The channel's locations that can fill in this mode, cheapest first (ties on location id)."""
     found = []
     for location_id in network.channels[channel_id].selling_locations:
         location = network.locations[location_id]
         if location.pickup if mode == "pickup" else location.ship_from:
-            km, cost = network.shipment(location_id, latitude, longitude)
+            if latitude is None or longitude is None:
+                km, cost = 0.0, location.handling_cost
+            else:
+                km, cost = network.shipment(location_id, latitude, longitude)
             found.append(_Place(location_id, km, cost))
     return sorted(found, key=lambda p: (p.cost, p.location))
 

@@ -23,13 +23,19 @@ transaction that writes the order's new state.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
+from streams.domain.movements import MAX_QUANTITY, SKU_PATTERN, WORKER_EVENT_PREFIX, Kind, Movement
 from streams.domain.network import Network
 from streams.domain.order_sourcing import MAX_LINES, LineStock, OrderLine, OrderPlan, plan_order
 
+# An order id is a channel's own (a reservation id of every line's hold is made from it, the line id and the
+# attempt: "<order>/<line>/<attempt>"); a line id names a line within its order.
+ORDER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$")
+LINE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
 MAX_ATTEMPTS = 3  # plans tried when stock moves between the figures and the holds
 HOLD_MS = 30_000  # a tentative hold lapses by itself this long after it is asked for
 DECISION_MS = 20_000  # an order undecided this long after its request is refused (timeout), its holds released
@@ -47,8 +53,8 @@ class OrderRequest:
     order_id: str
     channel: str
     lines: tuple[OrderLine, ...]
-    latitude: float
-    longitude: float
+    latitude: float | None = None
+    longitude: float | None = None
     mode: Literal["ship", "pickup"] = "ship"
     max_split: int | None = None
     partial: bool = False
@@ -57,7 +63,7 @@ class OrderRequest:
     def fingerprint(self) -> str:
         """What makes a re-sent request the same order (its lines and how they are to be filled)."""
         text = repr((self.channel, sorted((line.line_id, line.sku, line.quantity) for line in self.lines),
-                     round(self.latitude, 6), round(self.longitude, 6), self.mode, self.max_split, self.partial))
+                     _rounded(self.latitude), _rounded(self.longitude), self.mode, self.max_split, self.partial))
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
     def problem(self) -> tuple[str, str | None] | None:
@@ -66,9 +72,21 @@ class OrderRequest:
             return "no_lines", None
         if len(self.lines) > MAX_LINES:
             return "too_many_lines", None
+        if self.mode not in ("ship", "pickup"):
+            return "invalid_mode", None
+        lat, lon = self.latitude, self.longitude
+        if (lat is None) != (lon is None) or (
+                lat is not None and lon is not None and not (-90 <= lat <= 90 and -180 <= lon <= 180)):
+            return "invalid_delivery_point", None
         seen_lines, seen_skus = set(), set()
         for line in self.lines:
-            if line.quantity <= 0:
+            if not LINE_ID.match(line.line_id):
+                return "invalid_line_id", line.line_id[:32]
+            if not line.sku and line.alias is not None:
+                return "unknown_alias", line.line_id
+            if not SKU_PATTERN.match(line.sku):
+                return "unknown_sku", line.line_id
+            if line.quantity <= 0 or line.quantity > MAX_QUANTITY:
                 return "invalid_quantity", line.line_id
             if line.line_id in seen_lines or line.sku in seen_skus:
                 return "duplicate_line", line.line_id
@@ -88,6 +106,8 @@ class OrderDecision:
     line: str | None
     plan: OrderPlan | None
     decided_at: int
+    reservations: tuple[tuple[str, str], ...] = ()  # accepted: (line id, the reservation id of its hold)
+    expires_at: int | None = None  # accepted: when the holds lapse unless fulfilled or released
 
 
 # --- what the coordinator is told ------------------------------------------------------------------------------
@@ -136,6 +156,7 @@ class ConfirmHold:
     order_id: str
     line: OrderLine
     hold_id: str
+    parts: tuple[tuple[str, int], ...]  # as placed: the owner extends the hold only if these match it
     expires_at: int
 
 
@@ -152,6 +173,10 @@ class Decide:
 
 
 Command = AskFigures | PlaceHold | ConfirmHold | ReleaseHold | Decide
+
+
+def _rounded(degrees: float | None) -> float | None:
+    return None if degrees is None else round(degrees, 6)
 
 
 def hold_id(order_id: str, line_id: str, attempt: int) -> str:
@@ -253,8 +278,10 @@ class Order:
         if not all(self.holds.values()):
             return []
         expires = self.request.expires_at
+        assert self.plan is not None
+        allocations = self.plan.allocations
         confirms: list[Command] = [ConfirmHold(self.request.order_id, self.lines[line_id], self.hold_of(line_id),
-                                               expires) for line_id in self.holds]
+                                               allocations[line_id], expires) for line_id in self.holds]
         return confirms + self._decide(True, None, None, now)
 
     def _replan(self, line: OrderLine, reason: str | None, now: int) -> list[Command]:
@@ -282,6 +309,31 @@ class Order:
     def _decide(self, accepted: bool, reason: str | None, line: str | None, now: int) -> list[Command]:
         self.phase = Phase.ACCEPTED if accepted else Phase.REFUSED
         r = self.request
+        held = tuple((line_id, self.hold_of(line_id)) for line_id in self.holds) if accepted else ()
         self.decision = OrderDecision(r.order_id, r.channel, accepted, reason, line,
-                                      self.plan if accepted else None, now)
+                                      self.plan if accepted else None, now, held,
+                                      r.expires_at if accepted else None)
         return [Decide(self.decision)]
+
+
+# --- the owner's side: an order's steps as the movements of a line's SKU -----------------------------------------
+ORDER_EVENT_PREFIX = f"{WORKER_EVENT_PREFIX}order:"  # + "<hold id>:<step>"
+
+
+def hold_movement(step: Literal["place", "confirm", "release"], channel: str, sku: str, hold: str,
+                  parts: tuple[tuple[str, int], ...], expires_at: int, at: int) -> Movement:
+    """A coordinator's step as the movement its line's owner applies: place and confirm hold exactly `parts` (a
+    confirmation extends the tentative hold to the order's expiry), release ends it."""
+    event_id = f"{ORDER_EVENT_PREFIX}{hold}:{step}"
+    if step == "release":
+        return Movement(Kind.RESERVATION_RELEASED, event_id, channel, sku, None, 0, at, reservation_id=hold)
+    return Movement(Kind.RESERVATION_PLACED, event_id, channel, sku, None, sum(units for _, units in parts), at,
+                    reservation_id=hold, expires_at=expires_at, parts=tuple(sorted(parts)))
+
+
+def placed_hold(movement: Movement) -> tuple[str, str] | None:
+    """(order id, line id) when `movement` is an order's tentative hold being placed; None for any other."""
+    if not (movement.event_id.startswith(ORDER_EVENT_PREFIX) and movement.event_id.endswith(":place")):
+        return None
+    order_id, line_id, _ = (movement.reservation_id or "").rsplit("/", 2)
+    return order_id, line_id

@@ -330,6 +330,13 @@ class SkuStock:
     def _place(self, m: Movement, network: Network, now: int) -> Outcome:
         assert m.expires_at is not None and m.reservation_id is not None
         held = self._held(m.reservation_key)
+        if held is not None and m.parts and tuple(sorted(m.parts)) == held.parts and m.expires_at > held.expires_at:
+            # An order's confirmation: the tentative hold now lasts as long as the order's.
+            extended = replace(held, expires_at=m.expires_at)
+            self.records.put(reservation_key(m.reservation_key), extended)
+            decision = ReservationDecision(m.channel, m.reservation_id, self.sku, True, held.quantity, "",
+                                           held.parts, extended.expires_at)
+            return Outcome(m, Status.APPLIED, self.version, "extended", decision=decision)
         if held is not None:  # the same reservation re-sent under a new event id: same answer
             decision = ReservationDecision(m.channel, m.reservation_id, self.sku, True, held.quantity, "",
                                            held.parts, held.expires_at, _sourcing(m, held.parts, network))
@@ -356,6 +363,13 @@ class SkuStock:
         channel = network.channels[m.channel]
         if self.sku in channel.excluded_skus:
             return "sku_excluded", ()
+        if m.parts:
+            for location, units in m.parts:
+                if location not in channel.selling_locations:
+                    return "location_not_owned", ()
+                if self.available(location) < units:
+                    return "insufficient_stock", ()
+            return "", tuple(sorted(m.parts))
         if m.location is not None:
             if m.location in channel.excluded_locations:
                 return "location_excluded", ()

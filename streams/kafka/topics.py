@@ -82,6 +82,14 @@ class TopicRegistry:
                           {"cleanup.policy": "delete", "retention.ms": str(7 * 24 * 3600 * 1000)})
 
     @cached_property
+    def order_steps(self) -> TopicSpec:
+        # Keyed by SKU for what an order's coordinator asks a line's owner, by order id for the answers: every
+        # step lands in the partition of the worker that owns its key.
+        return self._spec("order-steps", "sku|order id", Schema.ORDER_STEP,
+                          "the messages between an order's coordinator and its lines' owners (workers only)",
+                          {"cleanup.policy": "delete", "retention.ms": str(7 * 24 * 3600 * 1000)})
+
+    @cached_property
     def catalog(self) -> TopicSpec:
         return self._spec("catalog", "channel|alias", Schema.CATALOG_ENTRY,
                           "the aliases channels know products by, applied with 'stocksync catalog apply'; every "
@@ -101,8 +109,8 @@ class TopicRegistry:
                          purpose="the stock table (per SKU its head and history records; input offsets), for recovery")
 
     def core(self) -> list[TopicSpec]:
-        return [self.positions, self.ledger, self.deadletter, self.network, self.expiries, self.catalog,
-                self.transfer_suggestions, self.stock_changelog]
+        return [self.positions, self.ledger, self.deadletter, self.network, self.expiries, self.order_steps,
+                self.catalog, self.transfer_suggestions, self.stock_changelog]
 
     # --- per channel ---------------------------------------------------------------------------------------
     def _channel(self, channel: str) -> str:
@@ -112,8 +120,8 @@ class TopicRegistry:
 
     @cache  # noqa: B019 - a registry lives as long as its worker or client
     def sales(self, channel: str) -> TopicSpec:
-        return self._spec(f"{self._channel(channel)}.sales", "sku", Schema.MOVEMENT_BATCH,
-                          f"sales-side movements reported by {channel}")
+        return self._spec(f"{self._channel(channel)}.sales", "sku|order id", Schema.MOVEMENT_BATCH,
+                          f"sales-side movements reported by {channel}, and its orders (OrderRequest)")
 
     @cache  # noqa: B019 - a registry lives as long as its worker or client
     def restock(self, channel: str) -> TopicSpec:
@@ -122,8 +130,9 @@ class TopicRegistry:
 
     @cache  # noqa: B019 - a registry lives as long as its worker or client
     def replies(self, channel: str) -> TopicSpec:
-        return self._spec(f"{self._channel(channel)}.replies", "sku", Schema.RESERVATION_DECISION,
-                          f"accepted/refused decisions on {channel}'s reservation requests",
+        return self._spec(f"{self._channel(channel)}.replies", "sku|order id", Schema.RESERVATION_DECISION,
+                          f"accepted/refused decisions on {channel}'s reservation requests and orders "
+                          "(OrderDecision)",
                           {"cleanup.policy": "delete", "retention.ms": str(7 * 24 * 3600 * 1000)})
 
     @cache  # noqa: B019 - a registry lives as long as its worker or client

@@ -37,6 +37,10 @@ class Schema(StrEnum):
     NETWORK_CONFIG = "stocksync.NetworkConfig"
     TRANSFER_SUGGESTION = "stocksync.TransferSuggestion"
     CATALOG_ENTRY = "stocksync.CatalogEntry"
+    ORDER_REQUEST = "stocksync.OrderRequest"
+    ORDER_DECISION = "stocksync.OrderDecision"
+    ORDER_STEP = "stocksync.OrderStep"
+    ORDER_STATE = "stocksync.OrderState"
 
 
 def schemas_dir() -> Path:

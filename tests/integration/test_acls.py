@@ -132,6 +132,7 @@ def test_a_channel_writes_its_own_inputs_and_the_broker_refuses_every_forgery(gu
         "the positions": (registry.positions.name, b"forged"),
         "the ledger": (registry.ledger.name, b"forged"),
         "the expiries (ending holds early)": (registry.expiries.name, b"forged"),
+        "the order steps (holds no coordinator asked for)": (registry.order_steps.name, b"forged"),
         "another channel's sales": (registry.sales("app").name, batch),
     }
     refused = {what: write_as(guarded, web, topic, value, b"SKU-0001") for what, (topic, value) in forgeries.items()}

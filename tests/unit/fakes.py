@@ -8,16 +8,16 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from streams.wire.codec import default_codec
-from streams.wire.partitioner import sku_partition
+from streams.wire.partitioner import partition_for, sku_partition
 from streams.worker.flow.transactions import CommitFailed, Fenced
 from streams.worker.processing.outputs import OutputRecord
-from streams.worker.state.keys import HISTORY_MARK
+from streams.worker.state.keys import HISTORY_MARK, ORDER_PREFIX
 
 
 class Store:
     """A StockStore over dicts: SKU heads by SKU (`data`: sku -> (value, partition), `writes`: the SKUs whose head
-    was written, in order) and every other record by key (`history`); with `partitions`, a write to a partition
-    that is not the SKU's fails."""
+    was written, in order) and every other record by key (`history`, orders' states too); with `partitions`, a
+    write to a partition that is not the SKU's (or the order id's) fails."""
 
     def __init__(self, partitions: int | None = None) -> None:
         self.partitions = partitions
@@ -26,12 +26,17 @@ class Store:
         self.writes: list[str] = []
 
     def get_raw(self, key: bytes, partition: int) -> bytes | None:
-        if HISTORY_MARK in key:
+        if HISTORY_MARK in key or key.startswith(ORDER_PREFIX):
             return self.history.get(key)
         found = self.data.get(key.decode())
         return found[0] if found else None
 
     def put_raw(self, key: bytes, value: bytes | None, partition: int) -> None:
+        if key.startswith(ORDER_PREFIX):  # an order's state: in its order id's partition
+            order_id = key.decode().split(":", 2)[2]
+            assert self.partitions is None or partition == partition_for(order_id.encode(), self.partitions)
+            self.history[key] = value  # type: ignore[assignment]
+            return
         sku = key.split(HISTORY_MARK, 1)[0].decode()
         assert self.partitions is None or partition == sku_partition(sku, self.partitions)
         if HISTORY_MARK in key:

@@ -40,3 +40,8 @@ TABLE_BYTES = Gauge("stocksync_table_bytes", "Stock table bytes held locally, pe
 RECOVERY_REMAINING = Gauge("stocksync_recovery_remaining_records", "Changelog records still to read before the "
                            "worker's table partitions are recovered (active) or up to date (standby)", ["kind"])
 READY = Gauge("stocksync_ready", "1 when the worker is ready (assigned, recovered, reading, Kafka answering)")
+ORDERS = Counter("stocksync_orders_decided_total", "Orders decided by their coordinator, by channel and result "
+                 "(accepted, or the refusal's reason)", ["channel", "result"])
+ORDER_PARCELS = Histogram("stocksync_order_parcels", "Parcels per accepted order", buckets=(1, 2, 3, 4, 5, 10))
+ORDER_SECONDS = Histogram("stocksync_order_decision_seconds", "From an order's first request to its decision "
+                          "(worker time)", buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30))

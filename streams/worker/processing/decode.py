@@ -4,17 +4,22 @@ and the catalog, and grouped per SKU in steps of at most SKU_STEP movements; wha
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Literal
 
 from streams.domain import InvalidMovement, Movement
 from streams.domain.catalog import Catalog
 from streams.domain.movements import SALES_SIDE, WORKER_EVENT_PREFIX, WORKER_MADE, Kind, channel_of_expiry
+from streams.domain.orders import ORDER_ID, Event, OrderRequest, hold_movement
 from streams.wire.codec import DecodeError, SingleObjectCodec
-from streams.wire.partitioner import sku_partition
+from streams.wire.order_records import event_of_step, order_request_from_record
+from streams.wire.partitioner import partition_for, sku_partition
 from streams.wire.records import movement_from_record
 from streams.wire.schemas import Schema
 from streams.worker.ops import metrics
 from streams.worker.processing.deadletters import DeadLetters
 from streams.worker.processing.messages import BatchResult, Inbound
+from streams.worker.processing.orders import OrderId, OrderWork
 from streams.worker.processing.outputs import Outbox
 from streams.worker.reference.network_in_force import NetworkInForce
 
@@ -26,11 +31,12 @@ SKU_STEP = 500
 @dataclass
 class SkuWork:
     """The movements of one SKU in one step of a batch, with where each came from (a message, and its index in a
-    packed message)."""
+    packed message), and the orders' coordinators asking for its figures (their ask_figures steps)."""
 
     partition: int
     movements: list[Movement] = field(default_factory=list)
     sources: list[tuple[Inbound, int | None]] = field(default_factory=list)
+    questions: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -40,14 +46,29 @@ class Decoded:
 
     filling: dict[str, SkuWork] = field(default_factory=dict)
     steps: list[tuple[str, SkuWork]] = field(default_factory=list)
+    orders: dict[OrderId, OrderWork] = field(default_factory=dict)
 
     def add(self, movement: Movement, partition: int, source: tuple[Inbound, int | None]) -> None:
-        item = self.filling.get(movement.sku)
-        if item is None or len(item.movements) >= SKU_STEP:
-            item = self.filling[movement.sku] = SkuWork(partition)
-            self.steps.append((movement.sku, item))
+        item = self._work(movement.sku, partition)
         item.movements.append(movement)
         item.sources.append(source)
+
+    def ask(self, sku: str, partition: int, question: dict[str, Any]) -> None:
+        self._work(sku, partition).questions.append(question)
+
+    def order(self, order: OrderId, partition: int, event: OrderRequest | Event | None, source: Inbound) -> None:
+        work = self.orders.get(order)
+        if work is None:
+            work = self.orders[order] = OrderWork(partition)
+        work.events.append(event)
+        work.sources.append(source)
+
+    def _work(self, sku: str, partition: int) -> SkuWork:
+        item = self.filling.get(sku)
+        if item is None or len(item.movements) >= SKU_STEP:
+            item = self.filling[sku] = SkuWork(partition)
+            self.steps.append((sku, item))
+        return item
 
 
 class Decoder:
@@ -62,10 +83,19 @@ class Decoder:
         if route is None:
             dead_letter(outbox, message, None, "unknown_channel", f"no channel reads {message.topic}", now, result)
             return
+        steps = message.topic == self.network.registry.order_steps.name
         try:
-            name, record = self.codec.decode_as(message.value or b"", Schema.MOVEMENT, Schema.MOVEMENT_BATCH)
+            name, record = self.codec.decode_as(message.value or b"", *((Schema.ORDER_STEP,) if steps else (
+                Schema.MOVEMENT, Schema.MOVEMENT_BATCH, Schema.ORDER_REQUEST)))
         except DecodeError as exc:
             dead_letter(outbox, message, route.channel, exc.reason, str(exc), now, result)
+            return
+        if name == Schema.ORDER_STEP:
+            self._order_step(message, record, into, outbox, now, result)
+            return
+        if name == Schema.ORDER_REQUEST:
+            assert route.channel is not None
+            self._order_request(message, route.channel, route.kinds, record, into, outbox, now, result)
             return
         records = [record] if name == Schema.MOVEMENT else record["movements"]
         for index, raw in enumerate(records):
@@ -109,6 +139,64 @@ class Decoder:
                 result.rerouted += 1
                 continue
             into.add(movement, partition, (message, position))
+
+    def _order_request(self, message: Inbound, channel: str, kinds: frozenset[Kind], record: dict[str, Any],
+                       into: Decoded, outbox: Outbox, now: int, result: BatchResult) -> None:
+        order_id = str(record["order_id"])
+        if kinds is not SALES_SIDE:
+            self.dead_letters.send(outbox, message, channel, "wrong_topic",
+                                   "an order belongs on the channel's sales topic", now, result, None, order_id)
+        elif not ORDER_ID.match(order_id):
+            self.dead_letters.send(outbox, message, channel, "invalid_order",
+                                   f"order_id: {order_id[:80]!r} is not an order id (letters, digits, ._:/-; max 64)",
+                                   now, result, None, order_id[:128])
+        elif not self._here(order_id, message, outbox, result):
+            return
+        else:
+            request = order_request_from_record(record, channel, partial(self.catalog.resolve, channel))
+            into.order((channel, order_id), message.partition, request, message)
+
+    def _order_step(self, message: Inbound, record: dict[str, Any], into: Decoded, outbox: Outbox, now: int,
+                    result: BatchResult) -> None:
+        """A step between an order's coordinator and a line's owner: to the owner it joins the SKU's work (a hold
+        is a reservation movement), to the coordinator the order's."""
+        kind, channel, order_id, sku = record["kind"], record["channel"], record["order_id"], record["sku"]
+        if kind in ("figures", "hold_answer", "tick"):
+            if self._here(order_id, message, outbox, result):
+                event = None if kind == "tick" else event_of_step(record)
+                into.order((channel, order_id), message.partition, event, message)
+            return
+        if kind != "ask_figures" and kind not in _HOLD_STEPS:
+            self.dead_letters.send(outbox, message, channel, "unknown_step", f"an order step of kind {kind!r}", now,
+                                   result, None, order_id)
+            return
+        if not self._here(sku, message, outbox, result):
+            return
+        if kind == "ask_figures":
+            into.ask(sku, message.partition, record)
+            return
+        parts = tuple((p["location"], p["quantity"]) for p in record["parts"])
+        try:
+            movement = hold_movement(_HOLD_STEPS[kind], channel, sku, record["hold_id"], parts,
+                                     record["expires_at"], record["sent_at"])
+        except InvalidMovement as exc:
+            self.dead_letters.send(outbox, message, channel, "invalid_movement", str(exc), now, result, None,
+                                   record["hold_id"])
+            return
+        into.add(movement, message.partition, (message, None))
+
+    def _here(self, key: str, message: Inbound, outbox: Outbox, result: BatchResult) -> bool:
+        """Whether `key` belongs to the message's partition; if not, the message is sent on to its own."""
+        if partition_for(key.encode(), self.partitions) == message.partition:
+            return True
+        outbox.send(message.topic, key.encode(), message.value, None)
+        outbox.on_commit(metrics.REROUTED.inc)
+        result.rerouted += 1
+        return False
+
+
+_HOLD_STEPS: dict[str, Literal["place", "confirm", "release"]] = {
+    "place_hold": "place", "confirm_hold": "confirm", "release_hold": "release"}
 
 
 def _wrong_topic(kind: Kind) -> str:

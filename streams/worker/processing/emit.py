@@ -12,9 +12,11 @@ from typing import Any
 
 from streams.domain import Network, Outcome, SkuStock, Status, affected_channels, channel_ats
 from streams.domain.movements import Kind
-from streams.domain.stock import MAX_ON_HAND, Reservation
+from streams.domain.orders import ORDER_EVENT_PREFIX, placed_hold
+from streams.domain.stock import MAX_ON_HAND, Reservation, ReservationDecision
 from streams.domain.transfers import transfer_suggestions
 from streams.kafka.topics import TopicRegistry
+from streams.wire.order_records import hold_answer_step
 from streams.wire.records import decision_record, figures, position_record, suggestion_record
 from streams.wire.schemas import Schema
 from streams.worker.ops import metrics
@@ -56,11 +58,7 @@ class Emitter:
             out.changed |= {c.after.location for c in outcome.changes}
             out.again |= _locations_of(outcome, stock)
             if outcome.decision is not None:
-                d = outcome.decision
-                out.records.append((self.registry.replies(d.channel).name, key, self.encode(
-                    Schema.RESERVATION_DECISION, decision_record(d, outcome.version, outcome.movement.event_id, now,
-                                                                 outcome.movement.alias)),
-                    item.partition))
+                out.records += self._decision(outcome, outcome.decision, key, item.partition, now)
             if outcome.status is Status.DUPLICATE:
                 continue  # its ledger entry was committed with the state that remembers it
             out.holds += self._hold_changes(sku, outcome)
@@ -72,6 +70,22 @@ class Emitter:
         if out.changed:
             out.records += self._suggestion_changes(network, before, stock, item.partition, now)
         return out
+
+    def _decision(self, outcome: Outcome, d: ReservationDecision, key: bytes, partition: int, now: int
+                  ) -> list[OutputRecord]:
+        """A reservation's decision on its channel's replies topic; an order's tentative hold is answered to the
+        order's coordinator instead (its confirmation and release need no answer)."""
+        m = outcome.movement
+        if not m.event_id.startswith(ORDER_EVENT_PREFIX):
+            return [(self.registry.replies(d.channel).name, key, self.encode(
+                Schema.RESERVATION_DECISION, decision_record(d, outcome.version, m.event_id, now, m.alias)),
+                partition)]
+        order = placed_hold(m)
+        if order is None:
+            return []
+        step_key, record = hold_answer_step(order[0], d.channel, order[1], d.reservation_id, d.accepted, d.reason,
+                                            now)
+        return [(self.registry.order_steps.name, step_key.encode(), self.encode(Schema.ORDER_STEP, record), None)]
 
     def send(self, out: SkuOutputs, outbox: Outbox) -> None:
         for topic, record_key, value, partition in out.records:
@@ -111,7 +125,8 @@ class Emitter:
             return [partial(self.expiries.held, sku, Reservation(d.channel, d.reservation_id, d.parts,
                                                                  d.expires_at, m.occurred_at))]
         if m.kind in CLOSING_KINDS and m.reservation_id is not None:
-            return [partial(self.expiries.ended, sku, m.channel, m.reservation_id)]
+            lapsed_at = m.occurred_at if m.kind is Kind.RESERVATION_EXPIRED else None
+            return [partial(self.expiries.ended, sku, m.channel, m.reservation_id, lapsed_at)]
         return []
 
 

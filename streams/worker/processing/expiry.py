@@ -33,12 +33,18 @@ class ExpiryScheduler:
         self._requested: dict[tuple[str, str, str], int] = {}  # (sku, channel, reservation) -> sent at
 
     def held(self, sku: str, hold: Reservation) -> None:
-        """A hold was placed (its batch is committed)."""
+        """A hold was placed or extended (its batch is committed)."""
+        self.ended(sku, hold.channel, hold.reservation_id)
+        self._index(sku, hold)
+
+    def _index(self, sku: str, hold: Reservation) -> None:
         bisect.insort(self._expiries.setdefault(sku, []), (hold.expires_at, hold.channel, hold.reservation_id))
 
-    def ended(self, sku: str, channel: str, reservation_id: str) -> None:
-        """A hold was released, fulfilled or expired (its batch is committed)."""
-        entries = [e for e in self._expiries.get(sku, ()) if (e[1], e[2]) != (channel, reservation_id)]
+    def ended(self, sku: str, channel: str, reservation_id: str, lapsed_at: int | None = None) -> None:
+        """A hold was released, fulfilled or expired (its batch is committed). `lapsed_at`: an expiry as of this
+        time was applied (or found the hold extended past it): only an entry due by then is done with."""
+        entries = [e for e in self._expiries.get(sku, ())
+                   if (e[1], e[2]) != (channel, reservation_id) or (lapsed_at is not None and e[0] > lapsed_at)]
         if entries:
             self._expiries[sku] = entries
         else:
@@ -50,7 +56,7 @@ class ExpiryScheduler:
         self._expiries.clear()
         self._requested.clear()
         for sku, hold in holds:
-            self.held(sku, hold)
+            self._index(sku, hold)
 
     def request_due(self, outbox: Outbox, now: int | None = None) -> int:
         """Send an expiry movement for every lapsed hold; returns how many were sent."""

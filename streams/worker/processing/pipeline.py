@@ -20,6 +20,7 @@ from streams.domain.demand import RecentSales
 from streams.kafka.topics import TopicRegistry
 from streams.settings import DEFAULT_MAX_RECORD_BYTES
 from streams.wire.codec import SingleObjectCodec
+from streams.wire.schemas import Schema
 from streams.worker.ops import metrics
 from streams.worker.ops.clock import now_ms
 from streams.worker.processing.ats import AtsPublisher
@@ -28,6 +29,7 @@ from streams.worker.processing.decode import Decoded, Decoder, SkuWork
 from streams.worker.processing.emit import Emitter, count_outcomes, rejection_detail
 from streams.worker.processing.expiry import ExpiryScheduler
 from streams.worker.processing.messages import BatchResult, Inbound
+from streams.worker.processing.orders import Coordinator, OrderId, OrderTimer, OrderWork, answer_figures
 from streams.worker.processing.outputs import Outbox
 from streams.worker.reference.network_in_force import NetworkInForce
 from streams.worker.state.records import RecordEncoder, RecordTooLarge, StockStore, TableRecords
@@ -50,6 +52,8 @@ class Pipeline:
         self.decoder = Decoder(network, codec, catalog if catalog is not None else Catalog(), registry.partitions,
                                self.dead_letters)
         self.emitter = Emitter(registry, self.encoder, ats, expiries)
+        self.order_timer = OrderTimer(registry, self.encoder)
+        self.coordinator = Coordinator(registry, self.encoder, self.order_timer)
 
     def handle(self, batch: Sequence[Inbound], store: StockStore, outbox: Outbox, now: int | None = None
                ) -> BatchResult:
@@ -73,6 +77,12 @@ class Pipeline:
             except Exception as exc:  # noqa: BLE001 - one SKU's failure never sinks the batch or stops the worker
                 self._isolate(sku, item, exc, outbox, now, result)
             yield
+        for order, work in decoded.orders.items():
+            try:
+                self.coordinator.apply(order, work, self.network.network, store, outbox, now)
+            except Exception as exc:  # noqa: BLE001 - as for a SKU: the order's messages are dead-lettered
+                self._isolate_order(order, work, exc, outbox, now, result)
+            yield
         outbox.on_commit(partial(_count_batch, len(batch)))
 
     def _apply(self, sku: str, item: SkuWork, store: StockStore, outbox: Outbox, now: int,
@@ -87,6 +97,9 @@ class Pipeline:
                           sales=stock.sales.copy() if network.levels_in_days else RecentSales())
         outcomes = stock.apply_all(item.movements, network, now, self.rules)
         out = self.emitter.build(sku, item, outcomes, network, before, stock, now)
+        for key, record in answer_figures(item.questions, stock, network, now):
+            out.records.append((self.registry.order_steps.name, key.encode(),
+                                self.encoder.encode(Schema.ORDER_STEP, record), None))
         if converted or records.changed:  # every movement applied is remembered: a history record changed
             records.save(stock)
         # Every record is built: from here on nothing fails.
@@ -118,6 +131,16 @@ class Pipeline:
         for movement, (message, index) in zip(item.movements, item.sources, strict=True):
             self.dead_letters.send(outbox, message, movement.channel, reason, detail, now, result, index,
                                    movement.event_id)
+
+    def _isolate_order(self, order: OrderId, work: OrderWork, exc: Exception, outbox: Outbox, now: int,
+                       result: BatchResult) -> None:
+        """Dead-letter what a batch brought an order whose records could not be built (its holds lapse)."""
+        reason = "record_too_large" if isinstance(exc, RecordTooLarge) else "internal_error"
+        log.error("order %s of %s: handling %d messages failed; dead-lettering them", order[1], order[0],
+                  len(work.sources), exc_info=exc)
+        for message in {id(m): m for m in work.sources}.values():
+            self.dead_letters.send(outbox, message, order[0], reason, f"order {order[1]}: {exc!r}"[:500], now,
+                                   result, None, order[1])
 
     def dead_letter_batch(self, batch: Sequence[Inbound], outbox: Outbox, reason: str, detail: str) -> None:
         """Send every message of a batch to the dead-letter topic (a batch whose handling failed unexpectedly)."""

@@ -30,7 +30,8 @@ class Route(NamedTuple):
 class NetworkInForce:
     """The network this worker applies, its version (the offset of its record), and the input topics it implies:
     each channel's sales topic takes the sales-side movements, its restock topic the supply-side ones; the
-    expiries topic takes the expiries the workers make of lapsed holds."""
+    expiries topic takes the expiries the workers make of lapsed holds, the order-steps topic the messages of
+    orders' coordinators and owners."""
 
     def __init__(self, registry: TopicRegistry) -> None:
         self.registry = registry
@@ -50,6 +51,7 @@ class NetworkInForce:
             self._routes[self.registry.restock(channel).name] = Route(channel, SUPPLY_SIDE, False)
 
         self._routes[self.registry.expiries.name] = Route(None, WORKER_MADE, True)
+        self._routes[self.registry.order_steps.name] = Route(None, frozenset(), True)
         metrics.NETWORK_VERSION.set(version)
         return added, changed
 

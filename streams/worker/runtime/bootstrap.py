@@ -27,6 +27,7 @@ from streams.worker.ops import logfilters, metrics
 from streams.worker.ops.health import BROKER_PROBE_S, Health
 from streams.worker.processing.ats import AtsPublisher
 from streams.worker.processing.expiry import ExpiryScheduler
+from streams.worker.processing.orders import undecided
 from streams.worker.processing.pipeline import Pipeline
 from streams.worker.reference.catalog_in_force import CatalogInForce
 from streams.worker.reference.network_in_force import NetworkFollower, NetworkInForce
@@ -106,6 +107,7 @@ class Worker:
         self.app.before_stop.append(self.reader.stop)
 
     async def expire_reservations(self) -> None:
+        """Lapsed holds expire; orders past their deadline are told so."""
         if not self.recovered():
             return
         state = self.app.worker_state
@@ -113,10 +115,12 @@ class Worker:
             if state.rebuild_expiries:
                 state.rebuild_expiries = False
                 self.expiries.rebuild(self.table.holds())
+                self.pipeline.order_timer.rebuild(undecided(self.table.order_states()))
                 # A held-back ATS update of a coalescing channel dies with its worker: publish those channels'
                 # ATS for every SKU this worker now owns.
                 self.ats.republish(self.table.stocks(), self.network.coalesced_channels(), outbox)
             self.expiries.request_due(outbox)
+            self.pipeline.order_timer.request_due(outbox)
 
     async def release_coalesced_ats(self) -> None:
         async with self.batcher.outside_batch() as outbox:

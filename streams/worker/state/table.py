@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from functools import cached_property
+from typing import Any
 
 from streams.domain import SkuStock
 from streams.domain.history import reservation_key
@@ -14,7 +15,7 @@ from streams.wire.codec import SingleObjectCodec
 from streams.wire.partitioner import sku_partition
 from streams.wire.records import history_from_record
 from streams.wire.schemas import Schema
-from streams.worker.state.keys import HISTORY_MARK, is_head, offsets_key, sku_of
+from streams.worker.state.keys import HISTORY_MARK, ORDER_PREFIX, is_head, offsets_key, sku_of
 from streams.worker.state.records import head_of
 from streams.worker.state.stores import LocalStore, Writes
 
@@ -62,6 +63,12 @@ class StockTable:
                 held = history_from_record(*self.codec.decode_stored(value, Schema.HELD_RESERVATION))
                 assert isinstance(held, Reservation)
                 yield sku_of(key), held
+
+    def order_states(self) -> Iterator[dict[str, Any]]:
+        """Every order's coordinator state (OrderState records) in this worker's table partitions (a scan)."""
+        for key, value in self.store.items():
+            if key.startswith(ORDER_PREFIX):
+                yield self.codec.decode_stored(value, Schema.ORDER_STATE)[1]
 
     def sizes(self) -> dict[str, tuple[int, int]]:
         """Records and bytes held locally, per partition (the memory store: "all")."""

@@ -14,11 +14,11 @@ def test_registry_names_and_partitions() -> None:
     registry = TopicRegistry(load_settings(topic_prefix="acme", partitions=12))
     names = [spec.name for spec in registry.all(["web"])]
     assert names == ["acme.positions", "acme.ledger", "acme.deadletter", "acme.network", "acme.expiries",
-                     "acme.catalog", "acme.transfer-suggestions", "stocksync-stock-changelog",
+                     "acme.order-steps", "acme.catalog", "acme.transfer-suggestions", "stocksync-stock-changelog",
                      "acme.channel.web.sales",
                      "acme.channel.web.restock", "acme.channel.web.replies", "acme.channel.web.ats"]
     # Every input and every SKU-keyed output share one partition count; the network is one ordered log.
-    assert {s.partitions for s in registry.all(["web"]) if s.key == "sku"} == {12}
+    assert {s.partitions for s in registry.all(["web"]) if s.key.startswith("sku")} == {12}
     assert registry.network.partitions == 1
     assert registry.ats("web").config["cleanup.policy"] == "compact"
     assert registry.ledger.config["cleanup.policy"] == "delete"

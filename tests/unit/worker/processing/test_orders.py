@@ -1,0 +1,179 @@
+"""Orders through the worker's batch logic, without a broker: the coordinator's steps and the owners' answers are
+fed back as the order-steps topic would, until nothing is left to say."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streams.domain import Kind, Movement, Network
+from streams.domain.order_sourcing import OrderLine
+from streams.domain.orders import DECISION_MS, HOLD_MS, OrderRequest
+from streams.kafka.topics import TopicRegistry
+from streams.wire.codec import default_codec
+from streams.wire.order_records import order_request_record
+from streams.wire.partitioner import partition_for
+from streams.wire.schemas import Schema
+from streams.worker.processing.messages import Inbound
+from streams.worker.processing.pipeline import Pipeline
+from tests.unit.domain.helpers import NETWORK, NOW
+from tests.unit.fakes import Outbox, Store
+from tests.unit.worker.helpers import PARTITIONS, message, pipeline
+
+CODEC = default_codec()
+BERLIN = (52.52, 13.40)  # store-a is here
+
+
+class Worker:
+    """One pipeline over one store, and the steps it has sent but not yet read."""
+
+    def __init__(self, network: Network = NETWORK) -> None:
+        self.pipeline: Pipeline = pipeline(network)
+        self.registry: TopicRegistry = self.pipeline.registry
+        self.store = Store(PARTITIONS)
+        self.offset = 0
+        self.steps: list[tuple[bytes, bytes]] = []
+        self.replies: list[dict[str, Any]] = []
+
+    def handle(self, batch: list[Inbound], now: int = NOW) -> Outbox:
+        outbox = Outbox()
+        self.pipeline.handle(batch, self.store, outbox, now)
+        self.steps += [(key, value) for _, key, value, _ in outbox.to(self.registry.order_steps.name) if value]
+        for channel in NETWORK.channels:
+            for _, _, value, _ in outbox.to(self.registry.replies(channel).name):
+                name, record = CODEC.decode(value or b"")
+                if name == Schema.ORDER_DECISION:
+                    self.replies.append(record)
+        return outbox
+
+    def stock(self, sku: str, **units: int) -> None:
+        movements = [Movement(Kind.RECEIPT, f"r-{sku}-{loc}", "wms", sku, loc.replace("_", "-"), n, 1_000)
+                     for loc, n in units.items()]
+        self.handle([message(self.registry, [m]) for m in movements])
+
+    def order(self, request: OrderRequest, now: int = NOW) -> None:
+        value = CODEC.encode(Schema.ORDER_REQUEST, order_request_record(request, now))
+        key = request.order_id.encode()
+        self.offset += 1
+        self.handle([Inbound(self.registry.sales(request.channel).name, partition_for(key, PARTITIONS),
+                             self.offset, key, value)], now)
+
+    def deliver_steps(self, now: int = NOW, rounds: int | None = None) -> None:
+        """Hand the steps sent back to the pipeline, one batch per round: `rounds` of them, or until none are left."""
+        for _ in range(rounds or 20):
+            if not self.steps:
+                return
+            steps, self.steps = self.steps, []
+            batch = []
+            for key, value in steps:
+                self.offset += 1
+                batch.append(Inbound(self.registry.order_steps.name, partition_for(key, PARTITIONS), self.offset,
+                                     key, value))
+            self.handle(batch, now)
+        if rounds is None:
+            raise AssertionError("the steps never ended")
+
+    def position(self, sku: str, location: str) -> tuple[int, int]:
+        stock = self.pipeline_table_stock(sku)
+        p = stock.position(location)
+        return p.on_hand, p.reserved
+
+    def pipeline_table_stock(self, sku: str) -> Any:
+        from streams.worker.state.records import head_of
+
+        raw = self.store.get_raw(sku.encode(), 0)
+        assert raw is not None
+        return head_of(CODEC, raw)
+
+
+def request(order_id: str, *lines: tuple[str, int]) -> OrderRequest:
+    return OrderRequest(order_id, "web", tuple(OrderLine(str(i + 1), sku, n) for i, (sku, n) in enumerate(lines)),
+                        *BERLIN, expires_at=NOW + 3_600_000)
+
+
+def test_a_cart_is_held_whole_in_the_fewest_parcels_and_confirmed_until_the_order_expires() -> None:
+    worker = Worker()
+    worker.stock("SKU-1", store_a=1, wh_1=5)
+    worker.stock("SKU-2", wh_1=3)
+    worker.order(request("o-1", ("SKU-1", 2), ("SKU-2", 1)))
+    worker.deliver_steps()
+    [decision] = worker.replies
+    assert decision["accepted"] and decision["reason"] == ""
+    # One parcel from wh-1 (it has both), not store-a's single unit of SKU-1 plus a second parcel.
+    assert [(p["location"], [(line["line_id"], line["quantity"]) for line in p["lines"]])
+            for p in decision["parcels"]] == [("wh-1", [("1", 2), ("2", 1)])]
+    assert [(line["line_id"], line["reservation_id"], line["parts"]) for line in decision["lines"]] == [
+        ("1", "o-1/1/1", [{"location": "wh-1", "quantity": 2}]),
+        ("2", "o-1/2/1", [{"location": "wh-1", "quantity": 1}])]
+    assert decision["expires_at"] == NOW + 3_600_000
+    assert worker.position("SKU-1", "wh-1") == (5, 2) and worker.position("SKU-2", "wh-1") == (3, 1)
+    # Confirmed: the holds last as long as the order, not the tentative hold's short expiry.
+    assert worker.pipeline.expiries.request_due(Outbox(), NOW + HOLD_MS + 1) == 0
+    assert worker.store.holds("SKU-1") == ["o-1/1/1"]
+
+
+def test_an_order_that_cannot_be_filled_whole_holds_nothing() -> None:
+    worker = Worker()
+    worker.stock("SKU-1", wh_1=5)
+    worker.stock("SKU-2", wh_1=1)
+    worker.order(request("o-2", ("SKU-1", 1), ("SKU-2", 2)))
+    worker.deliver_steps()
+    [decision] = worker.replies
+    assert (decision["accepted"], decision["reason"], decision["line"]) == (False, "insufficient_stock", "2")
+    assert worker.store.holds("SKU-1") == [] and worker.position("SKU-1", "wh-1") == (5, 0)
+
+
+def test_stock_taken_between_the_figures_and_the_hold_makes_the_order_plan_again() -> None:
+    worker = Worker()
+    worker.stock("SKU-1", store_a=2, wh_1=4)  # web keeps a buffer of 2
+    worker.order(request("o-3", ("SKU-1", 2)))
+    worker.deliver_steps(rounds=2)  # the figures are in: the plan holds at store-a (the nearest)
+    # A store sale takes store-a's units before the hold arrives.
+    worker.handle([message(worker.registry, [Movement(Kind.SALE, "s-1", "pos-a", "SKU-1", "store-a", 2, 2_000)],
+                           offset=7, side="sales")])
+    worker.deliver_steps()
+    [decision] = worker.replies
+    assert decision["accepted"]
+    assert [line["reservation_id"] for line in decision["lines"]] == ["o-3/1/2"]  # the second attempt
+    assert [p["location"] for p in decision["parcels"]] == ["wh-1"]
+    assert worker.store.holds("SKU-1") == ["o-3/1/2"]
+
+
+def test_the_same_order_again_gets_the_same_decision_and_other_lines_under_its_id_a_conflict() -> None:
+    worker = Worker()
+    worker.stock("SKU-1", wh_1=5)
+    worker.order(request("o-4", ("SKU-1", 1)))
+    worker.deliver_steps()
+    worker.order(request("o-4", ("SKU-1", 1)))
+    worker.order(request("o-4", ("SKU-1", 3)))
+    first, again, conflict = worker.replies
+    assert again == first and first["accepted"]
+    assert (conflict["accepted"], conflict["reason"]) == (False, "conflict")
+    assert worker.position("SKU-1", "wh-1") == (5, 1)  # held once
+
+
+def test_an_order_undecided_at_its_deadline_is_refused_and_its_holds_released() -> None:
+    worker = Worker()
+    worker.stock("SKU-1", wh_1=5)
+    worker.stock("SKU-2", wh_1=5)
+    worker.order(request("o-5", ("SKU-1", 1), ("SKU-2", 1)))
+    worker.deliver_steps(rounds=2)  # figures in, holds placed, their answers not yet read by the coordinator
+    late = NOW + DECISION_MS + 1
+    ticks = Outbox()
+    assert worker.pipeline.order_timer.request_due(ticks, late) == 1
+    worker.steps += [(key, value) for _, key, value, _ in ticks.records if value]
+    worker.deliver_steps(now=late)
+    [decision] = worker.replies
+    assert (decision["accepted"], decision["reason"]) == (False, "timeout")
+    assert worker.store.holds("SKU-1") == [] and worker.store.holds("SKU-2") == []
+    assert len(worker.pipeline.order_timer) == 0
+
+
+def test_bad_lines_are_refused_naming_the_line() -> None:
+    worker = Worker()
+    worker.order(request("o-6", ("SKU-1", 1), ("SKU-1", 2)))
+    worker.order(request("o-7", ("SKU-1", 0)))
+    worker.order(OrderRequest("o-8", "web", (OrderLine("1", "", 1, alias="no-such-barcode"),), *BERLIN,
+                              expires_at=NOW + 60_000))
+    assert [(d["order_id"], d["reason"], d["line"]) for d in worker.replies] == [
+        ("o-6", "duplicate_line", "2"), ("o-7", "invalid_quantity", "1"), ("o-8", "unknown_alias", "1")]
+    assert worker.steps == []
