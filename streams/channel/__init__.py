@@ -1,4 +1,5 @@
-"""The channel client SDK: report movements, request reservations, follow the ATS feed (see ChannelClient)."""
+"""The channel client SDK: report movements, request reservations and orders, follow the ATS feed (see
+ChannelClient)."""
 
 from streams.channel.client import ChannelClient
 from streams.channel.errors import (
@@ -10,9 +11,10 @@ from streams.channel.errors import (
            DeliveryError,
 )
 from streams.channel.feed import AtsSubscription, AtsUpdate
+from streams.channel.orders import HeldLine, InvalidOrder, Line, OrderDecision, Parcel
 from streams.channel.replies import Decision
 from streams.domain import InvalidMovement, Kind, Movement
 
 __all__ = ["AtsSubscription", "AtsUpdate", "ChannelAccessDenied", "ChannelClient", "ChannelError",
-           "ChannelTopicMissing", "ClientClosed", "Decision", "DecisionTimeout", "DeliveryError", "InvalidMovement",
-           "Kind", "Movement"]
+           "ChannelTopicMissing", "ClientClosed", "Decision", "DecisionTimeout", "DeliveryError", "HeldLine",
+           "InvalidMovement", "InvalidOrder", "Kind", "Line", "Movement", "OrderDecision", "Parcel"]

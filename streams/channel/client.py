@@ -16,24 +16,38 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 
 from streams.channel.errors import DecisionTimeout
 from streams.channel.feed import AtsSubscription, AtsUpdate
+from streams.channel.orders import HeldLine, InvalidOrder, LineLike, OrderDecision, checked, order_lines
 from streams.channel.replies import Decision, ReplyListener
 from streams.channel.sender import MovementSender
 from streams.domain import InvalidMovement, Kind, Movement
 from streams.domain.movements import WORKER_EVENT_PREFIX, WORKER_MADE
+from streams.domain.orders import OrderRequest
 from streams.kafka.cluster import configured_servers
 from streams.kafka.topics import TopicRegistry
 from streams.security import Kafka, KafkaConnection
 from streams.settings import Settings, load_settings
 from streams.wire.codec import SingleObjectCodec, default_codec
+from streams.wire.order_records import order_request_record
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _held_lines(decision: OrderDecision, lines: Iterable[str] | None) -> list[HeldLine]:
+    if lines is None:
+        return list(decision.lines)
+    wanted = set(lines)
+    found = [held for held in decision.lines if held.line_id in wanted]
+    missing = wanted - {held.line_id for held in found}
+    if missing:
+        raise InvalidOrder(f"order {decision.order_id!r}: no held line {sorted(missing)}")
+    return found
 
 
 class ChannelClient:
@@ -178,6 +192,57 @@ class ChannelClient:
         except TimeoutError:
             raise DecisionTimeout(f"reservation {reservation_id!r} on {sku}: no decision within {timeout_s} s") \
                 from None
+
+    # --- orders ----------------------------------------------------------------------------------------------
+    def request_order(self, order_id: str, lines: Iterable[LineLike], *,
+                      deliver_to: tuple[float, float] | None = None, mode: str = "ship",
+                      max_split: int | None = None, partial: bool = False, ttl_s: float = 900.0,
+                      expires_at: int | None = None, occurred_at: int | None = None) -> Future[OrderDecision]:
+        """Ask for every line of an order to be held, all or none; the Future resolves with the decision.
+
+        `lines`: Line objects, (sku, quantity) pairs or mappings with sku (or alias), quantity and line_id (by
+        default "1", "2", ...). The order is sourced as one: the fewest parcels (at most `max_split`), then the
+        lowest cost to `deliver_to=(latitude, longitude)` (without it, each location's handling cost);
+        `mode="pickup"`: one store that offers pickup and has every line. `partial=True` holds the lines that
+        can be filled and lists the others in `left_out` instead of refusing the order. The holds last `ttl_s`
+        (or until `expires_at`, epoch ms). Re-sending the same order (same id and lines) is safe: it gets the
+        same decision. InvalidOrder, and nothing sent, for a cart that cannot be an order."""
+        at = _now_ms() if occurred_at is None else occurred_at
+        request = checked(OrderRequest(order_id, self.channel, order_lines(lines),
+                                       deliver_to[0] if deliver_to else None, deliver_to[1] if deliver_to else None,
+                                       mode,  # type: ignore[arg-type]
+                                       max_split, partial, expires_at or at + int(ttl_s * 1000)))
+        listener = self._reply_listener()
+        future = listener.expect_order(order_id)
+        try:
+            self._sender.send_order(order_id, order_request_record(request, at))
+        except Exception:
+            listener.forget_order(order_id)
+            raise
+        return future
+
+    def reserve_order(self, order_id: str, lines: Iterable[LineLike], *,
+                      deliver_to: tuple[float, float] | None = None, mode: str = "ship",
+                      max_split: int | None = None, partial: bool = False, ttl_s: float = 900.0,
+                      expires_at: int | None = None, timeout_s: float = 10.0) -> OrderDecision:
+        """request_order, waiting for the decision (DecisionTimeout after `timeout_s`: the order may still be
+        decided; send it again with the same id and lines to learn how)."""
+        future = self.request_order(order_id, lines, deliver_to=deliver_to, mode=mode, max_split=max_split,
+                                    partial=partial, ttl_s=ttl_s, expires_at=expires_at)
+        try:
+            return future.result(timeout_s)
+        except TimeoutError:
+            raise DecisionTimeout(f"order {order_id!r}: no decision within {timeout_s} s") from None
+
+    def fulfil_order(self, decision: OrderDecision, lines: Iterable[str] | None = None) -> list[Movement]:
+        """The order (or its `lines`, by line id) was paid and shipped: each line's held units leave on_hand."""
+        return [self.fulfil(held.sku, held.reservation_id, event_id=f"fulfil:{held.reservation_id}")
+                for held in _held_lines(decision, lines)]
+
+    def release_order(self, decision: OrderDecision, lines: Iterable[str] | None = None) -> list[Movement]:
+        """The order (or its `lines`, by line id) was cancelled: each line's held units are available again."""
+        return [self.release(held.sku, held.reservation_id, event_id=f"release:{held.reservation_id}")
+                for held in _held_lines(decision, lines)]
 
     def _reply_listener(self) -> ReplyListener:
         with self._lock:

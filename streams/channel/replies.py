@@ -5,7 +5,9 @@ from __future__ import annotations
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Any
 
+from streams.channel.orders import OrderDecision
 from streams.kafka.clients import assign_all, unassigned_consumer
 from streams.security import Kafka
 from streams.wire.codec import SingleObjectCodec
@@ -31,28 +33,39 @@ class Decision:
 
 
 class ReplyListener:
-    """Follows the channel's reply topic from its end at start-up and resolves the awaited decisions."""
+    """Follows the channel's reply topic from its end at start-up and resolves the awaited decisions: on
+    reservations (by reservation id) and on orders (by order id)."""
 
     def __init__(self, servers: Kafka, topic: str, codec: SingleObjectCodec) -> None:
         self.codec = codec
         self.consumer = unassigned_consumer(servers, topic)
         assign_all(self.consumer, topic, from_beginning=False)  # explicit end offsets: nothing can slip past
-        self.waiting: dict[str, Future[Decision]] = {}
+        self.waiting: dict[tuple[str, str], Future[Any]] = {}  # (schema, id) -> what awaits its decision
         self.lock = threading.Lock()
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, name="stocksync-replies", daemon=True)
         self.thread.start()
 
     def expect(self, reservation_id: str) -> Future[Decision]:
+        return self._expect((Schema.RESERVATION_DECISION, reservation_id))
+
+    def expect_order(self, order_id: str) -> Future[OrderDecision]:
+        return self._expect((Schema.ORDER_DECISION, order_id))
+
+    def _expect(self, key: tuple[str, str]) -> Future[Any]:
         with self.lock:
-            future = self.waiting.get(reservation_id)
+            future = self.waiting.get(key)
             if future is None or future.done():
-                future = self.waiting[reservation_id] = Future()
+                future = self.waiting[key] = Future()
             return future
 
     def forget(self, reservation_id: str) -> None:
         with self.lock:
-            self.waiting.pop(reservation_id, None)
+            self.waiting.pop((Schema.RESERVATION_DECISION, reservation_id), None)
+
+    def forget_order(self, order_id: str) -> None:
+        with self.lock:
+            self.waiting.pop((Schema.ORDER_DECISION, order_id), None)
 
     def _run(self) -> None:
         try:
@@ -62,12 +75,17 @@ class ReplyListener:
                 if value is None:
                     continue
                 try:
-                    _, record = self.codec.decode_as(value, Schema.RESERVATION_DECISION)
+                    name, record = self.codec.decode_as(value, Schema.RESERVATION_DECISION, Schema.ORDER_DECISION)
                 except Exception:  # noqa: BLE001 - a foreign record on the topic is not ours to judge
                     continue
+                order = name == Schema.ORDER_DECISION
                 with self.lock:
-                    future = self.waiting.pop(record["reservation_id"], None)
-                if future is not None and not future.done():
+                    future = self.waiting.pop((name, record["order_id" if order else "reservation_id"]), None)
+                if future is None or future.done():
+                    continue
+                if order:
+                    future.set_result(OrderDecision.from_record(record))
+                else:
                     future.set_result(Decision(
                         record["reservation_id"], record["sku"], record["accepted"], record["quantity"],
                         record["reason"], tuple((p["location"], p["quantity"]) for p in record["parts"]),

@@ -12,7 +12,7 @@ from streams.errors import AccessDenied
 from streams.kafka.clients import new_producer, produce, topic_metadata
 from streams.security import Kafka
 from streams.wire.codec import SingleObjectCodec
-from streams.wire.partitioner import sku_partition
+from streams.wire.partitioner import partition_for, sku_partition
 from streams.wire.records import movement_to_record
 from streams.wire.schemas import Schema
 
@@ -67,6 +67,15 @@ class MovementSender:
                 full = self._pending.pop(key)
         if full:
             self._produce(key, full)
+
+    def send_order(self, order_id: str, record: dict[str, Any]) -> None:
+        """Send an OrderRequest now, on the sales topic, keyed by its order id (its coordinator's partition)."""
+        if self._closed.is_set():
+            raise ClientClosed(f"channel {self.channel!r}: the client is closed")
+        key = order_id.encode()
+        produce(self._producer, self.sales_topic, self.codec.encode(Schema.ORDER_REQUEST, record), key,
+                partition_for(key, self._partitions), self._delivered)
+        self._producer.poll(0)
 
     def _produce(self, key: tuple[str, int], records: list[dict[str, Any]]) -> None:
         topic, partition = key

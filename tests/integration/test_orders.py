@@ -1,0 +1,88 @@
+"""Orders on the real broker: a cart whose lines belong to SKUs of different workers is held whole or not at all,
+sourced as one order, and fulfilled or released per order and per line."""
+
+from __future__ import annotations
+
+import pytest
+
+from streams.channel import ChannelClient, InvalidOrder, Line
+from streams.wire.partitioner import sku_partition
+from tests.integration.conftest import wait_for
+from tests.integration.harness import Deployment
+from tests.integration.workload import NETWORK
+
+NEAR_W2 = (51.30, 12.40)
+
+
+def reserved(deployment: Deployment) -> dict[bytes, tuple[int, int]]:
+    """(on_hand, reserved) of every position, as the positions topic last says."""
+    return {key: (value["figures"]["on_hand"], value["figures"]["reserved"])
+            for key, value in deployment.latest(deployment.registry.positions.name).items()}
+
+
+def skus_on_different_partitions(partitions: int, count: int) -> list[str]:
+    found: dict[int, str] = {}
+    for i in range(1000):
+        sku = f"CART-{i}"
+        found.setdefault(sku_partition(sku, partitions), sku)
+        if len(found) == count:
+            return sorted(found.values())
+    raise AssertionError("not enough partitions")
+
+
+def test_a_cart_across_workers_is_held_whole_in_one_parcel_then_fulfilled(deployment: Deployment) -> None:
+    deployment.apply_network(NETWORK)
+    deployment.start_worker("one")
+    deployment.start_worker("two")
+    a, b, c = skus_on_different_partitions(deployment.settings.partitions, 3)
+    with ChannelClient("wms", deployment.bootstrap, settings=deployment.settings) as wms, \
+            ChannelClient("web", deployment.bootstrap, settings=deployment.settings, linger_ms=0) as web:
+        # w2 (nearest) has all but one of c; w1 has everything: one parcel from w1 beats two from w2 and another.
+        for sku, w1, w2 in ((a, 5, 5), (b, 5, 5), (c, 5, 1)):
+            wms.receipt(sku, "w1", w1, event_id=f"r1-{sku}")
+            wms.receipt(sku, "w2", w2, event_id=f"r2-{sku}")
+        wms.flush()
+        wait_for(lambda: len(reserved(deployment)) == 6, 60, "the receipts")
+        decision = web.reserve_order("cart-1", [(a, 1), (b, 2), Line(c, 2, line_id="gift")], deliver_to=NEAR_W2,
+                                     timeout_s=30)
+        assert decision.accepted, decision
+        assert [(p.location, p.lines) for p in decision.parcels] == [("w1", (("1", 1), ("2", 2), ("gift", 2)))]
+        assert decision.total_cost == decision.parcels[0].cost > 0
+        assert {held.line_id: held.parts for held in decision.lines} == {
+            "1": (("w1", 1),), "2": (("w1", 2),), "gift": (("w1", 2),)}
+        # Re-sent: the same decision; the same id with other lines: a conflict, and nothing more held.
+        assert web.reserve_order("cart-1", [(a, 1), (b, 2), Line(c, 2, line_id="gift")], deliver_to=NEAR_W2,
+                                 timeout_s=30) == decision
+        conflict = web.reserve_order("cart-1", [(a, 3)], timeout_s=30)
+        assert (conflict.accepted, conflict.reason) == (False, "conflict")
+        wait_for(lambda: {k: r for k, (_, r) in reserved(deployment).items() if r} ==
+                 {f"{a}|w1".encode(): 1, f"{b}|w1".encode(): 2, f"{c}|w1".encode(): 2}, 30, "the order's holds")
+        web.fulfil_order(decision, lines=["gift"])
+        web.release_order(decision, lines=["1", "2"])
+        web.flush()
+        wait_for(lambda: reserved(deployment) == {
+            f"{a}|w1".encode(): (5, 0), f"{a}|w2".encode(): (5, 0), f"{b}|w1".encode(): (5, 0),
+            f"{b}|w2".encode(): (5, 0), f"{c}|w1".encode(): (3, 0), f"{c}|w2".encode(): (1, 0)}, 30,
+            "the gift line shipped, the others released")
+
+
+def test_an_order_one_line_of_which_cannot_be_filled_holds_nothing(deployment: Deployment) -> None:
+    deployment.apply_network(NETWORK)
+    deployment.start_worker("one")
+    a, b = skus_on_different_partitions(deployment.settings.partitions, 2)
+    with ChannelClient("wms", deployment.bootstrap, settings=deployment.settings) as wms, \
+            ChannelClient("web", deployment.bootstrap, settings=deployment.settings, linger_ms=0) as web:
+        wms.receipt(a, "w1", 10, event_id=f"r-{a}")
+        wms.receipt(b, "w1", 3, event_id=f"r-{b}")  # web keeps a buffer of 2: it may sell 1
+        wms.flush()
+        refused = web.reserve_order("cart-2", [(a, 4), (b, 2)], timeout_s=30)
+        assert (refused.accepted, refused.reason, refused.line, refused.lines) == (
+            False, "insufficient_stock", "2", ())
+        split = web.reserve_order("cart-3", [(a, 4), (b, 2)], partial=True, timeout_s=30)
+        assert split.accepted and split.left_out == ("2",) and [h.line_id for h in split.lines] == ["1"]
+        with pytest.raises(InvalidOrder, match="duplicate_line"):
+            web.request_order("cart-4", [(a, 1), (a, 2)])
+        unknown = web.reserve_order("cart-5", [Line(alias="no-such-barcode")], timeout_s=30)
+        assert (unknown.accepted, unknown.reason, unknown.line) == (False, "unknown_alias", "1")
+    wait_for(lambda: reserved(deployment) == {f"{a}|w1".encode(): (10, 4), f"{b}|w1".encode(): (3, 0)}, 30,
+             "only the partial order's line held")
