@@ -235,9 +235,14 @@ class ChannelClient:
             raise DecisionTimeout(f"order {order_id!r}: no decision within {timeout_s} s") from None
 
     def fulfil_order(self, decision: OrderDecision, lines: Iterable[str] | None = None) -> list[Movement]:
-        """The order (or its `lines`, by line id) was paid and shipped: each line's held units leave on_hand."""
-        return [self.fulfil(held.sku, held.reservation_id, event_id=f"fulfil:{held.reservation_id}")
-                for held in _held_lines(decision, lines)]
+        """The order (or its `lines`, by line id) was paid and shipped: each line's held units leave on_hand. A
+        line held at one location names it, so that if its hold has lapsed the units still count as sold there."""
+        sent = []
+        for held in _held_lines(decision, lines):
+            location, quantity = held.parts[0] if len(held.parts) == 1 else (None, 0)
+            sent.append(self.report(Kind.RESERVATION_FULFILLED, held.sku, location, quantity,
+                                    event_id=f"fulfil:{held.reservation_id}", reservation_id=held.reservation_id))
+        return sent
 
     def release_order(self, decision: OrderDecision, lines: Iterable[str] | None = None) -> list[Movement]:
         """The order (or its `lines`, by line id) was cancelled: each line's held units are available again."""

@@ -18,7 +18,7 @@ def python_examples() -> list[str]:
 
 
 def test_the_readme_s_first_movements_run_against_the_demo_network(deployment: Deployment) -> None:
-    receipt, order = python_examples()
+    receipt, order, cart = python_examples()
     deployment.apply_network(yaml.safe_load((repo_root() / "deploy" / "network.yaml").read_text()))
     worker = deployment.start_worker("w1")
     env = {k: v for k, v in worker_env(deployment).items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
@@ -38,6 +38,11 @@ def test_the_readme_s_first_movements_run_against_the_demo_network(deployment: D
     assert "SKU-00001 38" in printed  # the feed's replay: 40 less the web's buffer of 2
     wait_for(lambda: deployment.latest(positions)[b"SKU-00001|wh-kassel"]["figures"]["on_hand"] == 38, 30,
              "the order sold")
+    printed = run(cart)
+    # wh-kassel has both lines (no store does): one parcel, then shipped.
+    assert printed.startswith("wh-kassel (('1', 1), ('2', 3))") and printed.count("\n") == 1, printed
+    wait_for(lambda: [deployment.latest(positions)[f"SKU-0000{n}|wh-kassel".encode()]["figures"]["on_hand"]
+                      for n in (1, 2)] == [37, 7], 30, "the cart shipped")
     assert worker.ready()
 
 
