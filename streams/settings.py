@@ -106,6 +106,16 @@ class Settings(BaseSettings):
         "how far back late events are still reconciled exactly (older ones are dead-lettered as too_late)"))
     crash_before_commit: int = Field(default=0, ge=0, description=(
         "fault injection for tests, 0 (off) in production: exit abruptly before committing the N-th transaction"))
+    order_decision_s: float = Field(default=20.0, ge=1, le=3600, description=(
+        "an order not decided this long after its request is refused (timeout) and its holds released; its "
+        "tentative holds lapse by themselves 10 s after that"))
+    order_memory_s: float = Field(default=3600.0, ge=60, le=30 * 24 * 3600, description=(
+        "how long a decided order is remembered: re-sending it within this gets its decision again; after it, "
+        "its id is free and a request with it is a new order"))
+    crash_before_order_step: Literal["", "ask_figures", "figures", "place_hold", "hold_answer", "confirm_hold",
+                                     "hold_confirmed"] = Field(default="", description=(
+        "fault injection for tests, empty (off) in production: exit abruptly before committing the first "
+        "transaction that sends this order step (hold_confirmed: that applies a confirmation)"))
     rocksdb_write_buffer_mb: int = Field(default=16, ge=1, le=1024, description=(
         "RocksDB write buffer per table partition"))
     rocksdb_block_cache_mb: int = Field(default=64, ge=1, le=16384, description=(

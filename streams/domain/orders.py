@@ -5,7 +5,7 @@ talks to each line's owner in idempotent messages; it never waits on a lock:
 
     requested -> ask every line's owner for its figures (available per location, what the channel may sell)
               -> all figures in: plan the whole order (streams.domain.order_sourcing); refused -> decided
-              -> place a tentative hold per line where the plan says (a short expiry of its own)
+              -> place a tentative hold per line where the plan says (lapsing shortly after the order's deadline)
               -> every hold placed: confirm them all (the order's expiry) -> accepted
                  a hold refused (the stock moved since the figures): release the others, ask again (a bounded
                  number of attempts) -> refused when they run out
@@ -37,8 +37,10 @@ from streams.domain.order_sourcing import MAX_LINES, LineStock, OrderLine, Order
 ORDER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$")
 LINE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
 MAX_ATTEMPTS = 3  # plans tried when stock moves between the figures and the holds
-HOLD_MS = 30_000  # a tentative hold lapses by itself this long after it is asked for
-DECISION_MS = 20_000  # an order undecided this long after its request is refused (timeout), its holds released
+DECISION_MS = 20_000  # by default, an order undecided this long after its request is refused (timeout)
+# A tentative hold lapses by itself this long after its order's deadline: a confirmation, sent before the deadline,
+# reaches the owner before its hold can lapse unless the owner is this far behind.
+HOLD_MARGIN_MS = 10_000
 
 
 class Phase(StrEnum):
@@ -179,8 +181,20 @@ def _rounded(degrees: float | None) -> float | None:
     return None if degrees is None else round(degrees, 6)
 
 
-def hold_id(order_id: str, line_id: str, attempt: int) -> str:
-    return f"{order_id}/{line_id}/{attempt}"
+def hold_id(order_id: str, line_id: str, attempt: int, requested_at: int) -> str:
+    """"<order>/<line>/<attempt>.<when the order was requested, base 36>": the request time tells a hold of an
+    order apart from one of an earlier order with the same id, forgotten since."""
+    return f"{order_id}/{line_id}/{attempt}.{_base36(requested_at)}"
+
+
+def _base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if n == 0:
+            return out
 
 
 @dataclass
@@ -189,6 +203,7 @@ class Order:
 
     request: OrderRequest
     requested_at: int
+    deadline: int  # undecided then: refused (timeout), its holds released
     phase: Phase = Phase.SOURCING
     attempt: int = 1
     figures: dict[str, LineStock] = field(default_factory=dict)
@@ -197,17 +212,14 @@ class Order:
     decision: OrderDecision | None = None
 
     @classmethod
-    def start(cls, request: OrderRequest, now: int) -> tuple[Order, list[Command]]:
-        """A new order: refused at once if it cannot be planned, else its lines' figures are asked for."""
-        order = cls(request, now)
-        problem = request.problem()
+    def start(cls, request: OrderRequest, now: int, decision_ms: int = DECISION_MS) -> tuple[Order, list[Command]]:
+        """A new order, to be decided within `decision_ms`: refused at once if it cannot be planned, else its lines'
+        figures are asked for."""
+        order = cls(request, now, now + decision_ms)
+        problem = request.problem() or (("expired", None) if request.expires_at <= now else None)
         if problem is not None:
             return order, order._decide(False, *problem, now)
         return order, order._ask_figures()
-
-    @property
-    def deadline(self) -> int:
-        return self.requested_at + DECISION_MS
 
     @property
     def lines(self) -> dict[str, OrderLine]:
@@ -234,7 +246,7 @@ class Order:
 
     def hold_of(self, line_id: str) -> str:
         """The id of the line's hold in the current attempt."""
-        return hold_id(self.request.order_id, line_id, self.attempt)
+        return hold_id(self.request.order_id, line_id, self.attempt, self.requested_at)
 
     # --- steps -----------------------------------------------------------------------------------------------
     def _ask_figures(self) -> list[Command]:
@@ -253,7 +265,7 @@ class Order:
         if not plan.accepted:
             return self._decide(False, plan.reason, plan.line, now)
         self.phase = Phase.HOLDING
-        expires = now + HOLD_MS
+        expires = self.deadline + HOLD_MARGIN_MS
         commands: list[Command] = []
         for line_id, parts in plan.allocations.items():
             self.holds[line_id] = None
@@ -308,6 +320,7 @@ class Order:
 
     def _decide(self, accepted: bool, reason: str | None, line: str | None, now: int) -> list[Command]:
         self.phase = Phase.ACCEPTED if accepted else Phase.REFUSED
+        self.figures = {}  # needed for planning only: a decided order keeps what its decision says
         r = self.request
         held = tuple((line_id, self.hold_of(line_id)) for line_id in self.holds) if accepted else ()
         self.decision = OrderDecision(r.order_id, r.channel, accepted, reason, line,

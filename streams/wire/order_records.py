@@ -144,7 +144,8 @@ def _plan_from(record: Mapping[str, Any]) -> OrderPlan:
 def order_state_record(order: Order) -> dict[str, Any]:
     decision = order.decision
     return {"channel": order.request.channel, "request": order_request_record(order.request, order.requested_at),
-            "requested_at": order.requested_at, "phase": order.phase.value, "attempt": order.attempt,
+            "requested_at": order.requested_at, "deadline": order.deadline, "phase": order.phase.value,
+            "attempt": order.attempt,
             "figures": [{"line_id": line_id, "available": _holds(sorted(stock.available.items())),
                          "sellable": stock.sellable} for line_id, stock in order.figures.items()],
             "holds": [{"line_id": line_id, "placed": placed} for line_id, placed in order.holds.items()],
@@ -155,7 +156,7 @@ def order_state_record(order: Order) -> dict[str, Any]:
 
 def order_from_state(record: Mapping[str, Any]) -> Order:
     request = order_request_from_record(record["request"], record["channel"])
-    order = Order(request, record["requested_at"], Phase(record["phase"]), record["attempt"],
+    order = Order(request, record["requested_at"], record["deadline"], Phase(record["phase"]), record["attempt"],
                   {f["line_id"]: LineStock(dict(_parts(f["available"])), f["sellable"]) for f in record["figures"]},
                   _plan_from(record["plan"]) if record["plan"] is not None else None,
                   {h["line_id"]: h["placed"] for h in record["holds"]})

@@ -86,3 +86,32 @@ def test_an_order_one_line_of_which_cannot_be_filled_holds_nothing(deployment: D
         assert (unknown.accepted, unknown.reason, unknown.line) == (False, "unknown_alias", "1")
     wait_for(lambda: reserved(deployment) == {f"{a}|w1".encode(): (10, 4), f"{b}|w1".encode(): (3, 0)}, 30,
              "only the partial order's line held")
+
+
+@pytest.mark.parametrize("step", ["ask_figures", "figures", "place_hold", "hold_answer", "confirm_hold",
+                                  "hold_confirmed"])
+def test_a_worker_killed_at_any_step_of_an_order_leaves_it_held_whole_once(deployment: Deployment,
+                                                                            step: str) -> None:
+    """The worker dies before committing the transaction that takes the order's `step` (coordinator: asking for
+    figures, placing holds, confirming and deciding; owner: answering figures and holds, applying a
+    confirmation); the next worker resumes from the committed state: one decision, every line held once."""
+    deployment.apply_network(NETWORK)
+    slow = {"STOCKSYNC_ORDER_DECISION_S": "120"}  # a restart is no timeout here
+    first = deployment.start_worker("first", env={**slow, "STOCKSYNC_CRASH_BEFORE_ORDER_STEP": step})
+    a, b = skus_on_different_partitions(deployment.settings.partitions, 2)
+    with ChannelClient("wms", deployment.bootstrap, settings=deployment.settings) as wms, \
+            ChannelClient("web", deployment.bootstrap, settings=deployment.settings, linger_ms=0) as web:
+        for sku in (a, b):
+            wms.receipt(sku, "w1", 5, event_id=f"r-{sku}")
+        wms.flush()
+        wait_for(lambda: len(reserved(deployment)) == 2, 60, "the receipts")
+        pending = web.request_order("cart-k", [(a, 2), (b, 1)], deliver_to=NEAR_W2)
+        assert first.proc.wait(60) == 86, first.log.read_text()[-3000:]
+        deployment.start_worker("second", env=slow)
+        decision = pending.result(90)
+        assert decision.accepted, decision
+        assert [(p.location, p.lines) for p in decision.parcels] == [("w1", (("1", 2), ("2", 1)))]
+        wait_for(lambda: reserved(deployment) == {f"{a}|w1".encode(): (5, 2), f"{b}|w1".encode(): (5, 1)}, 60,
+                 "each line held once")
+        # A re-send changes nothing: the same decision, no second hold.
+        assert web.reserve_order("cart-k", [(a, 2), (b, 1)], deliver_to=NEAR_W2, timeout_s=30) == decision

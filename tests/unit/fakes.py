@@ -11,7 +11,7 @@ from streams.wire.codec import default_codec
 from streams.wire.partitioner import partition_for, sku_partition
 from streams.worker.flow.transactions import CommitFailed, Fenced
 from streams.worker.processing.outputs import OutputRecord
-from streams.worker.state.keys import HISTORY_MARK, ORDER_PREFIX
+from streams.worker.state.keys import HISTORY_MARK, ORDER_PREFIX, ORDERS_MARK, decided_bucket
 
 
 class Store:
@@ -26,16 +26,21 @@ class Store:
         self.writes: list[str] = []
 
     def get_raw(self, key: bytes, partition: int) -> bytes | None:
-        if HISTORY_MARK in key or key.startswith(ORDER_PREFIX):
+        if HISTORY_MARK in key or key.startswith(ORDERS_MARK):
             return self.history.get(key)
         found = self.data.get(key.decode())
         return found[0] if found else None
 
     def put_raw(self, key: bytes, value: bytes | None, partition: int) -> None:
-        if key.startswith(ORDER_PREFIX):  # an order's state: in its order id's partition
-            order_id = key.decode().split(":", 2)[2]
-            assert self.partitions is None or partition == partition_for(order_id.encode(), self.partitions)
-            self.history[key] = value  # type: ignore[assignment]
+        if key.startswith(ORDERS_MARK):  # an order's state, in its order id's partition; decided orders' ids
+            if self.partitions is not None:
+                expected = partition_for(key.decode().split(":", 2)[2].encode(), self.partitions) \
+                    if key.startswith(ORDER_PREFIX) else decided_bucket(key)[0]
+                assert partition == expected
+            if value is None:
+                self.history.pop(key, None)
+            else:
+                self.history[key] = value
             return
         sku = key.split(HISTORY_MARK, 1)[0].decode()
         assert self.partitions is None or partition == sku_partition(sku, self.partitions)

@@ -64,7 +64,8 @@ class PartitionTransactions:
     """The transactional producers of the table partitions this worker owns."""
 
     def __init__(self, servers: Kafka, app_id: str, crash_before_commit: int = 0,
-                 on_fenced: Callable[[], None] = lambda: None) -> None:
+                 on_fenced: Callable[[], None] = lambda: None,
+                 crash_when: Callable[[Sequence[OutputRecord]], bool] | None = None) -> None:
         self.servers, self.app_id = servers, app_id
         self.producers: dict[int, Producer] = {}
         # A fenced partition (or a producer that failed for good) is written again only after a rebalance, which
@@ -76,6 +77,9 @@ class PartitionTransactions:
         # records, before committing the last one.
         self.crash_before_commit = crash_before_commit
         self.written = 0
+        # Fault injection for tests (None: off): the process exits before committing a batch transaction whose
+        # records this says yes to.
+        self.crash_when = crash_when
 
     def transactional_id(self, partition: int) -> str:
         return f"{self.app_id}-stock-{partition}"
@@ -172,7 +176,7 @@ class PartitionTransactions:
                     refused.append((topic, exc.args[0]))
             producer.flush(COMMIT_TIMEOUT_S)
             if with_state:
-                self._maybe_crash()
+                self._maybe_crash(records)
             if not refused:
                 self._commit(producer)
                 return last
@@ -208,9 +212,10 @@ class PartitionTransactions:
         permanent = any(err.code() in PERMANENT_RECORD_ERRORS for _, err in refused)
         return CommitFailed(partition, errors, permanent)
 
-    def _maybe_crash(self) -> None:
+    def _maybe_crash(self, records: Sequence[OutputRecord]) -> None:
         self.written += 1
-        if self.crash_before_commit and self.written >= self.crash_before_commit:
+        if (self.crash_before_commit and self.written >= self.crash_before_commit) or (
+                self.crash_when is not None and self.crash_when(records)):
             log.error("fault injection: exiting with a transaction written but not committed")
             logging.shutdown()
             os._exit(86)

@@ -47,6 +47,7 @@ class Decoded:
     filling: dict[str, SkuWork] = field(default_factory=dict)
     steps: list[tuple[str, SkuWork]] = field(default_factory=list)
     orders: dict[OrderId, OrderWork] = field(default_factory=dict)
+    forget: set[int] = field(default_factory=set)  # partitions asked to forget their long-decided orders
 
     def add(self, movement: Movement, partition: int, source: tuple[Inbound, int | None]) -> None:
         item = self._work(movement.sku, partition)
@@ -161,6 +162,9 @@ class Decoder:
         """A step between an order's coordinator and a line's owner: to the owner it joins the SKU's work (a hold
         is a reservation movement), to the coordinator the order's."""
         kind, channel, order_id, sku = record["kind"], record["channel"], record["order_id"], record["sku"]
+        if kind == "forget":
+            into.forget.add(message.partition)
+            return
         if kind in ("figures", "hold_answer", "tick"):
             if self._here(order_id, message, outbox, result):
                 event = None if kind == "tick" else event_of_step(record)

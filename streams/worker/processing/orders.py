@@ -10,7 +10,7 @@ coordinator asks for, go back keyed by the order id (streams.worker.processing.e
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -19,6 +19,7 @@ from streams.domain import channel_ats
 from streams.domain.network import Network
 from streams.domain.order_sourcing import LineStock
 from streams.domain.orders import (
+    DECISION_MS,
     Command,
     Decide,
     Event,
@@ -28,6 +29,7 @@ from streams.domain.orders import (
 )
 from streams.domain.stock import SkuStock
 from streams.kafka.topics import TopicRegistry
+from streams.wire.codec import SingleObjectCodec
 from streams.wire.order_records import (
     Step,
     command_step,
@@ -41,14 +43,18 @@ from streams.wire.schemas import Schema
 from streams.worker.ops import metrics
 from streams.worker.ops.clock import now_ms
 from streams.worker.processing.messages import Inbound
-from streams.worker.processing.outputs import Outbox
-from streams.worker.state.keys import order_key
+from streams.worker.processing.outputs import Outbox, OutputRecord
+from streams.worker.state.keys import decided_key, order_key
 from streams.worker.state.records import RecordEncoder, StockStore
 
 # A tick not answered after this long (its order still undecided) is sent again.
 TICK_RESEND_MS = 5_000
 # At most this many orders' ticks per round, earliest deadline first.
 MAX_TICKS_PER_ROUND = 10_000
+# How long a decided order is remembered by default (a re-sent request gets its decision; after it, a new order).
+ORDER_MEMORY_MS = 3_600_000
+# Decided orders are forgotten in this many time buckets per order memory (each bucket one record per partition).
+BUCKETS_PER_MEMORY = 720
 
 OrderId = tuple[str, str]  # (channel, order id)
 
@@ -65,12 +71,33 @@ class OrderWork:
 
 class OrderTimer:
     """Knows when each undecided order of this worker's partitions must be decided by, and sends the order a tick
-    once that has passed (its coordinator then refuses it and releases its holds)."""
+    once that has passed (its coordinator then refuses it and releases its holds); and which time buckets of
+    decided orders each partition holds, and asks the partition to forget those the order memory has passed."""
 
-    def __init__(self, registry: TopicRegistry, encoder: RecordEncoder) -> None:
+    def __init__(self, registry: TopicRegistry, encoder: RecordEncoder, memory_ms: int = ORDER_MEMORY_MS) -> None:
         self.registry, self.encode = registry, encoder.encode
+        self.memory_ms = memory_ms
+        self.bucket_ms = max(1_000, memory_ms // BUCKETS_PER_MEMORY)
         self._deadlines: dict[OrderId, int] = {}
         self._ticked: dict[OrderId, int] = {}
+        self._buckets: dict[int, set[int]] = {}  # partition -> the buckets of decided orders it holds
+        self._forget_asked: dict[int, int] = {}  # partition -> when a forget step was last sent to it
+
+    def bucket(self, decided_at: int) -> int:
+        return decided_at // self.bucket_ms
+
+    def remembered(self, partition: int, bucket: int) -> None:
+        self._buckets.setdefault(partition, set()).add(bucket)
+
+    def forgettable(self, partition: int, now: int) -> list[int]:
+        """The partition's buckets of decided orders that the order memory has passed, oldest first."""
+        last = self.bucket(now - self.memory_ms) - 1
+        return sorted(b for b in self._buckets.get(partition, ()) if b <= last)
+
+    def forgotten(self, partition: int, buckets: Iterable[int]) -> None:
+        held = self._buckets.get(partition, set())
+        held -= set(buckets)
+        self._forget_asked.pop(partition, None)
 
     def pending(self, order: OrderId, deadline: int) -> None:
         self._deadlines[order] = deadline
@@ -79,10 +106,14 @@ class OrderTimer:
         self._deadlines.pop(order, None)
         self._ticked.pop(order, None)
 
-    def rebuild(self, undecided: Iterable[tuple[OrderId, int]]) -> None:
-        """After a rebalance: the undecided orders of the partitions this worker now owns."""
+    def rebuild(self, undecided: Iterable[tuple[OrderId, int]], buckets: Iterable[tuple[int, int]]) -> None:
+        """After a rebalance: the undecided orders, and the (partition, bucket)s of decided ones, of the
+        partitions this worker now owns."""
         self._deadlines = dict(undecided)
         self._ticked.clear()
+        self._buckets, self._forget_asked = {}, {}
+        for partition, bucket in buckets:
+            self.remembered(partition, bucket)
 
     def request_due(self, outbox: Outbox, now: int | None = None) -> int:
         now = now if now is not None else now_ms()
@@ -97,6 +128,14 @@ class OrderTimer:
             outbox.send(self.registry.order_steps.name, key.encode(), self.encode(Schema.ORDER_STEP, record), None)
             self._ticked[order] = now
             sent += 1
+        for partition in sorted(self._buckets):
+            asked = self._forget_asked.get(partition)
+            if self.forgettable(partition, now) and (asked is None or now - asked >= TICK_RESEND_MS):
+                record = {"kind": "forget", "order_id": "", "channel": "", "sent_at": now}
+                outbox.send(self.registry.order_steps.name, b"forget",
+                            self.encode(Schema.ORDER_STEP, record), partition)
+                self._forget_asked[partition] = now
+                sent += 1
         return sent
 
     def __len__(self) -> int:
@@ -106,8 +145,10 @@ class OrderTimer:
 class Coordinator:
     """Applies a batch's work to each order and emits what that decides."""
 
-    def __init__(self, registry: TopicRegistry, encoder: RecordEncoder, timer: OrderTimer) -> None:
+    def __init__(self, registry: TopicRegistry, encoder: RecordEncoder, timer: OrderTimer,
+                 decision_ms: int = DECISION_MS) -> None:
         self.registry, self.encoder, self.timer = registry, encoder, timer
+        self.decision_ms = decision_ms
         self.codec = encoder.codec
 
     def load(self, store: StockStore, order: OrderId, partition: int) -> Order | None:
@@ -120,11 +161,12 @@ class Coordinator:
               now: int) -> None:
         """Every record is built (and may fail) before anything is written or sent."""
         order = self.load(store, order_id, work.partition)
+        undecided_before = order is None or order.decision is None
         commands: list[Command] = []
         for event in work.events:
             if isinstance(event, OrderRequest):
                 if order is None:
-                    order, started = Order.start(event, now)
+                    order, started = Order.start(event, now, self.decision_ms)
                     commands += started
                 else:
                     commands += order.again(event, now)
@@ -136,7 +178,15 @@ class Coordinator:
             return
         state = self.encoder.encode(Schema.ORDER_STATE, order_state_record(order))
         records = [self._record(command, order, now) for command in commands]
+        decided = undecided_before and order.decision is not None
+        if decided:
+            assert order.decision is not None
+            bucket = self.timer.bucket(order.decision.decided_at)
+            chunk = self._decided_chunk(store, work.partition, bucket, order_id)
         store.put_raw(order_key(*order_id), state, work.partition)
+        if decided:
+            store.put_raw(decided_key(work.partition, bucket), chunk, work.partition)
+            outbox.on_commit(partial(self.timer.remembered, work.partition, bucket))
         for topic, key, value in records:
             outbox.send(topic, key, value, None)
         if order.decision is None:
@@ -146,6 +196,27 @@ class Coordinator:
         for command in commands:
             if isinstance(command, Decide) and command.decision.order_id == order.request.order_id:
                 outbox.on_commit(partial(_count_decision, command, order.requested_at))
+
+    def _decided_chunk(self, store: StockStore, partition: int, bucket: int, order_id: OrderId) -> bytes:
+        """The bucket's record of decided orders with this one added."""
+        raw = store.get_raw(decided_key(partition, bucket), partition)
+        known = self.codec.decode_stored(raw, Schema.EVENT_CHUNK)[1]["keys"] if raw else ""
+        entry = f"{order_id[0]}:{order_id[1]}"
+        return self.encoder.encode(Schema.EVENT_CHUNK, {"keys": f"{known}\n{entry}" if known else entry})
+
+    def forget(self, partition: int, store: StockStore, outbox: Outbox, now: int) -> None:
+        """Delete the orders of `partition` decided longer ago than the order memory: a re-sent request of one is
+        then a new order."""
+        buckets = self.timer.forgettable(partition, now)
+        for bucket in buckets:
+            key = decided_key(partition, bucket)
+            raw = store.get_raw(key, partition)
+            entries = self.codec.decode_stored(raw, Schema.EVENT_CHUNK)[1]["keys"].split("\n") if raw else []
+            for entry in entries:
+                channel, _, order = entry.partition(":")
+                store.put_raw(order_key(channel, order), None, partition)
+            store.put_raw(key, None, partition)
+        outbox.on_commit(partial(self.timer.forgotten, partition, buckets))
 
     def _record(self, command: Command, order: Order, now: int) -> tuple[str, bytes, bytes]:
         channel = order.request.channel
@@ -189,3 +260,20 @@ def answer_figures(questions: Iterable[dict[str, Any]], stock: SkuStock, network
         answers.append(figures_step(ask, stock_seen, now))
     return answers
 
+
+
+def sends_step(step: str, registry: TopicRegistry, codec: SingleObjectCodec
+               ) -> Callable[[Sequence[OutputRecord]], bool]:
+    """Fault injection for tests: whether a transaction's records send the order step `step` ("hold_confirmed":
+    whether they apply a confirmation, as its ledger entry says)."""
+    def sends(records: Sequence[OutputRecord]) -> bool:
+        for topic, _, value, _ in records:
+            if value is None:
+                continue
+            if step == "hold_confirmed" and topic == registry.ledger.name:
+                if codec.decode(value)[1]["event_id"].endswith(":confirm"):
+                    return True
+            elif topic == registry.order_steps.name and codec.decode(value)[1]["kind"] == step:
+                return True
+        return False
+    return sends

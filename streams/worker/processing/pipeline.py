@@ -17,6 +17,7 @@ from functools import partial
 from streams.domain import SkuStock, StockRules
 from streams.domain.catalog import Catalog
 from streams.domain.demand import RecentSales
+from streams.domain.orders import DECISION_MS
 from streams.kafka.topics import TopicRegistry
 from streams.settings import DEFAULT_MAX_RECORD_BYTES
 from streams.wire.codec import SingleObjectCodec
@@ -29,7 +30,14 @@ from streams.worker.processing.decode import Decoded, Decoder, SkuWork
 from streams.worker.processing.emit import Emitter, count_outcomes, rejection_detail
 from streams.worker.processing.expiry import ExpiryScheduler
 from streams.worker.processing.messages import BatchResult, Inbound
-from streams.worker.processing.orders import Coordinator, OrderId, OrderTimer, OrderWork, answer_figures
+from streams.worker.processing.orders import (
+    ORDER_MEMORY_MS,
+    Coordinator,
+    OrderId,
+    OrderTimer,
+    OrderWork,
+    answer_figures,
+)
 from streams.worker.processing.outputs import Outbox
 from streams.worker.reference.network_in_force import NetworkInForce
 from streams.worker.state.records import RecordEncoder, RecordTooLarge, StockStore, TableRecords
@@ -42,7 +50,8 @@ class Pipeline:
 
     def __init__(self, registry: TopicRegistry, codec: SingleObjectCodec, network: NetworkInForce,
                  ats: AtsPublisher, expiries: ExpiryScheduler, rules: StockRules | None = None,
-                 max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES, catalog: Catalog | None = None) -> None:
+                 max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES, catalog: Catalog | None = None,
+                 order_decision_ms: int = DECISION_MS, order_memory_ms: int = ORDER_MEMORY_MS) -> None:
         self.registry, self.network, self.ats, self.expiries = registry, network, ats, expiries
         self.partitions = registry.partitions
         self.rules = rules or StockRules()
@@ -52,8 +61,8 @@ class Pipeline:
         self.decoder = Decoder(network, codec, catalog if catalog is not None else Catalog(), registry.partitions,
                                self.dead_letters)
         self.emitter = Emitter(registry, self.encoder, ats, expiries)
-        self.order_timer = OrderTimer(registry, self.encoder)
-        self.coordinator = Coordinator(registry, self.encoder, self.order_timer)
+        self.order_timer = OrderTimer(registry, self.encoder, order_memory_ms)
+        self.coordinator = Coordinator(registry, self.encoder, self.order_timer, order_decision_ms)
 
     def handle(self, batch: Sequence[Inbound], store: StockStore, outbox: Outbox, now: int | None = None
                ) -> BatchResult:
@@ -83,6 +92,8 @@ class Pipeline:
             except Exception as exc:  # noqa: BLE001 - as for a SKU: the order's messages are dead-lettered
                 self._isolate_order(order, work, exc, outbox, now, result)
             yield
+        for partition in sorted(decoded.forget):
+            self.coordinator.forget(partition, store, outbox, now)
         outbox.on_commit(partial(_count_batch, len(batch)))
 
     def _apply(self, sku: str, item: SkuWork, store: StockStore, outbox: Outbox, now: int,

@@ -27,7 +27,7 @@ from streams.worker.ops import logfilters, metrics
 from streams.worker.ops.health import BROKER_PROBE_S, Health
 from streams.worker.processing.ats import AtsPublisher
 from streams.worker.processing.expiry import ExpiryScheduler
-from streams.worker.processing.orders import undecided
+from streams.worker.processing.orders import sends_step, undecided
 from streams.worker.processing.pipeline import Pipeline
 from streams.worker.reference.catalog_in_force import CatalogInForce
 from streams.worker.reference.network_in_force import NetworkFollower, NetworkInForce
@@ -62,9 +62,13 @@ class Worker:
         self.expiries = ExpiryScheduler(registry, codec, self.network)
         self.pipeline = Pipeline(registry, codec, self.network, self.ats, self.expiries,
                                  StockRules(horizon_ms=settings.horizon_ms),
-                                 max_record_bytes=settings.max_record_bytes, catalog=self.catalog.catalog)
+                                 max_record_bytes=settings.max_record_bytes, catalog=self.catalog.catalog,
+                                 order_decision_ms=int(settings.order_decision_s * 1000),
+                                 order_memory_ms=int(settings.order_memory_s * 1000))
+        crash_when = sends_step(settings.crash_before_order_step, registry, codec) \
+            if settings.crash_before_order_step else None
         self.transactions = PartitionTransactions(servers, settings.app_id, settings.crash_before_commit,
-                                                  on_fenced=app.request_rebalance)
+                                                  on_fenced=app.request_rebalance, crash_when=crash_when)
         self.restorer = ChangelogRestorer(servers, self.table)
         self.standbys = StandbyFollower(servers, self.table)
         app.keeper = self  # recovery and standbys: stocksync's own, not faust's
@@ -115,7 +119,7 @@ class Worker:
             if state.rebuild_expiries:
                 state.rebuild_expiries = False
                 self.expiries.rebuild(self.table.holds())
-                self.pipeline.order_timer.rebuild(undecided(self.table.order_states()))
+                self.pipeline.order_timer.rebuild(undecided(self.table.order_states()), self.table.decided_buckets())
                 # A held-back ATS update of a coalescing channel dies with its worker: publish those channels'
                 # ATS for every SKU this worker now owns.
                 self.ats.republish(self.table.stocks(), self.network.coalesced_channels(), outbox)

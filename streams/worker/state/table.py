@@ -15,7 +15,15 @@ from streams.wire.codec import SingleObjectCodec
 from streams.wire.partitioner import sku_partition
 from streams.wire.records import history_from_record
 from streams.wire.schemas import Schema
-from streams.worker.state.keys import HISTORY_MARK, ORDER_PREFIX, is_head, offsets_key, sku_of
+from streams.worker.state.keys import (
+    DECIDED_PREFIX,
+    HISTORY_MARK,
+    ORDER_PREFIX,
+    decided_bucket,
+    is_head,
+    offsets_key,
+    sku_of,
+)
 from streams.worker.state.records import head_of
 from streams.worker.state.stores import LocalStore, Writes
 
@@ -69,6 +77,12 @@ class StockTable:
         for key, value in self.store.items():
             if key.startswith(ORDER_PREFIX):
                 yield self.codec.decode_stored(value, Schema.ORDER_STATE)[1]
+
+    def decided_buckets(self) -> Iterator[tuple[int, int]]:
+        """The (partition, time bucket) of every record of decided orders in this worker's table partitions."""
+        for key, _ in self.store.items():
+            if key.startswith(DECIDED_PREFIX):
+                yield decided_bucket(key)
 
     def sizes(self) -> dict[str, tuple[int, int]]:
         """Records and bytes held locally, per partition (the memory store: "all")."""

@@ -7,20 +7,23 @@ from typing import Any
 
 from streams.domain import Kind, Movement, Network
 from streams.domain.order_sourcing import OrderLine
-from streams.domain.orders import DECISION_MS, HOLD_MS, OrderRequest
+from streams.domain.orders import DECISION_MS, HOLD_MARGIN_MS, OrderRequest
 from streams.kafka.topics import TopicRegistry
 from streams.wire.codec import default_codec
 from streams.wire.order_records import order_request_record
 from streams.wire.partitioner import partition_for
 from streams.wire.schemas import Schema
 from streams.worker.processing.messages import Inbound
+from streams.worker.processing.orders import TICK_RESEND_MS
 from streams.worker.processing.pipeline import Pipeline
+from streams.worker.state.keys import ORDER_PREFIX, ORDERS_MARK
 from tests.unit.domain.helpers import NETWORK, NOW
 from tests.unit.fakes import Outbox, Store
 from tests.unit.worker.helpers import PARTITIONS, message, pipeline
 
 CODEC = default_codec()
 BERLIN = (52.52, 13.40)  # store-a is here
+STAMP = "5yc1s"  # NOW in base 36: an order's holds carry the time it was requested
 
 
 class Worker:
@@ -31,13 +34,14 @@ class Worker:
         self.registry: TopicRegistry = self.pipeline.registry
         self.store = Store(PARTITIONS)
         self.offset = 0
-        self.steps: list[tuple[bytes, bytes]] = []
+        self.steps: list[tuple[bytes, bytes, int | None]] = []  # key, value, partition (None: by key)
         self.replies: list[dict[str, Any]] = []
 
     def handle(self, batch: list[Inbound], now: int = NOW) -> Outbox:
         outbox = Outbox()
         self.pipeline.handle(batch, self.store, outbox, now)
-        self.steps += [(key, value) for _, key, value, _ in outbox.to(self.registry.order_steps.name) if value]
+        self.steps += [(key, value, partition) for _, key, value, partition in outbox.to(
+            self.registry.order_steps.name) if value]
         for channel in NETWORK.channels:
             for _, _, value, _ in outbox.to(self.registry.replies(channel).name):
                 name, record = CODEC.decode(value or b"")
@@ -64,10 +68,11 @@ class Worker:
                 return
             steps, self.steps = self.steps, []
             batch = []
-            for key, value in steps:
+            for key, value, partition in steps:
                 self.offset += 1
-                batch.append(Inbound(self.registry.order_steps.name, partition_for(key, PARTITIONS), self.offset,
-                                     key, value))
+                batch.append(Inbound(self.registry.order_steps.name,
+                                     partition_for(key, PARTITIONS) if partition is None else partition,
+                                     self.offset, key, value))
             self.handle(batch, now)
         if rounds is None:
             raise AssertionError("the steps never ended")
@@ -85,9 +90,9 @@ class Worker:
         return head_of(CODEC, raw)
 
 
-def request(order_id: str, *lines: tuple[str, int]) -> OrderRequest:
+def request(order_id: str, *lines: tuple[str, int], now: int = NOW) -> OrderRequest:
     return OrderRequest(order_id, "web", tuple(OrderLine(str(i + 1), sku, n) for i, (sku, n) in enumerate(lines)),
-                        *BERLIN, expires_at=NOW + 3_600_000)
+                        *BERLIN, expires_at=now + 3_600_000)
 
 
 def test_a_cart_is_held_whole_in_the_fewest_parcels_and_confirmed_until_the_order_expires() -> None:
@@ -102,13 +107,13 @@ def test_a_cart_is_held_whole_in_the_fewest_parcels_and_confirmed_until_the_orde
     assert [(p["location"], [(line["line_id"], line["quantity"]) for line in p["lines"]])
             for p in decision["parcels"]] == [("wh-1", [("1", 2), ("2", 1)])]
     assert [(line["line_id"], line["reservation_id"], line["parts"]) for line in decision["lines"]] == [
-        ("1", "o-1/1/1", [{"location": "wh-1", "quantity": 2}]),
-        ("2", "o-1/2/1", [{"location": "wh-1", "quantity": 1}])]
+        ("1", f"o-1/1/1.{STAMP}", [{"location": "wh-1", "quantity": 2}]),
+        ("2", f"o-1/2/1.{STAMP}", [{"location": "wh-1", "quantity": 1}])]
     assert decision["expires_at"] == NOW + 3_600_000
     assert worker.position("SKU-1", "wh-1") == (5, 2) and worker.position("SKU-2", "wh-1") == (3, 1)
     # Confirmed: the holds last as long as the order, not the tentative hold's short expiry.
-    assert worker.pipeline.expiries.request_due(Outbox(), NOW + HOLD_MS + 1) == 0
-    assert worker.store.holds("SKU-1") == ["o-1/1/1"]
+    assert worker.pipeline.expiries.request_due(Outbox(), NOW + DECISION_MS + HOLD_MARGIN_MS + 1) == 0
+    assert worker.store.holds("SKU-1") == [f"o-1/1/1.{STAMP}"]
 
 
 def test_an_order_that_cannot_be_filled_whole_holds_nothing() -> None:
@@ -133,9 +138,9 @@ def test_stock_taken_between_the_figures_and_the_hold_makes_the_order_plan_again
     worker.deliver_steps()
     [decision] = worker.replies
     assert decision["accepted"]
-    assert [line["reservation_id"] for line in decision["lines"]] == ["o-3/1/2"]  # the second attempt
+    assert [line["reservation_id"] for line in decision["lines"]] == [f"o-3/1/2.{STAMP}"]  # the second attempt
     assert [p["location"] for p in decision["parcels"]] == ["wh-1"]
-    assert worker.store.holds("SKU-1") == ["o-3/1/2"]
+    assert worker.store.holds("SKU-1") == [f"o-3/1/2.{STAMP}"]
 
 
 def test_the_same_order_again_gets_the_same_decision_and_other_lines_under_its_id_a_conflict() -> None:
@@ -160,7 +165,7 @@ def test_an_order_undecided_at_its_deadline_is_refused_and_its_holds_released() 
     late = NOW + DECISION_MS + 1
     ticks = Outbox()
     assert worker.pipeline.order_timer.request_due(ticks, late) == 1
-    worker.steps += [(key, value) for _, key, value, _ in ticks.records if value]
+    worker.steps += [(key, value, partition) for _, key, value, partition in ticks.records if value]
     worker.deliver_steps(now=late)
     [decision] = worker.replies
     assert (decision["accepted"], decision["reason"]) == (False, "timeout")
@@ -177,3 +182,26 @@ def test_bad_lines_are_refused_naming_the_line() -> None:
     assert [(d["order_id"], d["reason"], d["line"]) for d in worker.replies] == [
         ("o-6", "duplicate_line", "2"), ("o-7", "invalid_quantity", "1"), ("o-8", "unknown_alias", "1")]
     assert worker.steps == []
+
+
+def test_a_decided_order_is_forgotten_once_the_order_memory_has_passed() -> None:
+    worker = Worker()
+    worker.stock("SKU-1", wh_1=10)
+    for n in range(3):
+        worker.order(request(f"o-{n}", ("SKU-1", 1)))
+    worker.deliver_steps()
+    orders = [key for key in worker.store.history if key.startswith(ORDER_PREFIX)]
+    assert len(orders) == 3 and len(worker.replies) == 3
+    timer = worker.pipeline.order_timer
+    assert timer.request_due(Outbox(), NOW + timer.memory_ms) == 0  # not yet: the bucket is not over
+    later = NOW + timer.memory_ms + 2 * timer.bucket_ms
+    asked = Outbox()
+    assert timer.request_due(asked, later) == len({partition_for(f"o-{n}".encode(), PARTITIONS) for n in range(3)})
+    worker.steps += [(key, value, partition) for _, key, value, partition in asked.records if value]
+    worker.deliver_steps(now=later)
+    assert [key for key in worker.store.history if key.startswith(ORDERS_MARK)] == []
+    assert timer.request_due(Outbox(), later + TICK_RESEND_MS) == 0
+    # Its id is free again: the same request now is a new order (held again: 2 units now, of 10).
+    worker.order(request("o-0", ("SKU-1", 1), now=later), now=later)
+    worker.deliver_steps(now=later)
+    assert worker.replies[-1]["accepted"] and worker.position("SKU-1", "wh-1") == (10, 4)
