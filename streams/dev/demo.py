@@ -106,7 +106,7 @@ def _watch(settings: Settings, servers: Kafka, network: Network, procs: list[sub
                 print("\x1b[2J\x1b[H" + view.render() + f"\n\nsimulator: {simulator.stats.sent} events sent "
                       f"(seed {options.seed}, {options.rate:g}/s); Ctrl-C stops everything", flush=True)
             elif time.time() - last_line >= 5:
-                print("\n".join(view.render().split("\n")[:3]) + "\n", flush=True)
+                print("\n".join(view.render().split("\n")[:4]) + "\n", flush=True)  # the headline figures
             if time.time() - last_line >= 5:
                 last_line = time.time()
             if not runner.is_alive():

@@ -1,5 +1,6 @@
-"""The demo's live view: stock of the busiest SKUs per location and per channel, end-to-end latency, and the
-oversells that were refused, read from the output topics as any channel would read them."""
+"""The demo's live view: stock of the busiest SKUs per location and per channel, end-to-end latency, the
+oversells that were refused, and orders accepted and refused with their parcels, read from the output topics as
+any channel would read them."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from streams.kafka.clients import start_positions, unassigned_consumer
 from streams.kafka.topics import TopicRegistry
 from streams.security import Kafka
 from streams.wire.codec import DecodeError, default_codec
+from streams.wire.schemas import Schema
 
 WINDOW_S = 30.0  # latency percentiles over this many seconds
 SUGGESTIONS_SHOWN = 10
@@ -38,6 +40,9 @@ class LiveState:
     activity: Counter[str] = field(default_factory=Counter)
     accepted: int = 0
     refused: int = 0
+    orders_accepted: int = 0
+    orders_refused: int = 0
+    parcels: int = 0  # of the accepted orders
     negative_flags: int = 0
     dead_letters: int = 0
     applied: int = 0
@@ -102,7 +107,7 @@ class LiveView:
 
     def _take(self, kind: str, message: Any) -> None:
         s = self.state
-        _, r = self.codec.decode(message.value())
+        name, r = self.codec.decode(message.value())
         if kind == "position":
             s.positions[(r["sku"], r["location"])] = r["figures"]
         elif kind == "ats":
@@ -115,6 +120,12 @@ class LiveView:
             if sent is not None:
                 _, published = message.timestamp()
                 s.latencies.append((time.time(), max(0.0, published - sent)))
+        elif kind == "reply" and name == Schema.ORDER_DECISION:
+            if r["accepted"]:
+                s.orders_accepted += 1
+                s.parcels += len(r["parcels"])
+            else:
+                s.orders_refused += 1
         elif kind == "reply":
             if r["accepted"]:
                 s.accepted += 1
@@ -137,6 +148,8 @@ class LiveView:
             "latency_ms": {"p50": round(percentile(latencies, 0.5)), "p99": round(percentile(latencies, 0.99)),
                            "samples": len(latencies), "window_s": WINDOW_S},
             "reservations": {"accepted": s.accepted, "refused": s.refused}, "negative_flags": s.negative_flags,
+            "orders": {"accepted": s.orders_accepted, "refused": s.orders_refused,
+                       "parcels_per_order": round(s.parcels / s.orders_accepted, 2) if s.orders_accepted else 0.0},
             "locations": locations, "channels": channels,
             "charts": self._charts(busiest),
             "suggestions": [{k: s.suggestions[key][k] for k in ("sku", "source", "destination", "units", "reason")}
@@ -161,7 +174,7 @@ class LiveView:
 
     def render(self) -> str:
         view = self.snapshot()
-        latency, reservations = view["latency_ms"], view["reservations"]
+        latency, reservations, orders = view["latency_ms"], view["reservations"], view["orders"]
         locations, channels = view["locations"], view["channels"]
         width = max(12, *(len(x) + 1 for x in locations + channels))
         lines = [
@@ -171,6 +184,8 @@ class LiveView:
             f"p50 {latency['p50']} ms  p99 {latency['p99']} ms  ({latency['samples']} samples)",
             f"reservations: {reservations['accepted']} accepted, {reservations['refused']} refused = oversells "
             f"avoided; sales beyond known stock flagged: {view['negative_flags']}",
+            f"orders (carts held whole or not at all): {orders['accepted']} accepted, {orders['refused']} refused; "
+            f"{orders['parcels_per_order']} parcels per accepted order",
             "",
             "available (on hand) per location".ljust(26) + "".join(loc[:width - 1].rjust(width) for loc in locations),
         ]

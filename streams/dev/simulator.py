@@ -1,10 +1,10 @@
-"""A seeded retail network at work: POS sales (one store goes offline and uploads late), web and app orders as
-reservations that get paid, cancelled or expire, marketplace orders, warehouse receipts, transfers to stores,
-cycle counts, damage and returns.
+"""A seeded retail network at work: POS sales (one store goes offline and uploads late), web and app orders (carts
+of several lines held whole, and one-item sourced reservations) that get paid, cancelled or expire, marketplace
+orders, warehouse receipts, transfers to stores, cycle counts, damage and returns.
 
 `plan()` is pure: the same network, seed, rate, duration and start time give the same steps, so a run can be
 reproduced. `Simulator.run()` sends the steps through one ChannelClient per channel at their times; a reservation's
-follow-up (paid or cancelled) is sent only if the reservation was accepted.
+or a cart's follow-up (paid or cancelled) is sent only if it was accepted.
 
 Roles come from the network: channels selling only from stores are POS, only from warehouses are marketplaces,
 the channel with the most locations and no buffer is the warehouse system (receipts, transfers, counts), and the
@@ -58,14 +58,40 @@ class Roles:
 
 
 @dataclass(frozen=True)
+class Cart:
+    """An online order of several lines, held whole or not at all and sourced as one."""
+
+    order_id: str
+    lines: tuple[tuple[str, int], ...]  # (sku, units)
+    latitude: float
+    longitude: float
+    mode: str
+    occurred_at: int
+    expires_at: int
+
+
+@dataclass(frozen=True)
+class CartSettled:
+    """A held cart paid (every line shipped) or cancelled (every line released); sent only if it was held."""
+
+    order_id: str
+    paid: bool
+
+
+@dataclass(frozen=True)
 class Step:
-    """One thing a channel does at `at_ms` (ms after the start). `movement` is sent as it is, except a
-    follow-up of a reservation (`needs_accepted`), which is sent only if that reservation was accepted."""
+    """One thing a channel does at `at_ms` (ms after the start): a movement sent as it is (a follow-up of a
+    reservation, `needs_accepted`, only if that reservation was accepted), or an online order: a cart placed or
+    settled."""
 
     at_ms: int
     channel: str
-    movement: Movement
+    action: Movement | Cart | CartSettled
     needs_accepted: str | None = None
+
+    @property
+    def movement(self) -> Movement | None:
+        return self.action if isinstance(self.action, Movement) else None
 
 
 class _Model:
@@ -138,6 +164,26 @@ def plan(network: Network, *, seed: int, rate: float, duration_s: float, skus: i
             steps.append(Step(at, channel, m, needs))
         return m
 
+    def cart(at: int, channel: str) -> None:
+        """A customer's cart of 1 to 4 busy SKUs, held (the model holds each line where the channel has most) and
+        then paid, cancelled or left to expire."""
+        order_id = event_id(f"cart-{channel}")
+        lines = tuple((sku, rnd.randint(1, 2)) for sku in sorted({busy_sku() for _ in range(rnd.randint(1, 4))}))
+        where = customer()
+        placed = Cart(order_id, lines, where["latitude"], where["longitude"], where["mode"], start_ms + at,
+                      start_ms + at + 20_000)
+        steps.append(Step(at, channel, placed))
+        for number, (sku, units) in enumerate(lines, start=1):
+            add(at, channel, Kind.RESERVATION_PLACED, sku, None, units, send=False,
+                reservation_id=f"{order_id}/{number}", expires_at=placed.expires_at)
+        outcome, later = rnd.random(), at + rnd.randint(2_000, 12_000)
+        if outcome < 0.85:
+            paid = outcome < 0.6
+            steps.append(Step(later, channel, CartSettled(order_id, paid)))
+            for number, (sku, _) in enumerate(lines, start=1):
+                add(later, channel, Kind.RESERVATION_FULFILLED if paid else Kind.RESERVATION_RELEASED, sku, None, 0,
+                    send=False, reservation_id=f"{order_id}/{number}")
+
     def busy_sku() -> str:
         return rnd.choices(sku_ids, popularity)[0]
 
@@ -176,12 +222,14 @@ def plan(network: Network, *, seed: int, rate: float, duration_s: float, skus: i
                 sale = add(at, channel, Kind.SALE, sku, store, units, send=not offline)
                 if offline:
                     offline_buffer.append(sale)
-        elif roll < 0.62 and roles.online:  # an online order: a reservation, then paid, cancelled or left to expire
+        elif roll < 0.52 and roles.online:  # an online cart: held whole, then paid, cancelled or left to expire
+            cart(at, rnd.choice(roles.online))
+        elif roll < 0.62 and roles.online:  # a one-item order: a sourced reservation, then paid or cancelled
             channel = rnd.choice(roles.online)
             reservation = event_id(f"order-{channel}")
             add(at, channel, Kind.RESERVATION_PLACED, busy_sku(), None, rnd.randint(1, 2),  # sourced: held where
                 reservation_id=reservation, expires_at=start_ms + at + 20_000, **customer())  # the plan says
-            sku = steps[-1].movement.sku
+            sku = steps[-1].action.sku  # type: ignore[union-attr]
             outcome = rnd.random()
             later = at + rnd.randint(2_000, 12_000)
             if outcome < 0.6:
@@ -242,6 +290,8 @@ class Stats:
     refused: int = 0
     skipped_follow_ups: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
+    carts_accepted: int = 0
+    carts_refused: int = 0
 
 
 class Simulator:
@@ -254,6 +304,8 @@ class Simulator:
         self.seed, self.rate, self.duration_s, self.skus = seed, rate, duration_s, skus
         self.stats = Stats()
         self.decisions: dict[str, Future[Any]] = {}
+        self.carts: dict[str, Future[Any]] = {}
+        self.settled: list[Movement] = []  # what paying or cancelling the held carts sent (each line's movement)
         self.start_ms = 0
         self.steps: list[Step] = []
         self.sent_at: dict[str, int] = {}  # "channel:event_id" -> epoch ms sent (the live view's latency)
@@ -284,7 +336,10 @@ class Simulator:
         return self.stats
 
     def _send(self, client: Any, step: Step) -> None:
-        m = step.movement
+        if isinstance(step.action, (Cart, CartSettled)):
+            self._send_cart(client, step.action)
+            return
+        m = step.action
         if step.needs_accepted is not None:
             decision = self.decisions.get(step.needs_accepted)
             if decision is None or not decision.done() or not decision.result().accepted:
@@ -306,14 +361,38 @@ class Simulator:
         if len(self.decisions) % 50 == 0:
             self._count_decisions()
 
+    def _send_cart(self, client: Any, action: Cart | CartSettled) -> None:
+        if isinstance(action, Cart):
+            self.carts[action.order_id] = client.request_order(
+                action.order_id, action.lines, deliver_to=(action.latitude, action.longitude), mode=action.mode,
+                expires_at=action.expires_at, occurred_at=action.occurred_at)
+            self.stats.by_kind["cart"] = self.stats.by_kind.get("cart", 0) + 1
+        else:
+            found = self.carts.get(action.order_id)
+            if found is None or not found.done() or found.exception() is not None or not found.result().accepted:
+                self.stats.skipped_follow_ups += 1
+                return
+            settle = client.fulfil_order if action.paid else client.release_order
+            now = int(time.time() * 1000)
+            for movement in settle(found.result()):
+                self.sent_at[movement.key] = now
+                self.settled.append(movement)
+            kind = "cart_paid" if action.paid else "cart_cancelled"
+            self.stats.by_kind[kind] = self.stats.by_kind.get(kind, 0) + 1
+        self.stats.sent += 1
+
     def _count_decisions(self) -> None:
-        done = [f.result() for f in self.decisions.values() if f.done()]
+        done = [f.result() for f in self.decisions.values() if f.done() and f.exception() is None]
         self.stats.accepted = sum(1 for d in done if d.accepted)
         self.stats.refused = sum(1 for d in done if not d.accepted)
+        carts = [f.result() for f in self.carts.values() if f.done() and f.exception() is None]
+        self.stats.carts_accepted = sum(1 for d in carts if d.accepted)
+        self.stats.carts_refused = sum(1 for d in carts if not d.accepted)
 
 
 def print_progress(stats: Stats, elapsed_s: float, out: Any = sys.stderr) -> None:
     print(f"[simulate] {elapsed_s:6.0f} s  sent {stats.sent:7d} ({stats.sent / max(elapsed_s, 1e-9):5.0f}/s)  "
-          f"reservations accepted {stats.accepted} refused {stats.refused}  late POS uploads {stats.late_uploads}",
+          f"reservations accepted {stats.accepted} refused {stats.refused}  carts accepted {stats.carts_accepted} "
+          f"refused {stats.carts_refused}  late POS uploads {stats.late_uploads}",
           file=out, flush=True)
 

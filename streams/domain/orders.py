@@ -331,9 +331,12 @@ class Order:
 
 # --- the owner's side: an order's steps as the movements of a line's SKU -----------------------------------------
 ORDER_EVENT_PREFIX = f"{WORKER_EVENT_PREFIX}order:"  # + "<hold id>:<step>"
+HoldStep = Literal["place", "confirm", "release"]
+# The coordinator's steps (as the order-steps topic names them) that are a hold's movements at its owner.
+HOLD_STEPS: dict[str, HoldStep] = {"place_hold": "place", "confirm_hold": "confirm", "release_hold": "release"}
 
 
-def hold_movement(step: Literal["place", "confirm", "release"], channel: str, sku: str, hold: str,
+def hold_movement(step: HoldStep, channel: str, sku: str, hold: str,
                   parts: tuple[tuple[str, int], ...], expires_at: int, at: int) -> Movement:
     """A coordinator's step as the movement its line's owner applies: place and confirm hold exactly `parts` (a
     confirmation extends the tentative hold to the order's expiry), release ends it."""

@@ -22,6 +22,7 @@ from streams.control.admin import ensure_topics
 from streams.control.network import publish_network
 from streams.domain import Movement, Network, SkuStock, Status, channel_ats
 from streams.domain.movements import EXPIRY_EVENT_PREFIX, expiry_of
+from streams.domain.orders import HOLD_STEPS, ORDER_EVENT_PREFIX, hold_movement
 from streams.kafka.clients import new_admin, new_consumer, new_producer, reached, watermarks
 from streams.kafka.topics import TopicRegistry
 from streams.security import PLAINTEXT, KafkaConnection, KafkaSecurity
@@ -324,9 +325,11 @@ class Deployment:
         history = sorted((entries[i] for i in first.values()),
                          key=lambda e: (e["version"], not e["changes"], first[f"{e['channel']}:{e['event_id']}"]))
         stocks: dict[str, SkuStock] = {}
+        steps = self.order_step_movements() if any(
+            e["event_id"].startswith(ORDER_EVENT_PREFIX) for e in entries) else {}
         for entry in history:
             key = f"{entry['channel']}:{entry['event_id']}"
-            movement = self.sent.get(key)
+            movement = self.sent.get(key) or steps.get(key)
             if movement is None:
                 assert entry["kind"] == "reservation_expired", f"ledger has an event nobody sent: {key}"
                 reservation = entry["event_id"].removeprefix(f"{EXPIRY_EVENT_PREFIX}{entry['channel']}:")
@@ -339,6 +342,19 @@ class Deployment:
                 raise AssertionError(f"replay of {key} gave {outcome.status} v{outcome.version}, the ledger says "
                                      f"{entry['status']} v{entry['version']}; ledger of {movement.sku}: {trail}")
         return stocks, history
+
+    def order_step_movements(self) -> dict[str, Movement]:
+        """The movements orders' coordinators asked the SKUs' owners to apply (holds placed, confirmed and
+        released), by movement key, as the order-steps topic carries them."""
+        found: dict[str, Movement] = {}
+        for _, step, _, _ in self.read(self.registry.order_steps.name):
+            kind = HOLD_STEPS.get(step["kind"])
+            if kind is not None:
+                parts = tuple((p["location"], p["quantity"]) for p in step["parts"])
+                movement = hold_movement(kind, step["channel"], step["sku"], step["hold_id"], parts,
+                                         step["expires_at"], step["sent_at"])
+                found.setdefault(movement.key, movement)
+        return found
 
     def assert_outputs_match(self, stocks: dict[str, SkuStock]) -> None:
         positions = self.latest(self.registry.positions.name)

@@ -293,9 +293,10 @@ def test_simulated_network_flows_through_without_loss_or_dead_letters(deployment
     simulator = Simulator(network, lambda channel: client(deployment, channel, linger_ms=20), seed=5, rate=60,
                           duration_s=25, skus=15)
     stats = simulator.run()
-    assert stats.sent > 1_000 and stats.late_uploads > 0 and stats.accepted > 0
+    assert stats.sent > 1_000 and stats.late_uploads > 0 and stats.accepted > 0 and stats.carts_accepted > 0
     deployment.sent.update({s.movement.key: s.movement for s in simulator.steps
-                            if s.movement.key in simulator.sent_at})
+                            if s.movement is not None and s.movement.key in simulator.sent_at})
+    deployment.sent.update({m.key: m for m in simulator.settled})
     deployment.settle(180, all_reservations_closed=True)  # web and app holds expire 20 s after the last order
     assert [(v["reason"], v["detail"]) for _, v, _, _ in deployment.read(deployment.registry.deadletter.name)] == []
     stocks, history = deployment.replay_ledger()

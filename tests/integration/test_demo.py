@@ -86,6 +86,10 @@ def test_the_live_view_shows_stock_moving(demo: Demo) -> None:
     assert max(charts["throughput"]) > 0 and max(charts["p99_ms"]) > 0
     assert charts["ats_channel"] in shown["channels"]
     assert any(v is not None for series in charts["ats"].values() for v in series)
+    # The simulator's web and app carts are decided whole; an accepted one leaves in at least one parcel.
+    wait_for(lambda: demo.state()["orders"]["accepted"] > 0, 60, "an accepted cart on the live view")
+    assert demo.state()["orders"]["parcels_per_order"] >= 1
+    assert re.search(r"orders \(carts held whole or not at all\): \d+ accepted", "".join(demo.output))
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (deploy/dev.sh installs it where apt can)")
@@ -99,6 +103,7 @@ def test_the_demo_page_draws_its_charts_in_a_real_browser(demo: Demo, tmp_path: 
          f"http://127.0.0.1:{demo.view_port}/"], capture_output=True, text=True, timeout=120)
     dom = done.stdout
     assert "<table" in dom, done.stderr[-2000:]
+    assert "carts accepted / refused" in dom and "parcels per cart" in dom
     for chart, names in (("throughput", {"movements/s"}), ("latency", {"p50", "p99"}), ("ats", None)):
         svg = re.search(rf'<svg id="chart-{chart}"[^>]*>(.*?)</svg>', dom, re.S)
         assert svg is not None, f"chart {chart} missing"

@@ -1,5 +1,5 @@
 """Standard Avro clients talk to stocksync: Apache Avro's Java BinaryMessageEncoder writes every input a worker
-applies, and its BinaryMessageDecoder reads every output the worker writes."""
+applies (movements and orders), and its BinaryMessageDecoder reads every output the worker writes."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ import pytest
 
 from streams.dev.local_kafka import fetch_jars
 from streams.domain import Kind, Movement
+from streams.domain.order_sourcing import OrderLine
+from streams.domain.orders import OrderRequest
 from streams.settings import load_settings
 from streams.wire.codec import default_codec
+from streams.wire.order_records import order_request_record
 from streams.wire.records import movement_to_record
 from streams.wire.schemas import Schema
 from tests.integration.avro_java import AvroJava, fetch_avro_java
@@ -53,8 +56,12 @@ def test_java_writes_every_input_and_reads_every_output_of_a_worker(deployment: 
     deployment.send_raw(registry.sales("web").name, b"JAVA-1", reserve)
     deployment.sent[request.key] = request
     deployment.send_raw(registry.restock("wms").name, b"JAVA-1", bad)
+    cart = OrderRequest("j-cart", "web", (OrderLine("1", "JAVA-1", 1),), 52.5, 13.4, expires_at=at + 600_000)
+    [order] = avro_java.encode(Schema.ORDER_REQUEST, [order_request_record(cart, at + 4)])
+    deployment.send_raw(registry.sales("web").name, b"j-cart", order)  # keyed by the order id
     assert codec.decode(single)[1] == movement_to_record(receipt)  # the same bytes stocksync would write
-    wait_for(lambda: len(deployment.read(registry.replies("web").name)) == 1, 60, "the reservation's decision")
+    wait_for(lambda: len(deployment.read(registry.replies("web").name)) == 2, 60,
+             "the reservation's and the order's decisions")
     deployment.settle()
 
     outputs = {topic: deployment.read_raw(topic) for topic in (
@@ -65,11 +72,14 @@ def test_java_writes_every_input_and_reads_every_output_of_a_worker(deployment: 
         read_by_java = avro_java.decode(values)
         assert read_by_java == [codec.decode(value) for value in values], topic
     ledger = [record["event_id"] for _, record in avro_java.decode(outputs[registry.ledger.name])]
-    assert sorted(ledger) == ["j-rcpt", "j-reserve", "j-return", "j-sale"]
+    assert sorted(e for e in ledger if not e.startswith("~order:")) == ["j-rcpt", "j-reserve", "j-return", "j-sale"]
+    assert sorted(e.rsplit(":", 1)[1] for e in ledger if e.startswith("~order:j-cart/1/1.")) == ["confirm", "place"]
     [(_, letter)] = avro_java.decode(outputs[registry.deadletter.name])
     assert (letter["reason"], letter["value"]) == ("unknown_location", bad)
-    [(_, decision)] = avro_java.decode(outputs[registry.replies("web").name])
-    assert decision["accepted"] and decision["reservation_id"] == "j-order"
+    decisions = dict(avro_java.decode(outputs[registry.replies("web").name]))
+    reservation, cart_decision = decisions[Schema.RESERVATION_DECISION], decisions[Schema.ORDER_DECISION]
+    assert reservation["accepted"] and reservation["reservation_id"] == "j-order"
+    assert cart_decision["accepted"] and [p["location"] for p in cart_decision["parcels"]] == ["w1"]
 
 
 def test_the_readme_java_channel_reports_a_receipt(deployment: Deployment, avro_java: AvroJava) -> None:

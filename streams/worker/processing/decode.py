@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Literal
+from typing import Any
 
 from streams.domain import InvalidMovement, Movement
 from streams.domain.catalog import Catalog
 from streams.domain.movements import SALES_SIDE, WORKER_EVENT_PREFIX, WORKER_MADE, Kind, channel_of_expiry
-from streams.domain.orders import ORDER_ID, Event, OrderRequest, hold_movement
+from streams.domain.orders import HOLD_STEPS, ORDER_ID, Event, OrderRequest, hold_movement
 from streams.wire.codec import DecodeError, SingleObjectCodec
 from streams.wire.order_records import event_of_step, order_request_from_record
 from streams.wire.partitioner import partition_for, sku_partition
@@ -170,7 +170,7 @@ class Decoder:
                 event = None if kind == "tick" else event_of_step(record)
                 into.order((channel, order_id), message.partition, event, message)
             return
-        if kind != "ask_figures" and kind not in _HOLD_STEPS:
+        if kind != "ask_figures" and kind not in HOLD_STEPS:
             self.dead_letters.send(outbox, message, channel, "unknown_step", f"an order step of kind {kind!r}", now,
                                    result, None, order_id)
             return
@@ -181,7 +181,7 @@ class Decoder:
             return
         parts = tuple((p["location"], p["quantity"]) for p in record["parts"])
         try:
-            movement = hold_movement(_HOLD_STEPS[kind], channel, sku, record["hold_id"], parts,
+            movement = hold_movement(HOLD_STEPS[kind], channel, sku, record["hold_id"], parts,
                                      record["expires_at"], record["sent_at"])
         except InvalidMovement as exc:
             self.dead_letters.send(outbox, message, channel, "invalid_movement", str(exc), now, result, None,
@@ -198,9 +198,6 @@ class Decoder:
         result.rerouted += 1
         return False
 
-
-_HOLD_STEPS: dict[str, Literal["place", "confirm", "release"]] = {
-    "place_hold": "place", "confirm_hold": "confirm", "release_hold": "release"}
 
 
 def _wrong_topic(kind: Kind) -> str:
