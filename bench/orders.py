@@ -16,7 +16,10 @@ import argparse
 import json
 import os
 import random
+import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -27,7 +30,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench.compare import Deployment, WorkerRun, cpu_seconds, peak_rss_mb
+from bench.compare import Deployment, WorkerRun, cpu_seconds, own_time, peak_rss_mb
 from streams.channel import ChannelClient, OrderDecision
 from streams.dev.cluster import start_cluster
 from streams.kafka.clients import new_consumer
@@ -103,6 +106,8 @@ def main() -> None:
     parser.add_argument("--units", type=int, default=100_000, help="units of every SKU per warehouse")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--profile", type=Path, help="py-spy samples the first worker while orders are offered "
+                        "(collapsed stacks in this file; the top functions by own time in the result)")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="stocksync-bench-orders-"))
@@ -139,6 +144,11 @@ def offer(deployment: Deployment, args: argparse.Namespace, rnd: random.Random, 
             with lock:
                 decided.setdefault(order_id, (time.monotonic(), future.result()))
 
+    spy = None
+    if args.profile is not None and workers[0].proc is not None:
+        spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-p",
+                                str(workers[0].proc.pid), "-r", "100", "-f", "raw", "-o", str(args.profile)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     with ChannelClient("web", deployment.servers, settings=deployment.settings, linger_ms=0) as web:
         interval = 1.0 / args.rate
         began = time.monotonic()
@@ -163,6 +173,11 @@ def offer(deployment: Deployment, args: argparse.Namespace, rnd: random.Random, 
         wait_until = time.monotonic() + 120
         while len(decided) < len(sent) and time.monotonic() < wait_until:
             time.sleep(0.2)
+    profile: dict[str, float] = {}
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(60)
+        profile = own_time(args.profile)
     cpu = [round(cpu_seconds(w.proc.pid) - before, 1) for w, before in zip(workers, cpu_before, strict=True)
            if w.proc is not None]
     latencies = [(at - sent[o]) * 1000 for o, (at, _) in decided.items()]
@@ -199,6 +214,7 @@ def offer(deployment: Deployment, args: argparse.Namespace, rnd: random.Random, 
         "refused": dict(Counter(d.reason for _, d in decided.values() if not d.accepted)),
         "undecided": len(sent) - len(decided),
         "holds_not_matching_accepted_orders": leaked,
+        **({"profile_own_time": profile} if profile else {}),
         "worker_cpu_s": cpu, "worker_peak_rss_mb": [peak_rss_mb(w.proc.pid) for w in workers if w.proc],
         "cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
         "note": "broker, workers and load generator share this machine's cores",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 
@@ -248,6 +249,37 @@ class ChannelClient:
         """The order (or its `lines`, by line id) was cancelled: each line's held units are available again."""
         return [self.release(held.sku, held.reservation_id, event_id=f"release:{held.reservation_id}")
                 for held in _held_lines(decision, lines)]
+
+    def move_hold(self, hold: Decision | HeldLine, to_location: str, *, expires_at: int | None = None,
+                  timeout_s: float = 10.0) -> Decision:
+        """Move a held reservation (or an order's line) whole to `to_location` in one step: released where it was
+        and held there, with no moment in between for another request to take the units. Refused (the hold stays
+        where it was) when the location cannot take it. The hold keeps its expiry unless `expires_at` is given."""
+        expiry = expires_at if expires_at is not None else hold.expires_at
+        if expiry is None:
+            raise InvalidMovement("expires_at: the hold's expiry is not known; give it")
+        listener = self._reply_listener()
+        future = listener.expect(hold.reservation_id)
+        try:
+            # A fresh event id per call: moving there again is a no-op for the owner (the hold is there already).
+            self.report(Kind.RESERVATION_PLACED, hold.sku, to_location, hold.quantity,
+                        reservation_id=hold.reservation_id, event_id=f"move-{uuid.uuid4().hex}", expires_at=expiry)
+        except Exception:
+            listener.forget(hold.reservation_id)
+            raise
+        try:
+            return future.result(timeout_s)
+        except TimeoutError:
+            raise DecisionTimeout(f"moving {hold.reservation_id!r} to {to_location}: no decision within "
+                                  f"{timeout_s} s") from None
+
+    def scan_to_buy(self, code: str, *, deliver_to: tuple[float, float], mode: str = "ship", quantity: int = 1,
+                    reservation_id: str | None = None, ttl_s: float = 900.0, timeout_s: float = 10.0) -> Decision:
+        """A scanned code (the channel's alias of a product: a barcode, a GTIN, the id a QR code carries) held
+        at the nearest location that can fill it in one call: shipped to `deliver_to`, or `mode="pickup"` at
+        the store nearest to it that offers pickup. The decision names the location, its distance and cost."""
+        return self.reserve(None, quantity, alias=code, reservation_id=reservation_id or f"scan-{uuid.uuid4().hex}",
+                            ttl_s=ttl_s, timeout_s=timeout_s, deliver_to=deliver_to, mode=mode)
 
     def _reply_listener(self) -> ReplyListener:
         with self._lock:

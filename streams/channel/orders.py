@@ -38,6 +38,7 @@ class HeldLine:
     quantity: int
     reservation_id: str
     parts: tuple[tuple[str, int], ...]  # (location, units)
+    expires_at: int | None = None  # when the hold lapses unless fulfilled or released
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +71,8 @@ class OrderDecision:
     def from_record(cls, record: Mapping[str, Any]) -> OrderDecision:
         return cls(record["order_id"], record["accepted"], record["reason"], record["line"],
                    tuple(HeldLine(h["line_id"], h["sku"], h["quantity"], h["reservation_id"],
-                                  tuple((p["location"], p["quantity"]) for p in h["parts"])) for h in record["lines"]),
+                                  tuple((p["location"], p["quantity"]) for p in h["parts"]), record["expires_at"])
+                         for h in record["lines"]),
                    tuple(Parcel(p["location"], p["distance_km"], p["cost"],
                                 tuple((line["line_id"], line["quantity"]) for line in p["lines"]))
                          for p in record["parcels"]),

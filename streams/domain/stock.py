@@ -337,6 +337,8 @@ class SkuStock:
             decision = ReservationDecision(m.channel, m.reservation_id, self.sku, True, held.quantity, "",
                                            held.parts, extended.expires_at)
             return Outcome(m, Status.APPLIED, self.version, "extended", decision=decision)
+        if held is not None and m.location is not None and held.parts != ((m.location, m.quantity),):
+            return self._move(m, held, network)
         if held is not None:  # the same reservation re-sent under a new event id: same answer
             decision = ReservationDecision(m.channel, m.reservation_id, self.sku, True, held.quantity, "",
                                            held.parts, held.expires_at, _sourcing(m, held.parts, network))
@@ -355,6 +357,33 @@ class SkuStock:
         decision = ReservationDecision(m.channel, m.reservation_id, self.sku, True, m.quantity, "", parts,
                                        m.expires_at, _sourcing(m, parts, network))
         return Outcome(m, Status.APPLIED, self.version, changes=tuple(changes), decision=decision)
+
+    def _move(self, m: Movement, held: Reservation, network: Network) -> Outcome:
+        """A held reservation asked for again at one location: moved there whole in one step (released where it
+        was and held there, with no moment in between), or, if that location cannot take it, left as it is."""
+        assert m.location is not None and m.expires_at is not None and m.reservation_id is not None
+        reason = ""
+        if m.quantity != held.quantity:
+            reason = "quantity_differs"  # a move keeps the hold's units: release it and reserve anew instead
+        elif m.location in network.channels[m.channel].excluded_locations:
+            reason = "location_excluded"
+        elif self.available(m.location) + dict(held.parts).get(m.location, 0) < m.quantity:
+            reason = "insufficient_stock"
+        if reason:
+            decision = ReservationDecision(m.channel, m.reservation_id, self.sku, False, m.quantity, reason)
+            return Outcome(m, Status.REFUSED, self.version, reason, decision=decision)
+        self._bump()
+        changes = []
+        for location, units in held.parts:
+            before = self.position(location)
+            changes.append(self._set(before, reserved=before.reserved - units))
+        before = self.position(m.location)
+        changes.append(self._set(before, reserved=before.reserved + m.quantity))
+        parts = ((m.location, m.quantity),)
+        self.records.put(reservation_key(m.reservation_key), replace(held, parts=parts, expires_at=m.expires_at))
+        decision = ReservationDecision(m.channel, m.reservation_id, self.sku, True, m.quantity, "", parts,
+                                       m.expires_at)
+        return Outcome(m, Status.APPLIED, self.version, "moved", changes=_merge(changes), decision=decision)
 
     def _allocate(self, m: Movement, network: Network, now: int) -> tuple[str, tuple[tuple[str, int], ...]]:
         """Where a reservation request can be held, or why it cannot: the single oversell-preventing decision."""

@@ -40,6 +40,7 @@ class Schema(StrEnum):
     ORDER_REQUEST = "stocksync.OrderRequest"
     ORDER_DECISION = "stocksync.OrderDecision"
     ORDER_STEP = "stocksync.OrderStep"
+    ORDER_STEP_BATCH = "stocksync.OrderStepBatch"
     ORDER_STATE = "stocksync.OrderState"
 
 

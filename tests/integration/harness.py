@@ -347,7 +347,8 @@ class Deployment:
         """The movements orders' coordinators asked the SKUs' owners to apply (holds placed, confirmed and
         released), by movement key, as the order-steps topic carries them."""
         found: dict[str, Movement] = {}
-        for _, step, _, _ in self.read(self.registry.order_steps.name):
+        read = [record for _, record, _, _ in self.read(self.registry.order_steps.name)]
+        for step in [step for record in read for step in record.get("steps", [record])]:
             kind = HOLD_STEPS.get(step["kind"])
             if kind is not None:
                 parts = tuple((p["location"], p["quantity"]) for p in step["parts"])

@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from streams.channel import ChannelClient
+from streams.channel import ChannelClient, Line
 from streams.domain import Kind
 from tests.integration.conftest import repo_root, wait_for
 from tests.integration.harness import Deployment
@@ -62,6 +62,16 @@ def test_channels_work_by_their_own_identifiers(deployment: Deployment) -> None:
         assert decision.accepted and decision.sku == "SKU-CAT" and decision.alias == "B00-LISTING-7"
         wait_for(lambda: "SKU-CAT" in feed and feed["SKU-CAT"].ats == 20 - 2 - 3, 30, "market's feed")  # buffer 3
         assert feed["SKU-CAT"].alias == "B00-LISTING-7"  # the marketplace's own identifier beside the SKU
+        # Scan to buy: the barcode and a delivery point give the nearest location that can fill it, and a hold.
+        status, plan = get(f"{worker.url}/channels/web/aliases/4006381333931/sourcing?quantity=1&lat=52.5&lon=13.4")
+        assert (status, plan["sku"], plan["alias"], plan["allocations"][0]["location"]) == (
+            200, "SKU-CAT", "4006381333931", "s1")
+        with ChannelClient("web", deployment.bootstrap, settings=deployment.settings, linger_ms=0) as web:
+            scanned = web.scan_to_buy("4006381333931", deliver_to=(52.5, 13.4), timeout_s=30)
+            assert (scanned.accepted, scanned.sku, scanned.parts) == (True, "SKU-CAT", (("s1", 1),))
+            cart = web.reserve_order("cat-cart", [Line(alias="4006381333931", quantity=3)], timeout_s=30)
+            assert cart.accepted and [(h.sku, h.quantity, h.parts) for h in cart.lines] == [
+                ("SKU-CAT", 3, (("w1", 3),))]
     positions = deployment.latest(deployment.registry.positions.name)
     assert {k: v["figures"]["on_hand"] for k, v in positions.items()} == {b"SKU-CAT|w1": 20, b"SKU-CAT|s1": 2}
     dead = [v for _, v, _, _ in deployment.read(deployment.registry.deadletter.name)]
@@ -69,12 +79,13 @@ def test_channels_work_by_their_own_identifiers(deployment: Deployment) -> None:
 
     assert get(f"{worker.url}/channels/market/aliases/B00-LISTING-7")[1]["sku"] == "SKU-CAT"
     status, ats = get(f"{worker.url}/channels/market/aliases/B00-LISTING-7/ats")
-    assert (status, ats["sku"], ats["ats"], ats["alias"]) == (200, "SKU-CAT", 15, "B00-LISTING-7")
+    # w1's 20, less the marketplace's hold of 2, the cart's 3 (held at w1: s1 has 1 left) and its buffer of 3.
+    assert (status, ats["sku"], ats["ats"], ats["alias"]) == (200, "SKU-CAT", 12, "B00-LISTING-7")
     assert get(f"{worker.url}/channels/web/aliases/B00-LISTING-7")[0] == 404  # the marketplace's, not web's
     asked = cli(deployment, "query", "--url", worker.url, "alias", "market", "B00-LISTING-7")
     assert asked.returncode == 0 and json.loads(asked.stdout)["sku"] == "SKU-CAT", asked.stderr
     asked = cli(deployment, "query", "--url", worker.url, "ats", "market", "B00-LISTING-7", "--alias")
-    assert asked.returncode == 0 and json.loads(asked.stdout)["ats"] == 15, asked.stderr
+    assert asked.returncode == 0 and json.loads(asked.stdout)["ats"] == 12, asked.stderr
 
     catalog.write_text("channel,alias,sku\n*,4006381333931,SKU-CAT\n")
     smaller = cli(deployment, "catalog", "apply", str(catalog))

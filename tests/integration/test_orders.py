@@ -66,7 +66,8 @@ def test_a_cart_across_workers_is_held_whole_in_one_parcel_then_fulfilled(deploy
             "the gift line shipped, the others released")
 
 
-def test_an_order_one_line_of_which_cannot_be_filled_holds_nothing(deployment: Deployment) -> None:
+def test_an_order_one_line_of_which_cannot_be_filled_holds_nothing_and_a_held_line_moves(
+        deployment: Deployment) -> None:
     deployment.apply_network(NETWORK)
     deployment.start_worker("one")
     a, b = skus_on_different_partitions(deployment.settings.partitions, 2)
@@ -84,8 +85,17 @@ def test_an_order_one_line_of_which_cannot_be_filled_holds_nothing(deployment: D
             web.request_order("cart-4", [(a, 1), (a, 2)])
         unknown = web.reserve_order("cart-5", [Line(alias="no-such-barcode")], timeout_s=30)
         assert (unknown.accepted, unknown.reason, unknown.line) == (False, "unknown_alias", "1")
-    wait_for(lambda: reserved(deployment) == {f"{a}|w1".encode(): (10, 4), f"{b}|w1".encode(): (3, 0)}, 30,
-             "only the partial order's line held")
+        wait_for(lambda: reserved(deployment) == {f"{a}|w1".encode(): (10, 4), f"{b}|w1".encode(): (3, 0)}, 30,
+                 "only the partial order's line held")
+        # The store cannot pick it: the line's hold moves whole to w2 in one step, or stays where it is.
+        wms.receipt(a, "w2", 5, event_id=f"r2-{a}")
+        wms.flush()
+        [line] = split.lines
+        assert web.move_hold(line, "s1", timeout_s=30).reason == "insufficient_stock"
+        moved = web.move_hold(line, "w2", timeout_s=30)
+        assert (moved.accepted, moved.parts, moved.expires_at) == (True, (("w2", 4),), split.expires_at)
+    wait_for(lambda: reserved(deployment) == {f"{a}|w1".encode(): (10, 0), f"{a}|w2".encode(): (5, 4),
+                                              f"{b}|w1".encode(): (3, 0)}, 30, "the line held at w2 instead")
 
 
 @pytest.mark.parametrize("step", ["ask_figures", "figures", "place_hold", "hold_answer", "confirm_hold",

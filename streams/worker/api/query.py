@@ -193,6 +193,17 @@ OPENAPI: dict[str, Any] = {
             "parameters": [_param("channel", "path", "channel id", {"type": "string"}),
                            _param("alias", "path", "the channel's identifier", {"type": "string"})],
             "responses": _ok("ChannelAts")}},
+        "/channels/{channel}/aliases/{alias}/sourcing": {"get": {
+            "summary": "a ranked fulfilment plan for an order line of the product a channel knows by `alias` (a "
+                       "scanned barcode, a listing id)",
+            "parameters": [_param("channel", "path", "channel id", {"type": "string"}),
+                           _param("alias", "path", "the channel's identifier", {"type": "string"}),
+                           _param("quantity", "query", "units ordered", {"type": "integer", "minimum": 1}),
+                           _param("lat", "query", "customer latitude", {"type": "number"}),
+                           _param("lon", "query", "customer longitude", {"type": "number"}),
+                           _param("mode", "query", "ship (may split) or pickup (one location)",
+                                  {"type": "string", "enum": ["ship", "pickup"]}, required=False)],
+            "responses": _ok("Plan")}},
         "/skus/{sku}/transfer-suggestions": {"get": {
             "summary": "transfers suggested for a SKU (to each location below its minimum, from the nearest with "
                        "units to spare)", "parameters": [_SKU], "responses": _ok("Suggestions")}},

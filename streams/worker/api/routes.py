@@ -35,6 +35,7 @@ ROUTES = {
     "/channels/{channel}/ats/{sku}": "ats_of_channel",
     "/channels/{channel}/aliases/{alias}": "alias_of_channel",
     "/channels/{channel}/aliases/{alias}/ats": "ats_by_alias",
+    "/channels/{channel}/aliases/{alias}/sourcing": "sourcing_by_alias",
     "/skus/{sku}/sourcing": "sourcing",
     "/skus/{sku}/transfer-suggestions": "sku_suggestions",
     "/locations/{location}/transfer-suggestions": "location_suggestions",
@@ -139,6 +140,16 @@ class Api:
     async def sourcing(self, request: web.Request, sku: str) -> web.Response:
         """Where to fill an order line from, ranked by cost (answered by the SKU's owner)."""
         return await self._at_owner(request, sku, lambda: self.query.sourcing(sku, dict(request.query)))
+
+    async def sourcing_by_alias(self, request: web.Request, channel: str, alias: str) -> web.Response:
+        """Where to fill an order line of the product the channel's alias names (a scanned barcode, a listing
+        id), ranked by cost (answered by the SKU's owner)."""
+        try:
+            sku = self._aliased(channel, alias)
+        except ApiError as exc:
+            return _refused(exc)
+        query = {**request.query, "channel": channel}
+        return await self._at_owner(request, sku, lambda: {**self.query.sourcing(sku, query), "alias": alias})
 
     # --- answered by any worker (every worker follows the catalog and all suggestions) ---------------------------
     async def alias_of_channel(self, request: web.Request, channel: str, alias: str) -> web.Response:

@@ -86,13 +86,18 @@ class Decoder:
             return
         steps = message.topic == self.network.registry.order_steps.name
         try:
-            name, record = self.codec.decode_as(message.value or b"", *((Schema.ORDER_STEP,) if steps else (
-                Schema.MOVEMENT, Schema.MOVEMENT_BATCH, Schema.ORDER_REQUEST)))
+            name, record = self.codec.decode_as(message.value or b"", *(
+                (Schema.ORDER_STEP, Schema.ORDER_STEP_BATCH) if steps else
+                (Schema.MOVEMENT, Schema.MOVEMENT_BATCH, Schema.ORDER_REQUEST)))
         except DecodeError as exc:
             dead_letter(outbox, message, route.channel, exc.reason, str(exc), now, result)
             return
         if name == Schema.ORDER_STEP:
-            self._order_step(message, record, into, outbox, now, result)
+            self._order_step(message, None, record, into, outbox, now, result)
+            return
+        if name == Schema.ORDER_STEP_BATCH:
+            for index, step in enumerate(record["steps"]):
+                self._order_step(message, index, step, into, outbox, now, result)
             return
         if name == Schema.ORDER_REQUEST:
             assert route.channel is not None
@@ -157,24 +162,25 @@ class Decoder:
             request = order_request_from_record(record, channel, partial(self.catalog.resolve, channel))
             into.order((channel, order_id), message.partition, request, message)
 
-    def _order_step(self, message: Inbound, record: dict[str, Any], into: Decoded, outbox: Outbox, now: int,
-                    result: BatchResult) -> None:
-        """A step between an order's coordinator and a line's owner: to the owner it joins the SKU's work (a hold
-        is a reservation movement), to the coordinator the order's."""
+    def _order_step(self, message: Inbound, index: int | None, record: dict[str, Any], into: Decoded,
+                    outbox: Outbox, now: int, result: BatchResult) -> None:
+        """A step between an order's coordinator and a line's owner (`index`: its place in a packed message): to
+        the owner it joins the SKU's work (a hold is a reservation movement), to the coordinator the order's."""
         kind, channel, order_id, sku = record["kind"], record["channel"], record["order_id"], record["sku"]
         if kind == "forget":
             into.forget.add(message.partition)
             return
+        alone = None if index is None else record  # what to send on if it is not this partition's
         if kind in ("figures", "hold_answer", "tick"):
-            if self._here(order_id, message, outbox, result):
+            if self._here(order_id, message, outbox, result, alone):
                 event = None if kind == "tick" else event_of_step(record)
                 into.order((channel, order_id), message.partition, event, message)
             return
         if kind != "ask_figures" and kind not in HOLD_STEPS:
             self.dead_letters.send(outbox, message, channel, "unknown_step", f"an order step of kind {kind!r}", now,
-                                   result, None, order_id)
+                                   result, index, order_id)
             return
-        if not self._here(sku, message, outbox, result):
+        if not self._here(sku, message, outbox, result, alone):
             return
         if kind == "ask_figures":
             into.ask(sku, message.partition, record)
@@ -184,16 +190,19 @@ class Decoder:
             movement = hold_movement(HOLD_STEPS[kind], channel, sku, record["hold_id"], parts,
                                      record["expires_at"], record["sent_at"])
         except InvalidMovement as exc:
-            self.dead_letters.send(outbox, message, channel, "invalid_movement", str(exc), now, result, None,
+            self.dead_letters.send(outbox, message, channel, "invalid_movement", str(exc), now, result, index,
                                    record["hold_id"])
             return
-        into.add(movement, message.partition, (message, None))
+        into.add(movement, message.partition, (message, index))
 
-    def _here(self, key: str, message: Inbound, outbox: Outbox, result: BatchResult) -> bool:
-        """Whether `key` belongs to the message's partition; if not, the message is sent on to its own."""
+    def _here(self, key: str, message: Inbound, outbox: Outbox, result: BatchResult,
+              step: dict[str, Any] | None = None) -> bool:
+        """Whether `key` belongs to the message's partition; if not, the message (or `step`, one of a packed
+        message's) is sent on to its own."""
         if partition_for(key.encode(), self.partitions) == message.partition:
             return True
-        outbox.send(message.topic, key.encode(), message.value, None)
+        value = message.value if step is None else self.codec.encode(Schema.ORDER_STEP, step)
+        outbox.send(message.topic, key.encode(), value, None)
         outbox.on_commit(metrics.REROUTED.inc)
         result.rerouted += 1
         return False

@@ -24,6 +24,7 @@ from streams.worker.processing.ats import AtsPublisher
 from streams.worker.processing.decode import SkuWork
 from streams.worker.processing.expiry import ExpiryScheduler
 from streams.worker.processing.messages import Inbound
+from streams.worker.processing.orders import StepPacker
 from streams.worker.processing.outputs import Outbox, OutputRecord
 from streams.worker.state.records import RecordEncoder
 
@@ -87,9 +88,13 @@ class Emitter:
                                             now)
         return [(self.registry.order_steps.name, step_key.encode(), self.encode(Schema.ORDER_STEP, record), None)]
 
-    def send(self, out: SkuOutputs, outbox: Outbox) -> None:
+    def send(self, out: SkuOutputs, outbox: Outbox, steps: StepPacker) -> None:
+        """Every record to the outbox, but the answers to orders' coordinators: to `steps`, which packs them."""
         for topic, record_key, value, partition in out.records:
-            outbox.send(topic, record_key, value, partition)
+            if topic == steps.topic and value is not None:
+                steps.add(record_key, value)
+            else:
+                outbox.send(topic, record_key, value, partition)
 
     def publish_ats(self, out: SkuOutputs, network: Network, before: SkuStock, stock: SkuStock, partition: int,
                     outbox: Outbox, now: int) -> None:

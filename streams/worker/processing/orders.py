@@ -39,6 +39,7 @@ from streams.wire.order_records import (
     order_state_record,
     tick_step,
 )
+from streams.wire.partitioner import partition_for
 from streams.wire.schemas import Schema
 from streams.worker.ops import metrics
 from streams.worker.ops.clock import now_ms
@@ -158,7 +159,7 @@ class Coordinator:
         return order_from_state(self.codec.decode_stored(raw, Schema.ORDER_STATE)[1])
 
     def apply(self, order_id: OrderId, work: OrderWork, network: Network, store: StockStore, outbox: Outbox,
-              now: int) -> None:
+              steps: StepPacker, now: int) -> None:
         """Every record is built (and may fail) before anything is written or sent."""
         order = self.load(store, order_id, work.partition)
         undecided_before = order is None or order.decision is None
@@ -188,7 +189,10 @@ class Coordinator:
             store.put_raw(decided_key(work.partition, bucket), chunk, work.partition)
             outbox.on_commit(partial(self.timer.remembered, work.partition, bucket))
         for topic, key, value in records:
-            outbox.send(topic, key, value, None)
+            if topic == steps.topic:
+                steps.add(key, value)
+            else:
+                outbox.send(topic, key, value, None)
         if order.decision is None:
             outbox.on_commit(partial(self.timer.pending, order_id, order.deadline))
         else:
@@ -277,3 +281,49 @@ def sends_step(step: str, registry: TopicRegistry, codec: SingleObjectCodec
                 return True
         return False
     return sends
+
+
+class StepPacker:
+    """Holds the order steps a batch sends (each encoded, and checked against the record limit, where it is made)
+    and sends them packed: per destination partition one OrderStepBatch message, split where one would pass the
+    limit, as a channel client packs movements. A worker then pays its per-message cost once per partition and
+    batch, not once per step."""
+
+    def __init__(self, registry: TopicRegistry, encoder: RecordEncoder, partitions: int) -> None:
+        self.topic, self.limit, self.partitions = registry.order_steps.name, encoder.limit, partitions
+        self.header = encoder.codec.headers[Schema.ORDER_STEP_BATCH]
+        self._held: dict[int, list[tuple[bytes, bytes]]] = {}
+
+    def add(self, key: bytes, step: bytes) -> None:
+        """`step`: an OrderStep, single-object encoded."""
+        self._held.setdefault(partition_for(key, self.partitions), []).append((key, step))
+
+    def flush(self, outbox: Outbox) -> None:
+        held, self._held = self._held, {}
+        for partition, steps in sorted(held.items()):
+            self._send(steps, partition, outbox)
+
+    def _send(self, steps: list[tuple[bytes, bytes]], partition: int, outbox: Outbox) -> None:
+        if len(steps) == 1:
+            key, step = steps[0]
+            outbox.send(self.topic, key, step, partition)
+            return
+        # An Avro array of records: one block (its count), the records' bodies, the end (a zero count).
+        value = self.header + _avro_long(len(steps)) + b"".join(step[10:] for _, step in steps) + b"\x00"
+        if len(value) > self.limit:
+            half = len(steps) // 2
+            self._send(steps[:half], partition, outbox)
+            self._send(steps[half:], partition, outbox)
+            return
+        outbox.send(self.topic, steps[0][0], value, partition)
+
+
+def _avro_long(n: int) -> bytes:
+    """Avro's encoding of a long: zig-zag, then 7 bits a byte, low first."""
+    z = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while z > 0x7F:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)

@@ -36,6 +36,7 @@ from streams.worker.processing.orders import (
     OrderId,
     OrderTimer,
     OrderWork,
+    StepPacker,
     answer_figures,
 )
 from streams.worker.processing.outputs import Outbox
@@ -77,26 +78,28 @@ class Pipeline:
         (the API, /ready, timers waiting for the batch) between steps instead of waiting for the whole batch."""
         now = now if now is not None else now_ms()
         decoded = Decoded()
+        steps = StepPacker(self.registry, self.encoder, self.partitions)
         for message in batch:
             self.decoder.decode(message, decoded, outbox, now, result)
             yield
         for sku, item in decoded.steps:
             try:
-                self._apply(sku, item, store, outbox, now, result)
+                self._apply(sku, item, store, outbox, steps, now, result)
             except Exception as exc:  # noqa: BLE001 - one SKU's failure never sinks the batch or stops the worker
                 self._isolate(sku, item, exc, outbox, now, result)
             yield
         for order, work in decoded.orders.items():
             try:
-                self.coordinator.apply(order, work, self.network.network, store, outbox, now)
+                self.coordinator.apply(order, work, self.network.network, store, outbox, steps, now)
             except Exception as exc:  # noqa: BLE001 - as for a SKU: the order's messages are dead-lettered
                 self._isolate_order(order, work, exc, outbox, now, result)
             yield
         for partition in sorted(decoded.forget):
             self.coordinator.forget(partition, store, outbox, now)
+        steps.flush(outbox)
         outbox.on_commit(partial(_count_batch, len(batch)))
 
-    def _apply(self, sku: str, item: SkuWork, store: StockStore, outbox: Outbox, now: int,
+    def _apply(self, sku: str, item: SkuWork, store: StockStore, outbox: Outbox, steps: StepPacker, now: int,
                result: BatchResult) -> None:
         """Apply one SKU's movements. Every record is built (and may fail) before anything is counted, sent or
         written, so a SKU that fails leaves no trace but its dead letters."""
@@ -119,7 +122,7 @@ class Pipeline:
         for outcome, message, index in out.rejected:
             self.dead_letters.send(outbox, message, outcome.movement.channel, outcome.reason,
                                    rejection_detail(outcome), now, result, index, outcome.movement.event_id)
-        self.emitter.send(out, outbox)
+        self.emitter.send(out, outbox, steps)
         written = records.write_to(store)
         if written:
             result.skus_written += 1

@@ -6,17 +6,18 @@ from __future__ import annotations
 from typing import Any
 
 from streams.domain import Kind, Movement, Network
-from streams.domain.order_sourcing import OrderLine
+from streams.domain.order_sourcing import LineStock, OrderLine
 from streams.domain.orders import DECISION_MS, HOLD_MARGIN_MS, OrderRequest
 from streams.kafka.topics import TopicRegistry
 from streams.wire.codec import default_codec
-from streams.wire.order_records import order_request_record
+from streams.wire.order_records import figures_step, order_request_record
 from streams.wire.partitioner import partition_for
 from streams.wire.schemas import Schema
 from streams.worker.processing.messages import Inbound
-from streams.worker.processing.orders import TICK_RESEND_MS
+from streams.worker.processing.orders import TICK_RESEND_MS, StepPacker
 from streams.worker.processing.pipeline import Pipeline
 from streams.worker.state.keys import ORDER_PREFIX, ORDERS_MARK
+from streams.worker.state.records import RecordEncoder
 from tests.unit.domain.helpers import NETWORK, NOW
 from tests.unit.fakes import Outbox, Store
 from tests.unit.worker.helpers import PARTITIONS, message, pipeline
@@ -205,3 +206,27 @@ def test_a_decided_order_is_forgotten_once_the_order_memory_has_passed() -> None
     worker.order(request("o-0", ("SKU-1", 1), now=later), now=later)
     worker.deliver_steps(now=later)
     assert worker.replies[-1]["accepted"] and worker.position("SKU-1", "wh-1") == (10, 4)
+
+
+def test_steps_are_packed_per_partition_and_split_below_the_record_limit() -> None:
+    registry = Worker().registry
+    encoder = RecordEncoder(CODEC, 4096)
+    packer = StepPacker(registry, encoder, PARTITIONS)
+    sent = []
+    for n in range(300):
+        order_id, step = figures_step({"order_id": f"o-{n}", "channel": "web", "line_id": "1", "sku": "SKU-1",
+                                  "attempt": 1}, LineStock({f"loc-{i}": i + 1 for i in range(n % 7)}, 5), NOW)
+        packer.add(order_id.encode(), encoder.encode(Schema.ORDER_STEP, step))
+        sent.append(CODEC.decode(encoder.encode(Schema.ORDER_STEP, step))[1])  # with the defaults filled in
+    outbox = Outbox()
+    packer.flush(outbox)
+    received: list[dict[str, Any]] = []
+    for topic, key, value, partition in outbox.records:
+        assert topic == registry.order_steps.name and value is not None and len(value) <= 4096
+        name, record = CODEC.decode(value)  # what any Avro reader makes of it
+        steps = record["steps"] if name == Schema.ORDER_STEP_BATCH else [record]
+        assert {partition_for(s["order_id"].encode(), PARTITIONS) for s in steps} == {partition}
+        assert key == steps[0]["order_id"].encode()
+        received += steps
+    assert len(outbox.records) > PARTITIONS  # some partition's steps did not fit one message
+    assert sorted(received, key=lambda s: s["order_id"]) == sorted(sent, key=lambda s: s["order_id"])

@@ -7,13 +7,14 @@ from typing import Any
 
 import pytest
 
-from streams.domain import Kind, Movement, Network, Position, SkuStock, channel_ats
+from streams.domain import Kind, Movement, Network, Position, Reservation, SkuStock, channel_ats
 from streams.kafka.topics import TopicRegistry
 from streams.wire.codec import default_codec
 from streams.wire.partitioner import sku_partition
 from streams.wire.records import movement_to_record, position_record
 from streams.wire.schemas import Schema
 from streams.worker.processing import decode, emit
+from streams.worker.processing.expiry import EXPIRY_RESEND_MS
 from streams.worker.processing.messages import BatchResult, Inbound
 from streams.worker.processing.outputs import ProducerOutbox
 from streams.worker.processing.pipeline import Pipeline
@@ -247,3 +248,22 @@ def test_a_best_seller_s_movements_in_one_batch_are_applied_in_steps_and_its_fee
         feed = [default_codec().decode(value)[1] for topic, _, value, _ in outbox.records
                 if topic == registry.ats(channel.id).name and value]
         assert [update["ats"] for update in feed] == [channel_ats(whole, channel)], channel.id
+
+
+def test_the_expiry_index_follows_holds_placed_extended_and_ended_without_scanning_a_sku() -> None:
+    built, registry = setup()
+    expiries = built.expiries
+    for n in range(5_000):  # a best-seller's open holds
+        expiries.held("SKU-1", Reservation("web", f"r{n}", (("wh-1", 1),), NOW + 1_000 + n, NOW))
+    expiries.held("SKU-1", Reservation("web", "r0", (("wh-1", 1),), NOW + 60_000, NOW))  # extended
+    expiries.ended("SKU-1", "web", "r1")  # released
+    expiries.ended("SKU-1", "web", "r2", lapsed_at=NOW + 1_002)  # expired as of its time
+    expiries.ended("SKU-1", "web", "r0", lapsed_at=NOW + 1_000)  # an expiry as of before its extension
+    assert len(expiries) == 4_998
+    sent = Outbox()
+    assert expiries.request_due(sent, NOW + 1_010) == 8  # r3..r10: not r0 (extended), r1, r2 (ended)
+    reservations = [default_codec().decode(value or b"")[1]["reservation_id"] for _, _, value, _ in sent.records]
+    assert reservations == [f"r{n}" for n in range(3, 11)]
+    assert expiries.request_due(Outbox(), NOW + 1_010) == 0  # asked already: again only after a while
+    # Later: those eight again (not applied yet) and every other open hold lapsed by then; r0 is not due yet.
+    assert expiries.request_due(Outbox(), NOW + 1_010 + EXPIRY_RESEND_MS) == 4_997
