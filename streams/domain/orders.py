@@ -264,7 +264,7 @@ class Order:
         self.plan = plan
         if not plan.accepted:
             return self._decide(False, plan.reason, plan.line, now)
-        self.phase = Phase.HOLDING
+        self.phase, self.figures = Phase.HOLDING, {}  # planned: what they said is in the plan now
         expires = self.deadline + HOLD_MARGIN_MS
         commands: list[Command] = []
         for line_id, parts in plan.allocations.items():
