@@ -136,6 +136,12 @@ def _param(name: str, where: str, description: str, schema: dict[str, Any], requ
 
 
 _SKU = _param("sku", "path", "the SKU (letters, digits, ._/-; max 64)", {"type": "string"})
+# What a sourcing question asks about its order line.
+_ORDER_LINE = [_param("quantity", "query", "units ordered", {"type": "integer", "minimum": 1}),
+               _param("lat", "query", "customer latitude", {"type": "number"}),
+               _param("lon", "query", "customer longitude", {"type": "number"}),
+               _param("mode", "query", "ship (may split) or pickup (one location)",
+                      {"type": "string", "enum": ["ship", "pickup"]}, required=False)]
 _ERRORS = {"400": {"description": "a parameter is invalid (the message names it)", "content": {"application/json": {
     "schema": {"$ref": "#/components/schemas/Error"}}}},
            "404": {"description": "unknown channel or location", "content": {"application/json": {
@@ -177,11 +183,7 @@ OPENAPI: dict[str, Any] = {
         "/skus/{sku}/sourcing": {"get": {
             "summary": "a ranked fulfilment plan for an order line, split across locations when needed",
             "parameters": [_SKU, _param("channel", "query", "the selling channel", {"type": "string"}),
-                           _param("quantity", "query", "units ordered", {"type": "integer", "minimum": 1}),
-                           _param("lat", "query", "customer latitude", {"type": "number"}),
-                           _param("lon", "query", "customer longitude", {"type": "number"}),
-                           _param("mode", "query", "ship (may split) or pickup (one location)",
-                                  {"type": "string", "enum": ["ship", "pickup"]}, required=False)],
+                           *_ORDER_LINE],
             "responses": _ok("Plan")}},
         "/channels/{channel}/aliases/{alias}": {"get": {
             "summary": "the SKU a channel's own identifier (a barcode, a listing id) names, from the catalog",
@@ -198,11 +200,7 @@ OPENAPI: dict[str, Any] = {
                        "scanned barcode, a listing id)",
             "parameters": [_param("channel", "path", "channel id", {"type": "string"}),
                            _param("alias", "path", "the channel's identifier", {"type": "string"}),
-                           _param("quantity", "query", "units ordered", {"type": "integer", "minimum": 1}),
-                           _param("lat", "query", "customer latitude", {"type": "number"}),
-                           _param("lon", "query", "customer longitude", {"type": "number"}),
-                           _param("mode", "query", "ship (may split) or pickup (one location)",
-                                  {"type": "string", "enum": ["ship", "pickup"]}, required=False)],
+                           *_ORDER_LINE],
             "responses": _ok("Plan")}},
         "/skus/{sku}/transfer-suggestions": {"get": {
             "summary": "transfers suggested for a SKU (to each location below its minimum, from the nearest with "
