@@ -10,7 +10,9 @@ wipe_worker (SIGKILL, restarted on an emptied disk: the state comes back from th
 (SIGSTOP past the session timeout while another worker takes over, then SIGCONT: the zombie), scale (1 -> 3 -> 1
 workers), kill_broker (SIGKILL of the ledger's partition leader, restarted later), pause_broker (SIGSTOP of a
 node, then SIGCONT), wrong_partitioner (movements packed on a partition their SKU does not live in),
-poison (undecodable messages). Duplicate sends and late, reordered movements are in every workload.
+poison (undecodable messages). Duplicate sends and late, reordered movements are in every workload, and orders
+(carts of SKUs on different partitions, some sent twice): every order must be decided once and exactly the
+accepted orders' lines held.
 A mismatch is a bug to fix, never a tolerance: the summary counts them and `failed` is then true.
 """
 
@@ -32,14 +34,14 @@ from typing import Any
 from confluent_kafka import KafkaException
 
 from streams.dev.local_kafka import LocalCluster
-from streams.domain import Movement
+from streams.domain import Movement, SkuStock
 from streams.settings import load_settings
-from streams.wire.partitioner import sku_partition
+from streams.wire.partitioner import partition_for, sku_partition
 from streams.wire.records import movement_to_record
 from streams.wire.schemas import Schema
 from tests.integration.conftest import wait_for
 from tests.integration.harness import Deployment, WorkerProcess
-from tests.integration.workload import NETWORK, retail_workload
+from tests.integration.workload import NETWORK, ORDER_PREFIX, order_workload, retail_workload
 
 FAULTS = ("kill_worker", "wipe_worker", "term_worker", "pause_worker", "scale", "kill_broker", "pause_broker",
           "wrong_partitioner", "poison")
@@ -59,6 +61,8 @@ class Run:
         self.deployment = Deployment(cluster.bootstrap_servers, f"chaos-{seed}-{uuid.uuid4().hex[:6]}", tmp,
                                      replication_factor=3, store="rocksdb://")
         self.movements = retail_workload(movements, skus=60, seed=seed, expiring_after_ms=60_000)
+        self.orders = order_workload(max(8, movements // 150), skus=60, seed=seed)
+        self.orders_sent: set[tuple[str, str]] = set()
         self.injected: list[str] = []
         self.recoveries_s: list[float] = []
         self.caught_up_s: list[float] = []
@@ -162,6 +166,45 @@ class Run:
 
     def send_some(self) -> None:
         self.deployment.send(self.take(max(1, len(self.movements) // 4)), pack=10)
+        self.send_orders(max(1, len(self.orders) // 4))
+
+    def send_orders(self, n: int) -> None:
+        """Orders (carts of SKUs on different partitions) as any channel sends them; one in four twice."""
+        d = self.deployment
+        sending, self.orders = self.orders[:n], self.orders[n:]
+        for channel, request in sending:
+            key = request["order_id"].encode()
+            value = d.codec.encode(Schema.ORDER_REQUEST, request)
+            for _ in range(2 if self.rnd.random() < 0.25 else 1):
+                d.producer.produce(d.registry.sales(channel).name, value, key,
+                                   partition=partition_for(key, d.partitions))
+            self.orders_sent.add((channel, request["order_id"]))
+        assert d.producer.flush(30) == 0
+
+    def order_problems(self, stocks: dict[str, SkuStock]) -> list[str]:
+        """Every order sent decided, the same decision each time it was told, and exactly the accepted orders'
+        lines held: no order half held, no hold left over."""
+        d = self.deployment
+        decisions: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for channel in sorted({c for c, _ in self.orders_sent}):
+            for _, record, _, _ in d.read(d.registry.replies(channel).name):
+                if "order_id" in record:
+                    decisions.setdefault((channel, record["order_id"]), []).append(record)
+        problems = []
+        undecided = sorted(self.orders_sent - set(decisions))
+        if undecided:
+            problems.append(f"{len(undecided)} orders never decided, e.g. {undecided[:3]}")
+        told_twice = [o for o, told in decisions.items() if any(r != told[0] for r in told)]
+        if told_twice:
+            problems.append(f"{len(told_twice)} orders decided differently when told again, e.g. {told_twice[:3]}")
+        held = {(r.channel, r.reservation_id) for stock in stocks.values() for r in stock.open_reservations()
+                if r.reservation_id.startswith(ORDER_PREFIX)}
+        accepted = {(channel, line["reservation_id"]) for (channel, _), told in decisions.items() if told[0]["accepted"]
+                    for line in told[0]["lines"]}
+        if held != accepted:
+            problems.append(f"holds not those of the accepted orders: held only {sorted(held - accepted)[:3]}, "
+                            f"accepted but not held {sorted(accepted - held)[:3]}")
+        return problems
 
     def go(self) -> dict[str, Any]:
         d = self.deployment
@@ -179,6 +222,7 @@ class Run:
                     self.inject(fault)
                 d.send(self.movements, pack=10)
                 self.movements = []
+                self.send_orders(len(self.orders))
                 d.settle(300)
             except WorkersCrashed as exc:
                 result["problems"].append(str(exc)[:2000])
@@ -203,6 +247,9 @@ class Run:
                 return result
             ledgered = {f"{e['channel']}:{e['event_id']}" for e in history}
             lost = [key for key in d.sent if key not in ledgered]
+            order_problems = self.order_problems(stocks)
+            result["problems"] += order_problems
+            result["orders_half_held_or_undecided"] = int(bool(order_problems))
             try:
                 d.assert_outputs_match(stocks)  # every position and every channel's feed
             except AssertionError as exc:
@@ -218,7 +265,8 @@ class Run:
                 result["problems"].append(f"{len(back)} outputs went back, e.g. {back[:3]}")
             if unexpected:
                 result["problems"].append(f"dead letters other than the poison: {sorted(set(unexpected))}")
-            result.update({"movements": len(d.sent), "ledgered": len(history), "lost": len(lost),
+            result.update({"movements": len(d.sent), "orders": len(self.orders_sent), "ledgered": len(history),
+                           "lost": len(lost),
                            "went_back": len(back), "dead_letters": len(dead), "poison_sent": self.poison,
                            "recovery_s": self.recoveries_s, "caught_up_s": self.caught_up_s,
                            "worker_rss_mb": self.rss_mb})
@@ -234,8 +282,8 @@ def spread(seconds: list[float]) -> dict[str, float]:
 
 def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     totals = {key: sum(int(r.get(key, 0)) for r in runs) for key in
-              ("movements", "lost", "double_counted", "mismatched", "went_back", "dead_letters", "crashed",
-               "harness_error")}
+              ("movements", "orders", "lost", "double_counted", "mismatched", "went_back", "dead_letters", "crashed",
+               "harness_error", "orders_half_held_or_undecided")}
     faults: dict[str, int] = {}
     for r in runs:
         for fault in r.get("faults", []):

@@ -1,6 +1,7 @@
 """The chaos harness in a bounded form for the test suite: one run on a three-node cluster with the faults that
 matter most (a worker killed on its disk and on an emptied one, a zombie worker, the ledger's leader broker
-killed, a wrong partitioner, poison). The full form is `python -m tests.chaos.run` (docs/guarantees.md)."""
+killed, a wrong partitioner, poison), with orders sent throughout. The full form is `python -m tests.chaos.run`
+(docs/guarantees.md)."""
 
 from __future__ import annotations
 
@@ -18,3 +19,4 @@ def test_a_chaos_run_loses_doubles_and_mismatches_nothing(local_cluster: LocalCl
     assert sorted(run["faults"]) == sorted(faults)
     assert (result["lost"], result["double_counted"], result["mismatched"], result["went_back"]) == (0, 0, 0, 0)
     assert result["movements"] > 2_500
+    assert result["orders"] >= 16 and result["orders_half_held_or_undecided"] == 0

@@ -285,7 +285,7 @@ class Deployment:
 
     def _input_lag(self) -> dict[str, int]:
         topics = [spec.name for ch in self.network.channels for spec in
-                  (self.registry.sales(ch), self.registry.restock(ch))]
+                  (self.registry.sales(ch), self.registry.restock(ch))] + [self.registry.order_steps.name]
         consumer = new_consumer(self.kafka, self.settings.input_group)
         try:
             tps = [TopicPartition(t, p) for t in topics for p in range(self.partitions)]

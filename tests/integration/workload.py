@@ -99,3 +99,23 @@ def retail_workload(size: int, skus: int, seed: int, expiring_after_ms: int = 3_
     for m in rnd.sample(out, len(out) // 30):
         out.insert(rnd.randrange(len(out)), m)
     return out
+
+
+ORDER_PREFIX = "chaos-order-"
+
+
+def order_workload(count: int, skus: int, seed: int) -> list[tuple[str, dict[str, Any]]]:
+    """`count` orders of the web and app channels, (channel, OrderRequest record): carts of 1 to 4 SKUs of the
+    retail workload, held for an hour (nothing lapses while a run settles)."""
+    rnd = random.Random(seed * 7 + 1)
+    now = int(time.time() * 1000)
+    orders = []
+    for n in range(count):
+        chosen = rnd.sample([f"SKU-{i:04d}" for i in range(skus)], rnd.randint(1, 4))
+        lines = [{"line_id": str(i + 1), "sku": sku, "quantity": rnd.randint(1, 2), "alias": None}
+                 for i, sku in enumerate(chosen)]
+        request = {"order_id": f"{ORDER_PREFIX}{seed}-{n}", "lines": lines, "latitude": 52.0, "longitude": 11.0,
+                   "mode": "ship", "max_split": None, "partial": False, "expires_at": now + 3_600_000,
+                   "requested_at": now}
+        orders.append((rnd.choice(["web", "app"]), request))
+    return orders

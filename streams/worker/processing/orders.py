@@ -152,16 +152,17 @@ class Coordinator:
         self.decision_ms = decision_ms
         self.codec = encoder.codec
 
-    def load(self, store: StockStore, order: OrderId, partition: int) -> Order | None:
+    def load(self, store: StockStore, order: OrderId, partition: int) -> tuple[Order | None, bytes | None]:
+        """The order's coordinator state, and its record as stored."""
         raw = store.get_raw(order_key(*order), partition)
         if not raw:
-            return None
-        return order_from_state(self.codec.decode_stored(raw, Schema.ORDER_STATE)[1])
+            return None, None
+        return order_from_state(self.codec.decode_stored(raw, Schema.ORDER_STATE)[1]), raw
 
     def apply(self, order_id: OrderId, work: OrderWork, network: Network, store: StockStore, outbox: Outbox,
               steps: StepPacker, now: int) -> None:
         """Every record is built (and may fail) before anything is written or sent."""
-        order = self.load(store, order_id, work.partition)
+        order, stored = self.load(store, order_id, work.partition)
         undecided_before = order is None or order.decision is None
         commands: list[Command] = []
         for event in work.events:
@@ -184,7 +185,8 @@ class Coordinator:
             assert order.decision is not None
             bucket = self.timer.bucket(order.decision.decided_at)
             chunk = self._decided_chunk(store, work.partition, bucket, order_id)
-        store.put_raw(order_key(*order_id), state, work.partition)
+        if state != stored:  # a repeated or late step changes nothing: nothing to write
+            store.put_raw(order_key(*order_id), state, work.partition)
         if decided:
             store.put_raw(decided_key(work.partition, bucket), chunk, work.partition)
             outbox.on_commit(partial(self.timer.remembered, work.partition, bucket))
