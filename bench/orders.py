@@ -32,8 +32,10 @@ from typing import Any
 
 from bench.compare import Deployment, WorkerRun, cpu_seconds, own_time, peak_rss_mb
 from streams.channel import ChannelClient, OrderDecision
+from streams.control.admin import await_inputs_read
 from streams.dev.cluster import start_cluster
 from streams.kafka.clients import new_consumer
+from streams.security import KafkaConnection
 from streams.settings import load_settings
 from streams.wire.codec import default_codec
 
@@ -123,6 +125,9 @@ def main() -> None:
         skus = [f"SKU-{i:05d}" for i in range(args.skus)]
         weights = zipf_weights(args.skus, args.zipf)
         stock(deployment, skus, args.units)
+        # Orders are offered to workers that have applied the stock (not to a backlog of receipts).
+        await_inputs_read(KafkaConnection(deployment.servers), deployment.settings.input_group,
+                          deployment.input_ends(), timeout_s=600)
         result = offer(deployment, args, rnd, skus, weights, workers)
         print(json.dumps(result, indent=2))
     finally:
