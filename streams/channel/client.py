@@ -198,21 +198,23 @@ class ChannelClient:
     def request_order(self, order_id: str, lines: Iterable[LineLike], *,
                       deliver_to: tuple[float, float] | None = None, mode: str = "ship",
                       max_split: int | None = None, partial: bool = False, ttl_s: float = 900.0,
-                      expires_at: int | None = None, occurred_at: int | None = None) -> Future[OrderDecision]:
+                      expires_at: int | None = None, occurred_at: int | None = None,
+                      pickup_at: str | None = None) -> Future[OrderDecision]:
         """Ask for every line of an order to be held, all or none; the Future resolves with the decision.
 
         `lines`: Line objects, (sku, quantity) pairs or mappings with sku (or alias), quantity and line_id (by
         default "1", "2", ...). The order is sourced as one: the fewest parcels (at most `max_split`), then the
         lowest cost to `deliver_to=(latitude, longitude)` (without it, each location's handling cost);
-        `mode="pickup"`: one store that offers pickup and has every line. `partial=True` holds the lines that
+        `mode="pickup"`: one store that offers pickup and has every line (`pickup_at`: that store, the one the
+        customer chose; it implies the mode). `partial=True` holds the lines that
         can be filled and lists the others in `left_out` instead of refusing the order. The holds last `ttl_s`
         (or until `expires_at`, epoch ms). Re-sending the same order (same id and lines) is safe: it gets the
         same decision. InvalidOrder, and nothing sent, for a cart that cannot be an order."""
         at = _now_ms() if occurred_at is None else occurred_at
         request = checked(OrderRequest(order_id, self.channel, order_lines(lines),
                                        deliver_to[0] if deliver_to else None, deliver_to[1] if deliver_to else None,
-                                       mode,  # type: ignore[arg-type]
-                                       max_split, partial, expires_at or at + int(ttl_s * 1000)))
+                                       "pickup" if pickup_at else mode,  # type: ignore[arg-type]
+                                       max_split, partial, expires_at or at + int(ttl_s * 1000), pickup_at))
         listener = self._reply_listener()
         future = listener.expect_order(order_id)
         try:
@@ -225,11 +227,12 @@ class ChannelClient:
     def reserve_order(self, order_id: str, lines: Iterable[LineLike], *,
                       deliver_to: tuple[float, float] | None = None, mode: str = "ship",
                       max_split: int | None = None, partial: bool = False, ttl_s: float = 900.0,
-                      expires_at: int | None = None, timeout_s: float = 10.0) -> OrderDecision:
+                      expires_at: int | None = None, pickup_at: str | None = None,
+                      timeout_s: float = 10.0) -> OrderDecision:
         """request_order, waiting for the decision (DecisionTimeout after `timeout_s`: the order may still be
         decided; send it again with the same id and lines to learn how)."""
         future = self.request_order(order_id, lines, deliver_to=deliver_to, mode=mode, max_split=max_split,
-                                    partial=partial, ttl_s=ttl_s, expires_at=expires_at)
+                                    partial=partial, ttl_s=ttl_s, expires_at=expires_at, pickup_at=pickup_at)
         try:
             return future.result(timeout_s)
         except TimeoutError:

@@ -74,13 +74,20 @@ class _Place:
 
 def plan_order(lines: Sequence[OrderLine], stock: Mapping[str, LineStock], network: Network, channel_id: str,
                latitude: float | None, longitude: float | None, mode: Literal["ship", "pickup"] = "ship",
-               max_split: int | None = None, partial: bool = False) -> OrderPlan:
+               max_split: int | None = None, partial: bool = False, pickup_at: str | None = None) -> OrderPlan:
     """The plan for `lines` (their stock by line id) to a customer at (`latitude`, `longitude`); without a delivery
-    point a parcel costs its location's handling cost only."""
+    point a parcel costs its location's handling cost only. `pickup_at`: the store the customer collects from
+    (a pickup order planned for it alone)."""
     limit = 1 if mode == "pickup" else max_split
     if limit is not None and limit < 1:
         raise ValueError("max_split: must be at least 1")
     places = _places(network, channel_id, latitude, longitude, mode)
+    if pickup_at is not None:
+        if pickup_at not in network.channels[channel_id].selling_locations:
+            return OrderPlan(False, "location_not_owned")
+        places = [p for p in places if p.location == pickup_at]
+        if not places:
+            return OrderPlan(False, "not_a_pickup_store")
     fillable, left_out = [], []
     for line in lines:
         if _can_fill(line, stock, places):

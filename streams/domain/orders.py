@@ -61,11 +61,13 @@ class OrderRequest:
     max_split: int | None = None
     partial: bool = False
     expires_at: int = 0  # when the confirmed holds lapse unless fulfilled
+    pickup_at: str | None = None  # a pickup order: the store the customer collects from (None: the cheapest)
 
     def fingerprint(self) -> str:
         """What makes a re-sent request the same order (its lines and how they are to be filled)."""
         text = repr((self.channel, sorted((line.line_id, line.sku, line.quantity) for line in self.lines),
-                     _rounded(self.latitude), _rounded(self.longitude), self.mode, self.max_split, self.partial))
+                     _rounded(self.latitude), _rounded(self.longitude), self.mode, self.max_split, self.partial,
+                     self.pickup_at))
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
     def problem(self) -> tuple[str, str | None] | None:
@@ -74,7 +76,7 @@ class OrderRequest:
             return "no_lines", None
         if len(self.lines) > MAX_LINES:
             return "too_many_lines", None
-        if self.mode not in ("ship", "pickup"):
+        if self.mode not in ("ship", "pickup") or (self.pickup_at is not None and self.mode != "pickup"):
             return "invalid_mode", None
         lat, lon = self.latitude, self.longitude
         if (lat is None) != (lon is None) or (
@@ -260,7 +262,7 @@ class Order:
             return []
         r = self.request
         plan = plan_order(r.lines, self.figures, network, r.channel, r.latitude, r.longitude, r.mode, r.max_split,
-                          r.partial)
+                          r.partial, r.pickup_at)
         self.plan = plan
         if not plan.accepted:
             return self._decide(False, plan.reason, plan.line, now)

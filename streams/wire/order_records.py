@@ -36,7 +36,7 @@ def order_request_record(request: OrderRequest, requested_at: int) -> dict[str, 
                       for line in request.lines],
             "latitude": request.latitude, "longitude": request.longitude, "mode": request.mode,
             "max_split": request.max_split, "partial": request.partial, "expires_at": request.expires_at,
-            "requested_at": requested_at}
+            "requested_at": requested_at, "pickup_at": request.pickup_at}
 
 
 def order_request_from_record(record: Mapping[str, Any], channel: str,
@@ -51,7 +51,7 @@ def order_request_from_record(record: Mapping[str, Any], channel: str,
         lines.append(OrderLine(line["line_id"], sku, line["quantity"], alias))
     return OrderRequest(record["order_id"], channel, tuple(lines), record.get("latitude"), record.get("longitude"),
                         record.get("mode") or "ship", record.get("max_split"), bool(record.get("partial")),
-                        record["expires_at"])
+                        record["expires_at"], record.get("pickup_at"))
 
 
 def _parcel_record(parcel: Parcel) -> dict[str, Any]:

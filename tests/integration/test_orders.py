@@ -85,6 +85,8 @@ def test_an_order_one_line_of_which_cannot_be_filled_holds_nothing_and_a_held_li
             web.request_order("cart-4", [(a, 1), (a, 2)])
         unknown = web.reserve_order("cart-5", [Line(alias="no-such-barcode")], timeout_s=30)
         assert (unknown.accepted, unknown.reason, unknown.line) == (False, "unknown_alias", "1")
+        at_store = web.reserve_order("cart-6", [(a, 1)], pickup_at="s1", timeout_s=30)  # s1 has none of it
+        assert (at_store.accepted, at_store.reason) == (False, "insufficient_stock")
         wait_for(lambda: reserved(deployment) == {f"{a}|w1".encode(): (10, 4), f"{b}|w1".encode(): (3, 0)}, 30,
                  "only the partial order's line held")
         # The store cannot pick it: the line's hold moves whole to w2 in one step, or stays where it is.

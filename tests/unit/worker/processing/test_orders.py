@@ -230,3 +230,20 @@ def test_steps_are_packed_per_partition_and_split_below_the_record_limit() -> No
         received += steps
     assert len(outbox.records) > PARTITIONS  # some partition's steps did not fit one message
     assert sorted(received, key=lambda s: s["order_id"]) == sorted(sent, key=lambda s: s["order_id"])
+
+
+def test_a_pickup_order_is_planned_for_the_store_the_customer_chose() -> None:
+    worker = Worker()
+    worker.stock("SKU-1", store_a=5, store_b=5, wh_1=5)
+
+    def pickup(order_id: str, channel: str, store: str) -> None:
+        worker.order(OrderRequest(order_id, channel, (OrderLine("1", "SKU-1", 1),), *BERLIN, mode="pickup",
+                                  expires_at=NOW + 60_000, pickup_at=store))
+        worker.deliver_steps()
+
+    pickup("p-1", "web", "store-b")  # Munich, though Berlin's store-a is nearer
+    pickup("p-2", "web", "wh-1")  # a warehouse: no pickup there
+    pickup("p-3", "market", "store-a")  # not one of the marketplace's locations
+    assert [(d["order_id"], d["accepted"], d["reason"], [p["location"] for p in d["parcels"]])
+            for d in worker.replies] == [("p-1", True, "", ["store-b"]), ("p-2", False, "not_a_pickup_store", []),
+                                         ("p-3", False, "location_not_owned", [])]
