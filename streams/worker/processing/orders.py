@@ -178,14 +178,17 @@ class Coordinator:
                 commands += order.handle(event if event is not None else Tick(now), network, now)
         if order is None:
             return
-        state = self.encoder.encode(Schema.ORDER_STATE, order_state_record(order))
+        refused_at_once = stored is None and order.decision is not None and order.plan is None
+        # A malformed order (refused before anything was asked) is not remembered: a re-send is refused the same
+        # way, and no request, however large, makes a record.
+        state = b"" if refused_at_once else self.encoder.encode(Schema.ORDER_STATE, order_state_record(order))
         records = [self._record(command, order, now) for command in commands]
-        decided = undecided_before and order.decision is not None
+        decided = undecided_before and order.decision is not None and not refused_at_once
         if decided:
             assert order.decision is not None
             bucket = self.timer.bucket(order.decision.decided_at)
             chunk = self._decided_chunk(store, work.partition, bucket, order_id)
-        if state != stored:  # a repeated or late step changes nothing: nothing to write
+        if not refused_at_once and state != stored:  # a repeated or late step changes nothing: nothing to write
             store.put_raw(order_key(*order_id), state, work.partition)
         if decided:
             store.put_raw(decided_key(work.partition, bucket), chunk, work.partition)

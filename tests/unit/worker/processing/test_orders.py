@@ -16,7 +16,7 @@ from streams.wire.schemas import Schema
 from streams.worker.processing.messages import Inbound
 from streams.worker.processing.orders import TICK_RESEND_MS, StepPacker
 from streams.worker.processing.pipeline import Pipeline
-from streams.worker.state.keys import ORDER_PREFIX, ORDERS_MARK
+from streams.worker.state.keys import ORDER_PREFIX, ORDERS_MARK, order_key
 from streams.worker.state.records import RecordEncoder
 from tests.unit.domain.helpers import NETWORK, NOW
 from tests.unit.fakes import Outbox, Store
@@ -247,3 +247,21 @@ def test_a_pickup_order_is_planned_for_the_store_the_customer_chose() -> None:
     assert [(d["order_id"], d["accepted"], d["reason"], [p["location"] for p in d["parcels"]])
             for d in worker.replies] == [("p-1", True, "", ["store-b"]), ("p-2", False, "not_a_pickup_store", []),
                                          ("p-3", False, "location_not_owned", [])]
+
+
+def test_a_hundred_line_order_is_held_and_a_larger_one_refused_without_a_trace() -> None:
+    worker = Worker()
+    skus = [f"BIG-{n:03d}" for n in range(100)]
+    for sku in skus:
+        worker.stock(sku, wh_1=5)
+    worker.order(request("big-1", *[(sku, 2) for sku in skus]))
+    worker.deliver_steps()
+    [held] = worker.replies
+    assert held["accepted"] and len(held["lines"]) == 100 and len(held["parcels"]) == 1
+    assert all(worker.position(sku, "wh-1") == (5, 2) for sku in skus)
+    for order_id, count in (("big-2", 101), ("big-3", 5_000)):  # 5,000 lines: far past any record's limit
+        worker.order(request(order_id, *[(f"X-{n}", 1) for n in range(count)]))
+    assert [(d["order_id"], d["reason"]) for d in worker.replies[1:]] == [("big-2", "too_many_lines"),
+                                                                          ("big-3", "too_many_lines")]
+    assert [key for key in worker.store.history if key.startswith(ORDER_PREFIX) and b"big-" in key] == [
+        order_key("web", "big-1")]
