@@ -88,6 +88,7 @@ class Decoder:
         try:
             name, record = self.codec.decode_as(message.value or b"", *(
                 (Schema.ORDER_STEP, Schema.ORDER_STEP_BATCH) if steps else
+                (Schema.MOVEMENT, Schema.MOVEMENT_BATCH) if route.channel is None else  # the expiries
                 (Schema.MOVEMENT, Schema.MOVEMENT_BATCH, Schema.ORDER_REQUEST)))
         except DecodeError as exc:
             dead_letter(outbox, message, route.channel, exc.reason, str(exc), now, result)
@@ -149,16 +150,14 @@ class Decoder:
     def _order_request(self, message: Inbound, channel: str, kinds: frozenset[Kind], record: dict[str, Any],
                        into: Decoded, outbox: Outbox, now: int, result: BatchResult) -> None:
         order_id = str(record["order_id"])
-        if kinds is not SALES_SIDE:
+        if kinds != SALES_SIDE:
             self.dead_letters.send(outbox, message, channel, "wrong_topic",
                                    "an order belongs on the channel's sales topic", now, result, None, order_id)
         elif not ORDER_ID.match(order_id):
             self.dead_letters.send(outbox, message, channel, "invalid_order",
                                    f"order_id: {order_id[:80]!r} is not an order id (letters, digits, ._:/-; max 64)",
                                    now, result, None, order_id[:128])
-        elif not self._here(order_id, message, outbox, result):
-            return
-        else:
+        elif self._here(order_id, message, outbox, result):
             request = order_request_from_record(record, channel, partial(self.catalog.resolve, channel))
             into.order((channel, order_id), message.partition, request, message)
 
@@ -206,7 +205,6 @@ class Decoder:
         outbox.on_commit(metrics.REROUTED.inc)
         result.rerouted += 1
         return False
-
 
 
 def _wrong_topic(kind: Kind) -> str:

@@ -265,3 +265,18 @@ def test_a_hundred_line_order_is_held_and_a_larger_one_refused_without_a_trace()
                                                                           ("big-3", "too_many_lines")]
     assert [key for key in worker.store.history if key.startswith(ORDER_PREFIX) and b"big-" in key] == [
         order_key("web", "big-1")]
+
+
+def test_an_order_anywhere_but_a_sales_topic_is_dead_lettered_and_the_rest_of_the_batch_applied() -> None:
+    worker = Worker()
+    registry = worker.registry
+    value = CODEC.encode(Schema.ORDER_REQUEST, order_request_record(request("o-9", ("SKU-1", 1)), NOW))
+    key = b"o-9"
+    partition = partition_for(key, PARTITIONS)
+    receipt = Movement(Kind.RECEIPT, "r-ok", "wms", "SKU-1", "wh-1", 3, 1_000)
+    outbox = worker.handle([Inbound(registry.restock("web").name, partition, 1, key, value),
+                            Inbound(registry.expiries.name, partition, 1, key, value),
+                            message(registry, [receipt], offset=2)])
+    letters = [CODEC.decode(v or b"")[1] for _, _, v, _ in outbox.to(registry.deadletter.name)]
+    assert [letter["reason"] for letter in letters] == ["wrong_topic", "wrong_schema"]
+    assert worker.position("SKU-1", "wh-1") == (3, 0) and worker.replies == []
