@@ -338,7 +338,7 @@ class SkuStock:
                                            held.parts, extended.expires_at)
             return Outcome(m, Status.APPLIED, self.version, "extended", decision=decision)
         if held is not None and m.location is not None and held.parts != ((m.location, m.quantity),):
-            return self._move(m, held, network)
+            return self._move(m, held, network, now)
         if held is not None:  # the same reservation re-sent under a new event id: same answer
             decision = ReservationDecision(m.channel, m.reservation_id, self.sku, True, held.quantity, "",
                                            held.parts, held.expires_at, _sourcing(m, held.parts, network))
@@ -358,12 +358,14 @@ class SkuStock:
                                        m.expires_at, _sourcing(m, parts, network))
         return Outcome(m, Status.APPLIED, self.version, changes=tuple(changes), decision=decision)
 
-    def _move(self, m: Movement, held: Reservation, network: Network) -> Outcome:
+    def _move(self, m: Movement, held: Reservation, network: Network, now: int) -> Outcome:
         """A held reservation asked for again at one location: moved there whole in one step (released where it
         was and held there, with no moment in between), or, if that location cannot take it, left as it is."""
         assert m.location is not None and m.expires_at is not None and m.reservation_id is not None
         reason = ""
-        if m.quantity != held.quantity:
+        if m.expires_at <= now:
+            reason = "expired"
+        elif m.quantity != held.quantity:
             reason = "quantity_differs"  # a move keeps the hold's units: release it and reserve anew instead
         elif m.location in network.channels[m.channel].excluded_locations:
             reason = "location_excluded"

@@ -47,6 +47,7 @@ def test_a_move_the_target_cannot_take_leaves_the_hold_where_it_was() -> None:
     stock = held(("store-a", 2), ("store-b", 1), quantity=2, location="store-a")
     assert move(stock, "store-b", 2) == (Status.REFUSED, "insufficient_stock", ())
     assert move(stock, "store-b", 1) == (Status.REFUSED, "quantity_differs", ())
+    assert move(stock, "store-a", 1, expires_at=NOW) == (Status.REFUSED, "expired", ())
     assert stock.open_reservations()[0].parts == (("store-a", 2),)
     assert (stock.position("store-a").reserved, stock.position("store-b").reserved) == (2, 0)
 
