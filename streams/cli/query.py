@@ -40,8 +40,10 @@ def add_parser(commands: Any) -> None:
     suggestions.add_argument("--location", help="the suggestions whose destination is this location")
     source = what.add_parser("source", help="where to fill an order line from",
                              description="A ranked fulfilment plan for an order line and a customer position, "
-                                         "split across locations when one cannot fill it.")
+                                         "split across locations when one cannot fill it; with --alias, SKU is "
+                                         "the channel's own identifier of the product (a scanned barcode).")
     source.add_argument("sku")
+    source.add_argument("--alias", action="store_true", help="SKU is the channel's alias of the product")
     source.add_argument("--channel", required=True)
     source.add_argument("--quantity", type=int, required=True)
     source.add_argument("--lat", type=float, required=True, help="customer latitude")
@@ -70,6 +72,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             raise ConfigError("query transfer-suggestions: give a SKU or --location LOCATION (one of them)")
         path = (f"/skus/{quote(args.sku, safe='')}/transfer-suggestions" if args.sku is not None else
                 f"/locations/{quote(args.location, safe='')}/transfer-suggestions")
+    elif args.alias:
+        params = {"quantity": args.quantity, "lat": args.lat, "lon": args.lon, "mode": args.mode}
+        path = (f"/channels/{quote(args.channel, safe='')}/aliases/{quote(args.sku, safe='')}/sourcing?"
+                f"{urllib.parse.urlencode(params)}")
     else:
         params = {"channel": args.channel, "quantity": args.quantity, "lat": args.lat, "lon": args.lon,
                   "mode": args.mode}

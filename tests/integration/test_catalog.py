@@ -86,6 +86,9 @@ def test_channels_work_by_their_own_identifiers(deployment: Deployment) -> None:
     assert asked.returncode == 0 and json.loads(asked.stdout)["sku"] == "SKU-CAT", asked.stderr
     asked = cli(deployment, "query", "--url", worker.url, "ats", "market", "B00-LISTING-7", "--alias")
     assert asked.returncode == 0 and json.loads(asked.stdout)["ats"] == 12, asked.stderr
+    asked = cli(deployment, "query", "--url", worker.url, "source", "4006381333931", "--alias", "--channel", "web",
+                "--quantity", "1", "--lat", "52.5", "--lon", "13.4")
+    assert asked.returncode == 0 and json.loads(asked.stdout)["sku"] == "SKU-CAT", asked.stderr
 
     catalog.write_text("channel,alias,sku\n*,4006381333931,SKU-CAT\n")
     smaller = cli(deployment, "catalog", "apply", str(catalog))
