@@ -11,6 +11,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from streams.channel import ChannelClient
 from streams.domain import Kind, Movement
 from tests.integration.conftest import repo_root, wait_for
 from tests.integration.harness import Deployment, WorkerProcess
@@ -48,6 +49,13 @@ def test_metrics_count_what_was_committed_and_feed_every_dashboard_panel(deploym
     movements.append(Movement(Kind.SALE, "oversold-1", "pos-1", "SKU-0001", "s1", 5_000, at))  # negative on-hand
     deployment.send(movements, pack=20)
     deployment.send_raw(deployment.registry.sales("pos-1").name, b"SKU-0001", b"not avro at all")
+    with ChannelClient("wms", deployment.bootstrap, settings=deployment.settings) as wms, \
+            ChannelClient("web", deployment.bootstrap, settings=deployment.settings, linger_ms=0) as web:
+        receipt = wms.receipt("ORD-1", "w1", 10, event_id="ord-1-in")
+        wms.flush()
+        assert web.reserve_order("m-1", [("ORD-1", 2)], timeout_s=60).accepted
+        assert web.reserve_order("m-2", [("ORD-NONE", 1)], timeout_s=60).reason == "insufficient_stock"
+    deployment.sent[receipt.key] = receipt
     deployment.settle(240)
 
     _, history = deployment.replay_ledger()
@@ -66,6 +74,8 @@ def test_metrics_count_what_was_committed_and_feed_every_dashboard_panel(deploym
     assert sum(v for k, v in movements_counted.items() if k[2] == "duplicate") > 0
     assert counted("stocksync_dead_letters_total", "reason") == Counter((d["reason"],) for d in dead)
     assert counted("stocksync_anomalies_total", "anomaly")[("negative_on_hand",)] >= 1
+    assert counted("stocksync_orders_decided_total", "channel", "result") == Counter(
+        {("web", "accepted"): 1, ("web", "insufficient_stock"): 1})
     outputs = counted("stocksync_outputs_total", "topic")
     assert outputs[(deployment.registry.ledger.name,)] == len(history)
     assert sum(v for _, v in samples["stocksync_table_keys"]) > 40  # a head per SKU, and history records
