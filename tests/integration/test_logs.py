@@ -37,6 +37,6 @@ def test_json_logs_name_the_movement_and_a_stop_says_what_was_done(deployment: D
     out = worker.log.read_text()
     assert "-INT-" not in out and "OK ^" not in out and "😊" not in out
     last = lines()[-1]
-    assert last["message"].startswith("stocksync worker stopped (Ctrl-C) after "), last
+    assert last["message"].startswith("stocksync worker stopped after ") and last["level"] == "info", last
     assert "4 movements (1 duplicates), 1 dead letters" in last["message"], last  # the rejected one too
     assert worker.proc.returncode == 0

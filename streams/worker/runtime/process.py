@@ -22,18 +22,18 @@ class WorkerProcess(Worker):
         self.spinner = None
         self.log_format = log_format
         self.started_at = time.monotonic()
-        self.stop_signal = "an error"
+        self.asked_to_stop = False  # Ctrl-C or SIGTERM: a clean stop, however it was asked for
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         use_format(logger, self.log_format)
 
     def _on_sigint(self) -> None:
-        self.stop_signal = "Ctrl-C"
+        self.asked_to_stop = True
         self._flag_as_shutdown_by_signal()
         self._schedule_shutdown(signal.SIGINT)
 
     def _on_sigterm(self) -> None:
-        self.stop_signal = "SIGTERM"
+        self.asked_to_stop = True
         super()._on_sigterm()
 
     def _on_startup_end_spinner(self) -> None:
@@ -47,8 +47,11 @@ class WorkerProcess(Worker):
 
     def stop_and_shutdown(self) -> None:
         super().stop_and_shutdown()
-        log.warning("stocksync worker stopped (%s) after %s: %s", self.stop_signal,
-                    _duration(time.monotonic() - self.started_at), what_was_done())
+        ran, done = _duration(time.monotonic() - self.started_at), what_was_done()
+        if self.asked_to_stop:  # the same line whether Ctrl-C or SIGTERM asked: a clean stop is no warning
+            log.info("stocksync worker stopped after %s: %s", ran, done)
+        else:
+            log.error("stocksync worker stopped by an error after %s: %s", ran, done)
 
 
 def what_was_done() -> str:
