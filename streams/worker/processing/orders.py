@@ -178,19 +178,18 @@ class Coordinator:
                 commands += order.handle(event if event is not None else Tick(now), network, now)
         if order is None:
             return
-        refused_at_once = stored is None and order.decision is not None and order.plan is None
         # A malformed order (refused before anything was asked) is not remembered: a re-send is refused the same
         # way, and no request, however large, makes a record.
-        state = b"" if refused_at_once else self.encoder.encode(Schema.ORDER_STATE, order_state_record(order))
+        remembered = not (stored is None and order.decision is not None and order.plan is None)
+        state = self.encoder.encode(Schema.ORDER_STATE, order_state_record(order)) if remembered else None
         records = [self._record(command, order, now) for command in commands]
-        decided = undecided_before and order.decision is not None and not refused_at_once
-        if decided:
-            assert order.decision is not None
-            bucket = self.timer.bucket(order.decision.decided_at)
+        decision = order.decision if undecided_before and remembered else None
+        if decision is not None:
+            bucket = self.timer.bucket(decision.decided_at)
             chunk = self._decided_chunk(store, work.partition, bucket, order_id)
-        if not refused_at_once and state != stored:  # a repeated or late step changes nothing: nothing to write
+        if state is not None and state != stored:  # a repeated or late step changes nothing: nothing to write
             store.put_raw(order_key(*order_id), state, work.partition)
-        if decided:
+        if decision is not None:
             store.put_raw(decided_key(work.partition, bucket), chunk, work.partition)
             outbox.on_commit(partial(self.timer.remembered, work.partition, bucket))
         for topic, key, value in records:
@@ -203,7 +202,7 @@ class Coordinator:
         else:
             outbox.on_commit(partial(self.timer.decided, order_id))
         for command in commands:
-            if isinstance(command, Decide) and command.decision.order_id == order.request.order_id:
+            if isinstance(command, Decide):
                 outbox.on_commit(partial(_count_decision, command, order.requested_at))
 
     def _decided_chunk(self, store: StockStore, partition: int, bucket: int, order_id: OrderId) -> bytes:
