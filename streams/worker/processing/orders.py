@@ -10,6 +10,7 @@ coordinator asks for, go back keyed by the order id (streams.worker.processing.e
 from __future__ import annotations
 
 import heapq
+import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -46,7 +47,9 @@ from streams.worker.ops.clock import now_ms
 from streams.worker.processing.messages import Inbound
 from streams.worker.processing.outputs import Outbox, OutputRecord
 from streams.worker.state.keys import decided_key, order_key
-from streams.worker.state.records import RecordEncoder, StockStore
+from streams.worker.state.records import RecordEncoder, RecordTooLarge, StockStore
+
+log = logging.getLogger("stocksync.worker")
 
 # A tick not answered after this long (its order still undecided) is sent again.
 TICK_RESEND_MS = 5_000
@@ -160,7 +163,7 @@ class Coordinator:
         return order_from_state(self.codec.decode_stored(raw, Schema.ORDER_STATE)[1]), raw
 
     def apply(self, order_id: OrderId, work: OrderWork, network: Network, store: StockStore, outbox: Outbox,
-              steps: StepPacker, now: int) -> None:
+              steps: StepPacker, decided: DecidedOrders, now: int) -> None:
         """Every record is built (and may fail) before anything is written or sent."""
         order, stored = self.load(store, order_id, work.partition)
         undecided_before = order is None or order.decision is None
@@ -184,14 +187,10 @@ class Coordinator:
         state = self.encoder.encode(Schema.ORDER_STATE, order_state_record(order)) if remembered else None
         records = [self._record(command, order, now) for command in commands]
         decision = order.decision if undecided_before and remembered else None
-        if decision is not None:
-            bucket = self.timer.bucket(decision.decided_at)
-            chunk = self._decided_chunk(store, work.partition, bucket, order_id)
         if state is not None and state != stored:  # a repeated or late step changes nothing: nothing to write
             store.put_raw(order_key(*order_id), state, work.partition)
         if decision is not None:
-            store.put_raw(decided_key(work.partition, bucket), chunk, work.partition)
-            outbox.on_commit(partial(self.timer.remembered, work.partition, bucket))
+            decided.add(work.partition, self.timer.bucket(decision.decided_at), order_id)
         for topic, key, value in records:
             if topic == steps.topic:
                 steps.add(key, value)
@@ -205,12 +204,23 @@ class Coordinator:
             if isinstance(command, Decide):
                 outbox.on_commit(partial(_count_decision, command, order.requested_at))
 
-    def _decided_chunk(self, store: StockStore, partition: int, bucket: int, order_id: OrderId) -> bytes:
-        """The bucket's record of decided orders with this one added."""
-        raw = store.get_raw(decided_key(partition, bucket), partition)
-        known = self.codec.decode_stored(raw, Schema.EVENT_CHUNK)[1]["keys"] if raw else ""
-        entry = f"{order_id[0]}:{order_id[1]}"
-        return self.encoder.encode(Schema.EVENT_CHUNK, {"keys": f"{known}\n{entry}" if known else entry})
+    def remember(self, decided: DecidedOrders, store: StockStore, outbox: Outbox) -> None:
+        """Add a batch's decided orders to their time buckets' records, each record written once per batch."""
+        for (partition, bucket), entries in sorted(decided.entries.items()):
+            key = decided_key(partition, bucket)
+            raw = store.get_raw(key, partition)
+            known = self.codec.decode_stored(raw, Schema.EVENT_CHUNK)[1]["keys"] if raw else ""
+            keys = "\n".join([known, *entries] if known else entries)
+            try:
+                chunk = self.encoder.encode(Schema.EVENT_CHUNK, {"keys": keys})
+            except RecordTooLarge:
+                # Only at thousands of orders a second in one partition: these orders are remembered until the
+                # partition is recovered elsewhere, rather than their decisions being lost.
+                log.error("partition %d: %d orders decided in one time bucket are too many to list; they are not "
+                          "forgotten after the order memory", partition, len(entries))
+                continue
+            store.put_raw(key, chunk, partition)
+            outbox.on_commit(partial(self.timer.remembered, partition, bucket))
 
     def forget(self, partition: int, store: StockStore, outbox: Outbox, now: int) -> None:
         """Delete the orders of `partition` decided longer ago than the order memory: a re-sent request of one is
@@ -285,6 +295,18 @@ def sends_step(step: str, registry: TopicRegistry, codec: SingleObjectCodec
                 return True
         return False
     return sends
+
+
+@dataclass
+class DecidedOrders:
+    """The orders a batch decided, per partition and time bucket: the coordinator lists them in the bucket's
+    record once at the batch's end (rewriting the record for each order made a batch's cost grow with its
+    square)."""
+
+    entries: dict[tuple[int, int], list[str]] = field(default_factory=dict)
+
+    def add(self, partition: int, bucket: int, order: OrderId) -> None:
+        self.entries.setdefault((partition, bucket), []).append(f"{order[0]}:{order[1]}")
 
 
 class StepPacker:

@@ -33,6 +33,7 @@ from streams.worker.processing.messages import BatchResult, Inbound
 from streams.worker.processing.orders import (
     ORDER_MEMORY_MS,
     Coordinator,
+    DecidedOrders,
     OrderId,
     OrderTimer,
     OrderWork,
@@ -79,6 +80,7 @@ class Pipeline:
         now = now if now is not None else now_ms()
         decoded = Decoded()
         steps = StepPacker(self.registry, self.encoder, self.partitions)
+        decided = DecidedOrders()
         for message in batch:
             self.decoder.decode(message, decoded, outbox, now, result)
             yield
@@ -90,10 +92,11 @@ class Pipeline:
             yield
         for order, work in decoded.orders.items():
             try:
-                self.coordinator.apply(order, work, self.network.network, store, outbox, steps, now)
+                self.coordinator.apply(order, work, self.network.network, store, outbox, steps, decided, now)
             except Exception as exc:  # noqa: BLE001 - as for a SKU: the order's messages are dead-lettered
                 self._isolate_order(order, work, exc, outbox, now, result)
             yield
+        self.coordinator.remember(decided, store, outbox)
         for partition in sorted(decoded.forget):
             self.coordinator.forget(partition, store, outbox, now)
         steps.flush(outbox)

@@ -208,6 +208,27 @@ def test_a_decided_order_is_forgotten_once_the_order_memory_has_passed() -> None
     assert worker.replies[-1]["accepted"] and worker.position("SKU-1", "wh-1") == (10, 4)
 
 
+def test_a_batch_lists_the_orders_it_decided_in_each_time_bucket_record_once() -> None:
+    worker = Worker()
+    worker.stock("SKU-1", wh_1=100)
+    for n in range(30):
+        worker.order(request(f"o-{n}", ("SKU-1", 1)))
+    put_raw, bucket_writes = worker.store.put_raw, []
+
+    def counting(key: bytes, value: bytes | None, partition: int) -> None:
+        if key.startswith(ORDERS_MARK) and not key.startswith(ORDER_PREFIX):
+            bucket_writes.append(key)
+        put_raw(key, value, partition)
+
+    worker.store.put_raw = counting  # type: ignore[method-assign]
+    worker.deliver_steps()
+    assert len(worker.replies) == 30 and all(reply["accepted"] for reply in worker.replies)
+    assert sorted(bucket_writes) == sorted(set(bucket_writes))  # each bucket record written once
+    listed = [entry for key in bucket_writes
+              for entry in CODEC.decode(worker.store.history[key])[1]["keys"].split("\n")]
+    assert sorted(listed) == sorted(f"web:o-{n}" for n in range(30))
+
+
 def test_steps_are_packed_per_partition_and_split_below_the_record_limit() -> None:
     registry = Worker().registry
     encoder = RecordEncoder(CODEC, 4096)
