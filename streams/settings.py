@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     web_port: int = Field(default=6066, ge=0, le=65535, description=(
         "the worker's HTTP port: /ready, /live, /metrics and the query API"))
     web_host: str = Field(default="127.0.0.1", description="the address the worker's HTTP server binds")
+    worker_processes: str = Field(default="1", pattern=r"^(auto|[1-9][0-9]{0,2})$", description=(
+        "worker processes `stocksync worker` runs on this host (auto: one per core), each its own group member "
+        "with its own state directory (DATA_DIR/process-N) and HTTP port (WEB_PORT+N); with more than one, a "
+        "parent process starts, stops and restarts them and answers on WEB_PORT for all"))
     advertised_url: str | None = Field(default=None, pattern=r"^https?://[^/\s]+$", description=(
         "how other workers reach this one, to forward a query to the SKU's owner (default: "
         "http://WEB_HOST:WEB_PORT)"))

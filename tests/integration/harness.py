@@ -11,7 +11,7 @@ import sys
 import time
 import urllib.request
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,12 +118,14 @@ class Deployment:
         """The worker `name`'s disk: its local state store."""
         return self.tmp / f"data-{name}"
 
-    def start_worker(self, name: str, wait: bool = True, env: dict[str, str] | None = None) -> WorkerProcess:
-        """A worker process on this deployment's topics; `env` adds or overrides STOCKSYNC_ settings."""
-        port = free_port()
+    def start_worker(self, name: str, wait: bool = True, env: dict[str, str] | None = None,
+                     args: Sequence[str] = (), port: int | None = None) -> WorkerProcess:
+        """A worker process on this deployment's topics; `env` adds or overrides STOCKSYNC_ settings, `args` are
+        the worker command's."""
+        port = port or free_port()
         log = self.tmp / f"{name}.log"
         with open(log, "ab") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"],
+            proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", *args],
                                     env={**self.env(port, name), **(env or {})},
                                     cwd=repo_root(), stdout=out, stderr=subprocess.STDOUT)
         settings = {**self.env(port, name), **(env or {})}

@@ -47,7 +47,7 @@ class WorkerProcess(Worker):
 
     def stop_and_shutdown(self) -> None:
         super().stop_and_shutdown()
-        ran, done = _duration(time.monotonic() - self.started_at), what_was_done()
+        ran, done = duration(time.monotonic() - self.started_at), what_was_done()
         if self.asked_to_stop:  # the same line whether Ctrl-C or SIGTERM asked: a clean stop is no warning
             log.info("stocksync worker stopped after %s: %s", ran, done)
         else:
@@ -67,7 +67,7 @@ def what_was_done() -> str:
             f"{total('stocksync_transactions_total', result='aborted'):,} aborted")
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
