@@ -14,7 +14,9 @@ one partition per message) and one movement per message (any Kafka client). Then
   client -> the channel's ATS feed update consumed; alone, and as one in ten movements offered among the
   workload's mix), peak RSS, and recovery: SIGKILL and restart on its disk, then on an empty disk (the state from
   the changelog alone), each timed to /ready; then failover: a second worker keeps standby replicas, the first is
-  killed, and the seconds until a movement of every partition is on a feed again.
+  killed, and the seconds until a movement of every partition is on a feed again. Then the same backlog, produced
+  afresh, read by `stocksync worker --processes 2` (one parent, two worker processes): its movements/s and its
+  ratio to the one process's.
 
 Uses STOCKSYNC_/KAFKA_BOOTSTRAP_SERVERS, else starts a local broker. The machine is shared by broker, worker and
 load: compare figures from one run only.
@@ -205,9 +207,9 @@ class Deployment:
 class WorkerRun:
     """A stocksync worker process of a deployment (RocksDB), on a disk of its own."""
 
-    def __init__(self, deployment: Deployment, data: Path) -> None:
-        self.deployment, self.data = deployment, data
-        self.port = 17000 + (os.getpid() + len(str(data))) % 1000
+    def __init__(self, deployment: Deployment, data: Path, processes: int = 1) -> None:
+        self.deployment, self.data, self.processes = deployment, data, processes
+        self.port = 17000 + (os.getpid() + len(str(data))) % 1000 * 4  # room for the processes' own ports
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> float:
@@ -220,8 +222,8 @@ class WorkerRun:
                "STOCKSYNC_LOG_LEVEL": "warn"}
         began = time.monotonic()
         log = open(self.data.parent / f"{self.data.name}.log", "ab")  # noqa: SIM115 - the worker's, until it ends
-        self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=log,
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", "--processes",
+                                      str(self.processes)], env=env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         deadline = began + 600
         while time.monotonic() < deadline:
@@ -253,7 +255,7 @@ class WorkerRun:
             self.proc.wait(120)
 
 
-def throughput(deployment: Deployment, movements: int, data: Path, profile: Path | None = None
+def throughput(deployment: Deployment, movements: int, data: Path, profile: Path | None = None, processes: int = 1
                ) -> tuple[WorkerRun, dict[str, Any]]:
     """A worker on the pre-produced backlog: movements/s from the start of its first batch until its input group
     has read it all. With `profile`, py-spy samples the worker meanwhile (collapsed stacks in that file, the top
@@ -263,7 +265,7 @@ def throughput(deployment: Deployment, movements: int, data: Path, profile: Path
     batch holds its event loop (and so /ready's answer) until it is done. The first batch's start is the
     earliest `applied_at` in the ledger; the worker's CPU time is sampled from /proc throughout, so its CPU
     per movement is counted from the same moment."""
-    worker = WorkerRun(deployment, data)
+    worker = WorkerRun(deployment, data, processes)
     with CpuSampler(lambda: worker.proc.pid if worker.proc is not None else None) as cpu:
         ready_s = worker.start()
         spy = None
@@ -365,15 +367,38 @@ def kafka_streams(deployment: Deployment, movements: int, tmp: Path, cache: Path
             "cpu_us_per_movement": round(cpu.since(first[0]) * 1e6 / movements, 1), "peak_rss_mb": peak}
 
 
+def process_tree(pid: int) -> list[int]:
+    """The process and its child processes (a worker started with --processes: the parent and its workers)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return [pid, *(int(child) for child in children)]
+
+
 def cpu_seconds(pid: int) -> float:
-    """A process's CPU time so far (user + system), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """A process's CPU time so far (user + system), its child processes' included, from /proc."""
+    def own(one: int) -> float:
+        fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    return own(pid) + sum(_or_zero(own, child) for child in process_tree(pid)[1:])
 
 
 def peak_rss_mb(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return round(int(status.split("VmHWM:")[1].split()[0]) / 1024, 1)
+    """A process's peak resident memory, its child processes' added."""
+    def own(one: int) -> float:
+        status = Path(f"/proc/{one}/status").read_text()
+        return int(status.split("VmHWM:")[1].split()[0]) / 1024
+
+    return round(own(pid) + sum(_or_zero(own, child) for child in process_tree(pid)[1:]), 1)
+
+
+def _or_zero(measure: Callable[[int], float], pid: int) -> float:
+    try:
+        return measure(pid)
+    except (OSError, IndexError):  # gone meanwhile
+        return 0.0
 
 
 class CpuSampler:
@@ -624,7 +649,8 @@ def main() -> None:
     parser.add_argument("--rates", default="200,2000", help="offered rates for the latency phase (per second)")
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each latency phase")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--skip", default="", help="phases to leave out: kstreams,single,latency,recovery,failover")
+    parser.add_argument("--skip", default="",
+                        help="phases to leave out: kstreams,single,latency,recovery,failover,processes")
     parser.add_argument("--profile", type=Path, metavar="FILE",
                         help="sample the worker with py-spy during the packed throughput phase (collapsed stacks "
                              "into FILE; the top functions by own time in the JSON)")
@@ -674,6 +700,16 @@ def main() -> None:
             workers.append(survivor)
             survivor.stop()
         worker.stop()
+        if "processes" not in skip:
+            procs = Deployment(cluster.bootstrap_servers, f"cmp-{run}-procs", net, tmp)
+            procs.produce(movements, args.pack)
+            worker, result["stocksync_packed_2_processes"] = throughput(procs, args.movements, tmp / "procs-data",
+                                                                        processes=2)
+            workers.append(worker)
+            worker.stop()
+            result["stocksync_packed_2_processes"]["ratio_to_one_process"] = round(
+                result["stocksync_packed_2_processes"]["movements_per_s"]
+                / result["stocksync_packed"]["movements_per_s"], 3)
         if "single" not in skip:
             single = Deployment(cluster.bootstrap_servers, f"cmp-{run}-single", net, tmp)
             single.produce(movements, 1)

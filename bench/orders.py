@@ -7,7 +7,7 @@ every order decided once.
 
 Uses STOCKSYNC_/KAFKA_BOOTSTRAP_SERVERS, else starts a local broker. Broker, workers and load share the machine.
 
-    python -m bench.orders [--rate 500] [--seconds 60] [--skus 5000] [--zipf 1.0] [--workers 1]
+    python -m bench.orders [--rate 500] [--seconds 60] [--skus 5000] [--zipf 1.0] [--workers 1] [--processes 1]
 """
 
 from __future__ import annotations
@@ -107,6 +107,7 @@ def main() -> None:
     parser.add_argument("--max-lines", type=int, default=10)
     parser.add_argument("--units", type=int, default=100_000, help="units of every SKU per warehouse")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--processes", type=int, default=1, help="worker processes each worker runs (--processes)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--profile", type=Path, help="py-spy samples the first worker while orders are offered "
                         "(collapsed stacks in this file; the top functions by own time in the result)")
@@ -117,7 +118,7 @@ def main() -> None:
     settings = load_settings(topic_prefix=name)
     cluster = start_cluster(settings, tmp / "kafka")
     deployment = Deployment(cluster.bootstrap_servers, name, NETWORK, tmp)
-    workers = [WorkerRun(deployment, tmp / f"data-{n}") for n in range(args.workers)]
+    workers = [WorkerRun(deployment, tmp / f"data-{n}", args.processes) for n in range(args.workers)]
     try:
         for worker in workers:
             worker.start()
@@ -205,7 +206,8 @@ def offer(deployment: Deployment, args: argparse.Namespace, rnd: random.Random, 
             break
         time.sleep(2)
     return {
-        "benchmark": "orders", "workers": args.workers, "partitions": deployment.settings.partitions,
+        "benchmark": "orders", "workers": args.workers, "processes_per_worker": args.processes,
+        "partitions": deployment.settings.partitions,
         "offered": {"orders": len(sent), "rate_per_s": args.rate, "seconds": round(offered_s, 1),
                     "lines_per_order": round(statistics.mean(len(v) for v in lines_of.values()), 2),
                     "skus": args.skus, "zipf": args.zipf},
