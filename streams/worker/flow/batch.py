@@ -23,6 +23,11 @@ log = logging.getLogger("stocksync.worker")
 
 RETRY_AFTER_S = 1.0  # after a transaction the broker could not take (it is away): the same part again
 STEP_S = 0.02  # the longest the pipeline holds the event loop before letting its other tasks run
+# Under a backlog a batch may grow to this many times `max_batch` messages (doubling after each full batch) and
+# back to `max_batch` once one closes on time: a transaction's fixed cost is paid by more messages while behind,
+# and the latency of a worker that keeps up stays that of small batches.
+BACKLOG_GROWTH = 10
+MAX_BATCH_BYTES = 4 * 1024 * 1024  # input bytes a grown batch closes at (a packed message carries ~50 movements)
 
 
 class Batcher:
@@ -36,7 +41,9 @@ class Batcher:
         self.transactions, self.table, self.pipeline = transactions, table, pipeline
         self.health = health or Health()
         self.max_batch, self.wait_s = max_batch, wait_s
+        self.limit = max_batch  # messages this batch may take: grows while batches close full
         self.records: list[Inbound] = []
+        self.bytes = 0
         self.first_added = 0.0
         self.lock = asyncio.Lock()
         self.recorded: dict[int, dict[str, int]] = {}  # per partition number, its InputOffsets as last committed
@@ -45,9 +52,23 @@ class Batcher:
         if not self.records:
             self.first_added = time.monotonic()
         self.records.append(record)
+        self.bytes += len(record.value or b"")
+
+    def drop(self) -> None:
+        """Forget the collected records (they are read again from the recorded offsets)."""
+        self.records, self.bytes, self.limit = [], 0, self.max_batch
+
+    def room(self) -> int:
+        """Messages the batch may still take."""
+        return max(0, self.limit - len(self.records))
 
     def full(self) -> bool:
-        return len(self.records) >= self.max_batch
+        return len(self.records) >= self.limit or (self.bytes >= MAX_BATCH_BYTES and len(self.records) > 0)
+
+    def _adapt(self, was_full: bool) -> None:
+        """Double the next batch's limit after a full one (a backlog), up to BACKLOG_GROWTH times `max_batch`;
+        back to `max_batch` after one that closed on time."""
+        self.limit = min(self.limit * 2, self.max_batch * BACKLOG_GROWTH) if was_full else self.max_batch
 
     def time_left(self) -> float:
         """Until the batch must close: a batch closes once its first record has waited `wait_s`, so latency stays
@@ -105,9 +126,10 @@ class Batcher:
     async def flush(self) -> None:
         """Handle the collected records: each partition's part in its own transaction, committed concurrently."""
         async with self.lock:
-            batch, self.records = self.records, []
-            if not batch:
+            if not self.records:
                 return
+            self._adapt(self.full())
+            batch, self.records, self.bytes = self.records, [], 0
             parts: dict[int, list[Inbound]] = {}
             for record in batch:
                 parts.setdefault(record.partition, []).append(record)

@@ -115,12 +115,12 @@ class InputReader:
                         await self._commit(consumer)
                 except Fenced:  # logged where it happened; the partition waits for its next assignment
                     log.info("reading the other partitions again from their recorded offsets")
-                    self.batcher.records.clear()
+                    self.batcher.drop()
                     self.assigned = frozenset()
                 except Exception as exc:  # noqa: BLE001 - the reader must outlive any one failure; it starts over
                     log.exception("reading the inputs failed; reading again from the recorded offsets")
                     self.health.reader_failed(f"{type(exc).__name__}: {exc}"[:300])
-                    self.batcher.records.clear()  # they come again: the offsets were not advanced past them
+                    self.batcher.drop()  # they come again: the offsets were not advanced past them
                     self.assigned = frozenset()
                     await asyncio.sleep(1.0)
         finally:
@@ -156,7 +156,7 @@ class InputReader:
 
     async def _read(self, consumer: AIOKafkaConsumer) -> None:
         fetched = await consumer.getmany(timeout_ms=int(self.batcher.time_left() * 1000),
-                                         max_records=self.batcher.max_batch - len(self.batcher.records))
+                                         max_records=self.batcher.room())
         if self.revoking or self.stopping:
             return  # fetched just before a rebalance: read again by whoever owns the partition next
         for record in in_time_order([records for tp, records in fetched.items() if tp in self.assigned]):

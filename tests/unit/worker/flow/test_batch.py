@@ -10,7 +10,7 @@ import pytest
 from streams.domain import Kind, Movement
 from streams.wire.codec import default_codec
 from streams.wire.schemas import Schema
-from streams.worker.flow.batch import Batcher
+from streams.worker.flow.batch import MAX_BATCH_BYTES, Batcher
 from streams.worker.flow.transactions import Fenced
 from streams.worker.processing.messages import Inbound
 from streams.worker.processing.outputs import OutputRecord
@@ -140,3 +140,33 @@ def test_a_fenced_partition_changes_nothing_here() -> None:
         run(batcher, inbound)
     assert broker.records == [] and table.data == {}
     assert batcher.recorded_offsets(inbound[0].partition) == {}
+
+
+def test_batches_grow_while_they_close_full_and_shrink_once_one_closes_on_time() -> None:
+    broker = Broker()
+    batcher, _, _ = worker(broker)
+    topics = batcher.pipeline.registry
+    offset = 0
+
+    def fill(count: int, size: int = 0) -> None:
+        nonlocal offset
+        for _ in range(count):
+            inbound = message(topics, [receipt(f"e{offset}", "SKU-1", 1, 1_000 + offset)], offset=offset)
+            batcher.add(Inbound(inbound.topic, inbound.partition, inbound.offset, inbound.key,
+                                (inbound.value or b"") + b"\0" * size, inbound.timestamp_ms))
+            offset += 1
+
+    limits = []
+    for _ in range(6):  # a backlog: every batch takes all it may
+        fill(batcher.room())
+        assert batcher.full()
+        asyncio.run(batcher.flush())
+        limits.append(batcher.limit)
+    assert limits == [200, 400, 800, 1000, 1000, 1000]  # doubling, up to 10 x max_batch
+    fill(3)  # caught up: a batch closes on time with what came
+    asyncio.run(batcher.flush())
+    assert batcher.limit == 100
+    fill(4, size=MAX_BATCH_BYTES // 4)  # large messages close a batch by its bytes, whatever their number
+    assert batcher.full() and batcher.room() == 96
+    asyncio.run(batcher.flush())
+    assert state(broker, "SKU-1") == {"wh-1": offset - 4}  # every message applied (the large ones are dead letters)
