@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from streams.domain import Outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +22,7 @@ class Inbound:
 @dataclass
 class BatchResult:
     outcomes: int = 0
+    applied: list[Outcome] = field(default_factory=list)  # counted in the metrics once the batch commits
     dead_letters: int = 0
     rerouted: int = 0
     skus_written: int = 0

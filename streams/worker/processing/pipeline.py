@@ -100,6 +100,7 @@ class Pipeline:
         for partition in sorted(decoded.forget):
             self.coordinator.forget(partition, store, outbox, now)
         steps.flush(outbox)
+        outbox.on_commit(partial(count_outcomes, result.applied))
         outbox.on_commit(partial(_count_batch, len(batch)))
 
     def _apply(self, sku: str, item: SkuWork, store: StockStore, outbox: Outbox, steps: StepPacker, now: int,
@@ -121,7 +122,7 @@ class Pipeline:
             records.save(stock)
         # Every record is built: from here on nothing fails.
         result.outcomes += len(outcomes)
-        outbox.on_commit(partial(count_outcomes, outcomes))
+        result.applied += outcomes
         for outcome, message, index in out.rejected:
             self.dead_letters.send(outbox, message, outcome.movement.channel, outcome.reason,
                                    rejection_detail(outcome), now, result, index, outcome.movement.event_id)

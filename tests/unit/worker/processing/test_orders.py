@@ -3,6 +3,7 @@ fed back as the order-steps topic would, until nothing is left to say."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from streams.domain import Kind, Movement, Network
@@ -15,6 +16,7 @@ from streams.wire.partitioner import partition_for
 from streams.wire.schemas import Schema
 from streams.worker.processing.messages import Inbound
 from streams.worker.processing.orders import TICK_RESEND_MS, StepPacker
+from streams.worker.processing.outputs import ProducerOutbox
 from streams.worker.processing.pipeline import Pipeline
 from streams.worker.state.keys import ORDER_PREFIX, ORDERS_MARK, order_key
 from streams.worker.state.records import RecordEncoder
@@ -227,6 +229,32 @@ def test_a_batch_lists_the_orders_it_decided_in_each_time_bucket_record_once() -
     listed = [entry for key in bucket_writes
               for entry in CODEC.decode(worker.store.history[key])[1]["keys"].split("\n")]
     assert sorted(listed) == sorted(f"web:o-{n}" for n in range(30))
+
+
+def test_a_batch_that_was_not_committed_leaves_its_orders_as_they_were_committed() -> None:
+    """The coordinator keeps undecided orders decoded between batches; one worked on in a batch that then failed
+    to commit is read from its stored record again, not taken as the failed batch left it."""
+    def run(abort_the_figures_batch: bool) -> list[dict[str, Any]]:
+        worker = Worker()
+        worker.stock("SKU-1", wh_1=5)
+        worker.stock("SKU-2", wh_1=5)
+        worker.order(request("o-1", ("SKU-1", 2), ("SKU-2", 1)))
+        worker.deliver_steps(rounds=1)  # the owners answer the figures
+        if abort_the_figures_batch:
+            saved = copy.deepcopy(worker.store)
+            aborted = ProducerOutbox()  # handled, never committed: its actions never run
+            batch = [Inbound(worker.registry.order_steps.name, partition_for(key, PARTITIONS)
+                             if partition is None else partition, 1_000 + n, key, value)
+                     for n, (key, value, partition) in enumerate(worker.steps)]
+            worker.pipeline.handle(batch, worker.store, aborted, NOW)
+            assert any(topic == worker.registry.order_steps.name for topic, *_ in aborted.records)
+            worker.store = saved
+        worker.deliver_steps()
+        return worker.replies
+
+    assert run(abort_the_figures_batch=True) == run(abort_the_figures_batch=False)
+    [decision] = run(abort_the_figures_batch=True)
+    assert decision["accepted"] and len(decision["lines"]) == 2
 
 
 def test_steps_are_packed_per_partition_and_split_below_the_record_limit() -> None:
