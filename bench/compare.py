@@ -8,6 +8,10 @@ one partition per message) and one movement per message (any Kafka client). Then
 - **plain loop**: one confluent-kafka consumer/producer process decodes each message (Avro), keeps on_hand per
   SKU and location in a dict, and produces one Avro change event per movement (at-least-once, no state store):
   the floor any stream processor pays for reading, decoding and writing.
+- **equal volume** (the fair yardstick): what the stocksync worker wrote per movement is read back (records and
+  bytes, by topic), and Kafka Streams (exactly-once v2) and a plain transactional confluent-kafka loop (no rules,
+  no encoding: decode, write padded records, a transaction every 100 ms) are made to write as much on the same
+  backlog; stocksync's ratio to each, packed and single.
 - **stocksync**: one worker (RocksDB, exactly-once transactions, every output: positions, ledger, ATS feeds,
   replies) started on the backlog; movements/s is timed from its first batch until its input group has read
   everything. Then end-to-end latency at fixed offered rates (a receipt of a new SKU reported through the channel
@@ -65,6 +69,7 @@ from streams.kafka.clients import (
     new_consumer,
     new_producer,
     new_transactional_producer,
+    reached,
     start_positions,
 )
 from streams.kafka.topics import TopicRegistry
@@ -328,21 +333,27 @@ def own_time(collapsed: Path, top: int = 15) -> dict[str, float]:
     return {frame: round(100 * n / total, 1) for frame, n in ranked} if total else {}
 
 
-def kafka_streams(deployment: Deployment, movements: int, tmp: Path, cache: Path, guarantee: str) -> dict[str, Any]:
+def kafka_streams(deployment: Deployment, movements: int, tmp: Path, cache: Path, guarantee: str,
+                  volume: Volume | None = None) -> dict[str, Any]:
     """The Kafka Streams peer (bench/kstreams/MovementsJob.java: a RocksDB store of on_hand per SKU and location
     with its changelog, one Avro change event per movement, one stream thread, `guarantee`) on the same backlog,
-    timed from its first record until its group has committed every input offset; its CPU sampled from /proc."""
+    timed from its first record until its group has committed every input offset; its CPU sampled from /proc.
+    With `volume`, it writes that many records and bytes per movement (padded records besides its own two), and
+    what it wrote is read back and reported."""
     libs = maven_dependencies(KSTREAMS / "pom.xml", cache / f"kstreams-{KSTREAMS_VERSION}" / "libs",
                               {"kafka.version": KSTREAMS_VERSION}, f"Kafka Streams {KSTREAMS_VERSION}")
-    app_id = f"{deployment.settings.topic_prefix}-kstreams-{guarantee}"
-    out_topic = f"{deployment.settings.topic_prefix}.kstreams-out-{guarantee}"
+    name = guarantee + ("-equal-volume" if volume else "")
+    app_id = f"{deployment.settings.topic_prefix}-kstreams-{name}"
+    out_topic = f"{deployment.settings.topic_prefix}.kstreams-out-{name}"
     admin = new_admin(deployment.servers)  # held until its futures are done
     for future in admin.create_topics([NewTopic(out_topic, PARTITIONS, 1)]).values():
         future.result()
     log = open(tmp / f"{app_id}.log", "wb")  # noqa: SIM115 - the job's, until it ends
+    extra = [] if volume is None else [str(volume.records - KSTREAMS_OWN_RECORDS), str(volume.padding(
+        KSTREAMS_OWN_RECORDS, KSTREAMS_OWN_BYTES, KSTREAMS_KEY_BYTES))]
     job = subprocess.Popen(["java", "-cp", f"{libs}/*", str(KSTREAMS / "MovementsJob.java"), deployment.servers,
                             app_id, str(tmp / app_id), guarantee, out_topic, str(schemas_dir()),
-                            ",".join(deployment.network_inputs())], stdout=subprocess.PIPE, stderr=log)
+                            ",".join(deployment.network_inputs()), *extra], stdout=subprocess.PIPE, stderr=log)
     log.close()
     first: list[float] = []
     assert job.stdout is not None
@@ -362,9 +373,141 @@ def kafka_streams(deployment: Deployment, movements: int, tmp: Path, cache: Path
     if not first:
         raise SystemExit(f"Kafka Streams processed nothing: see {tmp / f'{app_id}.log'}")
     seconds = done - first[0]
-    return {"guarantee": guarantee, "movements": movements, "seconds": round(seconds, 2),
-            "movements_per_s": round(movements / seconds),
-            "cpu_us_per_movement": round(cpu.since(first[0]) * 1e6 / movements, 1), "peak_rss_mb": peak}
+    result = {"guarantee": guarantee, "movements": movements, "seconds": round(seconds, 2),
+              "movements_per_s": round(movements / seconds),
+              "cpu_us_per_movement": round(cpu.since(first[0]) * 1e6 / movements, 1), "peak_rss_mb": peak}
+    if volume is not None:
+        result["wrote_per_movement"] = written(deployment.servers, [out_topic, f"{app_id}-on-hand-changelog"],
+                                               movements).summary()
+    return result
+
+
+KSTREAMS_OWN_RECORDS, KSTREAMS_OWN_BYTES = 2, 82  # its store's changelog record and its change event
+KSTREAMS_KEY_BYTES = 16  # "<sku>|<location>"
+
+
+@dataclasses.dataclass
+class Volume:
+    """What a job wrote per movement: records and bytes (keys and values), in all and by topic."""
+
+    records: float
+    bytes: float
+    by_topic: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    def padding(self, own_records: float, own_bytes: float, key_bytes: int) -> int:
+        """The value bytes of each record a job writing `own_records` and `own_bytes` per movement adds to reach
+        this volume, its keys being `key_bytes` long."""
+        extra = self.records - own_records
+        return max(0, round((self.bytes - own_bytes) / extra) - key_bytes) if extra > 0 else 0
+
+    def summary(self) -> dict[str, Any]:
+        return {"records": round(self.records, 2), "bytes": round(self.bytes), "records_by_topic": {
+            topic: round(n, 3) for topic, n in sorted(self.by_topic.items(), key=lambda kv: -kv[1])}}
+
+
+def written(servers: str, topics: list[str], movements: int) -> Volume:
+    """Read back every committed record of `topics`: records and bytes per movement."""
+    consumer = new_consumer(servers, f"bench-count-{uuid.uuid4()}")
+    counts: dict[str, int] = {}
+    size = 0
+    try:
+        for topic in topics:
+            positions, ends = start_positions(consumer, topic, from_beginning=True)
+            consumer.assign([tp for tp in positions if ends[tp.partition] > 0])
+            counts[topic] = 0
+            while not reached(consumer, topic, ends):
+                for message in consumer.consume(10_000, 1.0):
+                    if message.error() is None:
+                        counts[topic] += 1
+                        size += len(message.key() or b"") + len(message.value() or b"")
+            consumer.unassign()
+    finally:
+        consumer.close()
+    short = {topic.rsplit(".", 1)[-1] if "." in topic else topic: n / movements for topic, n in counts.items()}
+    return Volume(sum(counts.values()) / movements, size / movements, short)
+
+
+def stocksync_outputs(deployment: Deployment) -> list[str]:
+    """Every topic a stocksync worker writes (its inputs and reference topics left out)."""
+    registry, channels = deployment.registry, sorted(deployment.network.channels)
+    inputs = {spec.name for c in channels for spec in (registry.sales(c), registry.restock(c))}
+    reference = {registry.network.name, registry.catalog.name}
+    return [spec.name for spec in registry.all(channels) if spec.name not in inputs | reference]
+
+
+def equal_volume(deployment: Deployment, movements: int, stocksync: dict[str, Any], tmp: Path, cache: Path,
+                 with_kstreams: bool) -> dict[str, Any]:
+    """The fair yardstick: what the stocksync worker wrote per movement (read back), and Kafka Streams
+    (exactly-once v2) and a plain transactional loop made to write as much on the same backlog; stocksync's
+    ratio to each."""
+    volume = written(deployment.servers, stocksync_outputs(deployment), movements)
+    found: dict[str, Any] = {"stocksync_wrote_per_movement": volume.summary()}
+    if with_kstreams:
+        found["kafka_streams"] = kafka_streams(deployment, movements, tmp, cache, "exactly_once_v2", volume)
+    found["plain_transactional_loop"] = plain_transactional_loop(deployment, movements, volume)
+    for peer in ("kafka_streams", "plain_transactional_loop"):
+        if peer in found:
+            found[f"stocksync_ratio_to_{peer}"] = round(
+                stocksync["movements_per_s"] / found[peer]["movements_per_s"], 3)
+    return found
+
+
+def plain_transactional_loop(deployment: Deployment, movements: int, volume: Volume) -> dict[str, Any]:
+    """The floor for stocksync's output contract: a confluent-kafka transactional loop (read_committed, a
+    transaction every 100 ms with its input offsets) that decodes each message and writes, per movement, the
+    records and bytes `volume` says (padded values; no rules, no encoding)."""
+    codec = default_codec()
+    out_topic = f"{deployment.settings.topic_prefix}.plain-tx-out"
+    admin = new_admin(deployment.servers)
+    for future in admin.create_topics([NewTopic(out_topic, PARTITIONS, 1)]).values():
+        future.result()
+    group = f"plain-tx-{uuid.uuid4()}"
+    consumer = Consumer({"bootstrap.servers": deployment.servers, "group.id": group,
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                         "isolation.level": "read_committed"})
+    producer = new_transactional_producer(deployment.servers, f"{group}-tx", **{"linger.ms": 5})
+    producer.init_transactions(30)
+    padding = bytes(round(volume.bytes / volume.records))  # cut per record to leave room for its key
+    consumer.subscribe(deployment.network_inputs())
+    done, began, owed, open_since = 0, 0.0, 0.0, 0.0
+    with CpuSampler(lambda: os.getpid()) as cpu:
+        while done < movements:
+            batch = consumer.consume(500, 1.0)
+            if batch and not began:
+                began = time.time()
+            if batch and not open_since:
+                producer.begin_transaction()
+                open_since = time.monotonic()
+            for message in batch:
+                raw = message.value()
+                if message.error() is not None or raw is None:
+                    continue
+                schema, record = codec.decode(raw)
+                for r in record["movements"] if schema == Schema.MOVEMENT_BATCH else [record]:
+                    owed += volume.records
+                    key = r["sku"].encode()
+                    value = padding[len(key):]
+                    while owed >= 1.0:
+                        while True:
+                            try:
+                                producer.produce(out_topic, value, key)
+                                break
+                            except BufferError:
+                                producer.poll(0.05)
+                        owed -= 1.0
+                    done += 1
+            producer.poll(0)
+            if open_since and (time.monotonic() - open_since > 0.1 or done >= movements):
+                producer.send_offsets_to_transaction(consumer.position(consumer.assignment()),
+                                                     consumer.consumer_group_metadata())
+                producer.commit_transaction()
+                open_since = 0.0
+        done_at = time.time()
+    consumer.close()
+    seconds = done_at - began
+    return {"movements": done, "seconds": round(seconds, 2), "movements_per_s": round(done / seconds),
+            "cpu_us_per_movement": round(cpu.since(began) * 1e6 / done, 1),
+            "wrote_per_movement": written(deployment.servers, [out_topic], done).summary()}
 
 
 def process_tree(pid: int) -> list[int]:
@@ -684,6 +827,11 @@ def main() -> None:
         workers.append(worker)
         result["stocksync_packed"]["ratio_to_plain_loop"] = round(
             result["stocksync_packed"]["movements_per_s"] / result["plain_loop_packed"]["movements_per_s"], 3)
+        worker.stop()  # the peers at equal volume run alone
+        result["equal_volume_packed"] = equal_volume(packed, args.movements, result["stocksync_packed"], tmp,
+                                                     base.cache_dir, "kstreams" not in skip)
+        if not {"latency", "recovery", "failover"} <= skip:
+            worker.start()
         if "latency" not in skip:
             rates = [float(rate) for rate in args.rates.split(",")]
             result["latency"] = [latency(packed, rate, args.seconds) for rate in rates]
@@ -722,6 +870,8 @@ def main() -> None:
             worker.stop()
             result["stocksync_single"]["ratio_to_plain_loop"] = round(
                 result["stocksync_single"]["movements_per_s"] / result["plain_loop_single"]["movements_per_s"], 3)
+            result["equal_volume_single"] = equal_volume(single, args.movements, result["stocksync_single"], tmp,
+                                                         base.cache_dir, "kstreams" not in skip)
         result["machine"] = {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
                              "note": "broker, worker and load generator share these cores"}
         print(json.dumps(result, indent=2))

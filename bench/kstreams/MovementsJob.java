@@ -32,13 +32,19 @@ import org.apache.kafka.streams.state.Stores;
  * with its changelog, and emits one Avro PositionState change event. One stream thread, the given processing
  * guarantee. Prints "first EPOCH_MS" when the first record is processed; runs until it is stopped.
  *
+ * With EXTRA and PAD (the fair yardstick: the same volume as a stocksync worker wrote), each movement also writes
+ * EXTRA more records on average (a fraction carried to the next movement) of PAD value bytes each.
+ *
  *   java -cp 'libs/*' MovementsJob.java BOOTSTRAP APP_ID STATE_DIR GUARANTEE OUTPUT_TOPIC SCHEMAS_DIR TOPIC,TOPIC...
+ *        [EXTRA PAD]
  */
 public class MovementsJob {
     public static void main(String[] args) throws Exception {
         String bootstrap = args[0], appId = args[1], stateDir = args[2], guarantee = args[3], output = args[4];
         File schemas = new File(args[5]);
         List<String> inputs = Arrays.asList(args[6].split(","));
+        double extra = args.length > 7 ? Double.parseDouble(args[7]) : 0.0;
+        int pad = args.length > 8 ? Integer.parseInt(args[8]) : 0;
         Schema.Parser parser = new Schema.Parser();  // in order: each file after those whose types it uses
         Schema movement = parser.parse(new File(schemas, "Movement.avsc"));
         Schema batch = parser.parse(new File(schemas, "MovementBatch.avsc"));
@@ -60,7 +66,7 @@ public class MovementsJob {
         builder.addStateStore(Stores.keyValueStoreBuilder(Stores.persistentKeyValueStore("on-hand"),
                                                           Serdes.String(), Serdes.Long()));
         builder.stream(inputs, Consumed.with(Serdes.ByteArray(), Serdes.ByteArray()))
-               .process(() -> new Apply(movement, batch, position), "on-hand")
+               .process(() -> new Apply(movement, batch, position, extra, pad), "on-hand")
                .to(output, Produced.with(Serdes.ByteArray(), Serdes.ByteArray()));
         KafkaStreams streams = new KafkaStreams(builder.build(), props);
         CountDownLatch stopped = new CountDownLatch(1);
@@ -81,8 +87,13 @@ public class MovementsJob {
         private KeyValueStore<String, Long> onHand;
         private long version;
         private boolean started;
+        private final double extra;
+        private final byte[] padding;
+        private double owed;
 
-        Apply(Schema movement, Schema batch, Schema position) {
+        Apply(Schema movement, Schema batch, Schema position, double extra, int pad) {
+            this.extra = extra;
+            this.padding = new byte[pad];
             this.position = position;
             this.figures = position.getField("figures").schema();
             this.movementPrint = SchemaNormalization.parsingFingerprint64(movement);
@@ -156,6 +167,11 @@ public class MovementsJob {
             byte[] out = new byte[encoded.remaining()];
             encoded.get(out);
             context.forward(new Record<>(key.getBytes(), out, timestamp));
+            owed += extra;
+            while (owed >= 1.0) {
+                context.forward(new Record<>(key.getBytes(), padding, timestamp));
+                owed -= 1.0;
+            }
         }
     }
 }
