@@ -201,6 +201,11 @@ def test_the_dashboard_panels_are_laid_out_and_use_the_chosen_data_source() -> N
         mine = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
         assert not cells & mine, f"{panel['title']} overlaps another panel"
         cells |= mine
+        units = {panel.get("fieldConfig", {}).get("defaults", {}).get("unit")}
+        assert len(units) == 1, f"{panel['title']} mixes units"
         for target in panel.get("targets", []):
             assert target["datasource"]["uid"] == "${datasource}" and target["expr"]
-    assert [v["name"] for v in dashboard["templating"]["list"]] == ["datasource"]
+            # Every series is narrowed to the chosen job and namespace (several deployments share a Prometheus).
+            for selector in re.findall(r"\bstocksync_[a-z_]+(\{[^}]*\})?", target["expr"]):
+                assert selector.startswith('{job=~"$job",namespace=~"$namespace"'), (panel["title"], target["expr"])
+    assert [v["name"] for v in dashboard["templating"]["list"]] == ["datasource", "job", "namespace"]

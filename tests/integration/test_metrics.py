@@ -79,6 +79,8 @@ def test_metrics_count_what_was_committed_and_feed_every_dashboard_panel(deploym
     outputs = counted("stocksync_outputs_total", "topic")
     assert outputs[(deployment.registry.ledger.name,)] == len(history)
     assert sum(v for _, v in samples["stocksync_table_keys"]) > 40  # a head per SKU, and history records
+    assert {labels["role"] for labels, _ in samples["stocksync_table_keys"]} == {"active"}  # one worker: no standby
+    assert not [name for name in samples if name.endswith("_created")]
     assert sum(v for _, v in samples["stocksync_table_bytes"]) > 0
     assert samples["stocksync_ready"] == [({}, 1.0)]
     assert sum(v for labels, v in samples["stocksync_input_lag_messages"]) == 0

@@ -87,6 +87,17 @@ def test_two_processes_share_the_work_under_one_parent_that_restarts_one_killed(
     counted = movements_by_process(port)
     assert set(counted) == {"1", "2"} and all(counted.values()) and sum(counted.values()) == len(first)
 
+    # Each process keeps warm copies of the other's partitions: the table metrics tell them apart by role.
+    def roles() -> set[tuple[str, str]]:
+        found = set()
+        for family in text_string_to_metric_families(get(port, "/metrics")[1]):
+            if family.name == "stocksync_table_keys":
+                found |= {(s.labels["process"], s.labels["role"]) for s in family.samples if s.value}
+        return found
+
+    wait_for(lambda: roles() == {("1", "active"), ("1", "standby"), ("2", "active"), ("2", "standby")}, 60,
+             "each process's own partitions and standby copies in the table metrics")
+
     # One process killed outright: the parent starts it again, and the partitions end up owned once more.
     code, live = get(port, "/live")
     victim = live["processes"][0]["pid"]

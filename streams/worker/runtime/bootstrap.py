@@ -172,11 +172,13 @@ class Worker:
                                                          + sum(list(self.restorer.remaining.values())))
         metrics.RECOVERY_REMAINING.labels("standby").set(sum(list(self.standbys.remaining.values())))
         sizes = self.table.sizes()
+        owned = {str(p) for p in self.transactions.writable()} | {"all"}  # "all": a memory store's one figure
         for gauge in (metrics.TABLE_KEYS, metrics.TABLE_BYTES):
             gauge.clear()  # partitions no longer here are not this worker's
         for partition, (keys, size) in sizes.items():
-            metrics.TABLE_KEYS.labels(partition).set(keys)
-            metrics.TABLE_BYTES.labels(partition).set(size)
+            role = "active" if partition in owned else "standby"
+            metrics.TABLE_KEYS.labels(partition, role).set(keys)
+            metrics.TABLE_BYTES.labels(partition, role).set(size)
 
     async def announce_ready(self) -> None:
         await self.app.recovered.wait()
