@@ -9,6 +9,7 @@ from typing import Any
 
 from streams.cli.arguments import non_negative, positive
 from streams.cli.connection import connect
+from streams.cli.worker import need_worker_extra
 from streams.settings import Settings
 
 
@@ -49,6 +50,7 @@ def _simulation_options(parser: argparse.ArgumentParser, duration: float) -> Non
 
 
 def run_demo(args: argparse.Namespace, settings: Settings) -> int:
+    need_worker_extra("stocksync demo")
     from streams.dev.demo import DEMO_NETWORK, DemoOptions, run_demo
 
     return run_demo(settings, DemoOptions(workers=args.workers, network_file=Path(args.network or DEMO_NETWORK),

@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 from typing import Any
 
 from streams.cli.connection import kafka_of
+from streams.errors import ConfigError
 from streams.settings import Settings
+
+# What a worker imports that a channel's service does not install (pip install stocksync).
+WORKER_MODULES = ("faust", "aiokafka", "aiohttp", "prometheus_client", "rocksdict")
+
+
+def need_worker_extra(command: str) -> None:
+    """A command that runs workers, on an install without the worker's extra: one line saying what to install."""
+    missing = [name for name in WORKER_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigError(f"{command} runs workers, which need the worker extra: pip install \"stocksync[worker]\" "
+                          f"({', '.join(missing)} not installed)")
 
 
 def add_parser(commands: Any) -> None:
@@ -22,6 +35,7 @@ def add_parser(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    need_worker_extra("stocksync worker")
     from streams.worker.runtime.processes import process_count, run_processes
 
     count = process_count(args.processes or settings.worker_processes)

@@ -26,7 +26,7 @@ from streams.kafka.topics import TopicRegistry
 from streams.security import Kafka, KafkaConnection
 from streams.settings import Settings
 
-DEMO_NETWORK = Path(__file__).resolve().parents[2] / "deploy" / "network.yaml"
+DEMO_NETWORK = Path(__file__).parent / "network.yaml"  # deploy/network.yaml, shipped in the package
 
 
 def _cluster(settings: Settings) -> Cluster:
