@@ -6,9 +6,12 @@ kept out of every repr, log line and error."""
 from __future__ import annotations
 
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from streams.errors import ConfigError
 
 Protocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 Mechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -85,12 +88,30 @@ class KafkaSecurity:
 PLAINTEXT = KafkaSecurity()
 
 
+# librdkafka settings stocksync sets itself, for its guarantees or from its own settings: never passed through.
+RESERVED_LIBRDKAFKA = frozenset({"bootstrap.servers", "group.id", "transactional.id", "enable.idempotence", "acks",
+                                 "isolation.level", "enable.auto.commit", "partitioner", "logger", "error_cb"})
+
+
+def passed_through(config: Mapping[str, object]) -> tuple[tuple[str, str], ...]:
+    """Other librdkafka settings for every confluent-kafka client (a sign-in stocksync does not name, such as
+    OAUTHBEARER, a client rack, timeouts), as librdkafka takes them; ConfigError for one stocksync sets itself."""
+    reserved = sorted(set(config) & RESERVED_LIBRDKAFKA)
+    if reserved:
+        raise ConfigError(f"librdkafka settings {reserved}: stocksync sets these itself (its guarantees or its "
+                          "own STOCKSYNC_ settings); they cannot be passed through")
+    return tuple(sorted((key, str(value).lower() if isinstance(value, bool) else str(value))
+                        for key, value in config.items()))
+
+
 @dataclass(frozen=True)
 class KafkaConnection:
     """A cluster to talk to: its bootstrap servers and how to connect. Every client is made from one."""
 
     servers: str
     security: KafkaSecurity = PLAINTEXT
+    # librdkafka settings passed through to every confluent-kafka client made from this connection
+    librdkafka: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # may hold secrets
 
     def __str__(self) -> str:
         return self.servers

@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streams.api_access import MIN_API_TOKEN_CHARS, ApiAccess
 from streams.errors import ConfigError
-from streams.security import KafkaSecurity
+from streams.security import KafkaConnection, KafkaSecurity, passed_through
 
 DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "stocksync"
 DEFAULT_MAX_RECORD_BYTES = 256 * 1024
@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     ssl_cert_file: Path | None = Field(default=None, description="a client certificate for mutual TLS, PEM")
     ssl_key_file: Path | None = Field(default=None, description="the client certificate's private key, PEM")
     # Who is who on a cluster with ACLs ('stocksync acl apply'): a principal is TYPE:NAME, as the brokers name it.
+    librdkafka: dict[str, str | int | float | bool] = Field(default_factory=dict, description=(
+        "other librdkafka settings for every confluent-kafka client (channel clients, the CLI, a worker's "
+        "transactions), as a JSON object, e.g. {\"client.rack\": \"eu-west-1a\"} or an OAUTHBEARER sign-in; those "
+        "stocksync sets itself (acks, idempotence, isolation, group and transactional ids) are refused"))
     workers_principal: str = Field(default="User:stocksync", pattern=r"^[A-Za-z]+:.+$", description=(
         "the principal the workers connect as (stocksync acl)"))
     admin_principal: str = Field(default="User:admin", pattern=r"^[A-Za-z]+:.+$", description=(
@@ -164,6 +168,10 @@ class Settings(BaseSettings):
         if path is not None:
             return path.read_text().rstrip("\r\n")
         return value.get_secret_value() if value is not None else None
+
+    def kafka_connection(self, servers: str) -> KafkaConnection:
+        """The cluster at `servers`, reached with these settings' security and librdkafka settings."""
+        return KafkaConnection(servers, self.kafka_security(), passed_through(self.librdkafka))
 
     def kafka_security(self) -> KafkaSecurity:
         """How to connect to Kafka; a ConfigError naming the setting when something is missing or unreadable."""

@@ -17,8 +17,9 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
+from dataclasses import replace
 
 from streams.channel.errors import DecisionTimeout
 from streams.channel.feed import AtsSubscription, AtsUpdate
@@ -30,7 +31,7 @@ from streams.domain.movements import WORKER_EVENT_PREFIX, WORKER_MADE
 from streams.domain.orders import OrderRequest
 from streams.kafka.cluster import configured_servers
 from streams.kafka.topics import TopicRegistry
-from streams.security import Kafka, KafkaConnection
+from streams.security import Kafka, passed_through
 from streams.settings import Settings, load_settings
 from streams.wire.codec import SingleObjectCodec, default_codec
 from streams.wire.order_records import order_request_record
@@ -55,14 +56,20 @@ class ChannelClient:
     """One channel's connection to stocksync (thread-safe). Close it (or use `with`) to send what is pending."""
 
     def __init__(self, channel: str, bootstrap_servers: Kafka | None = None, *, settings: Settings | None = None,
-                 linger_ms: float = 5.0, max_batch: int = 200) -> None:
+                 linger_ms: float = 5.0, max_batch: int = 200,
+                 kafka_config: Mapping[str, str | int | float | bool] | None = None) -> None:
         """`bootstrap_servers`: the cluster (default: STOCKSYNC_BOOTSTRAP_SERVERS); given as "host:port,..." it is
-        reached with the settings' security (STOCKSYNC_SECURITY_PROTOCOL, ...), as a KafkaConnection as it says."""
+        reached with the settings' security (STOCKSYNC_SECURITY_PROTOCOL, ...), as a KafkaConnection as it says.
+        `kafka_config`: other librdkafka settings for this client's producer and consumers, over
+        STOCKSYNC_LIBRDKAFKA's (e.g. an OAUTHBEARER sign-in); those stocksync sets itself are refused."""
         self.settings = settings or load_settings()
         if bootstrap_servers is None:
             bootstrap_servers = configured_servers(self.settings)
         if isinstance(bootstrap_servers, str):
-            bootstrap_servers = KafkaConnection(bootstrap_servers, self.settings.kafka_security())
+            bootstrap_servers = self.settings.kafka_connection(bootstrap_servers)
+        if kafka_config:
+            bootstrap_servers = replace(bootstrap_servers, librdkafka=passed_through(
+                {**dict(bootstrap_servers.librdkafka), **kafka_config}))
         if linger_ms < 0 or max_batch < 1:
             raise ValueError("linger_ms must be >= 0 and max_batch >= 1")
         self.channel = channel

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+
 from streams.errors import AccessDenied, StocksyncError
+
+log = logging.getLogger("stocksync.channel")
 
 
 class ChannelError(StocksyncError):
@@ -27,3 +35,41 @@ class DeliveryError(ChannelError):
 
 class DecisionTimeout(ChannelError, TimeoutError):
     """No decision on a reservation request arrived in time (it may still be decided: ask again, same id)."""
+
+
+class BackgroundErrors:
+    """What a client's background thread (a feed, the reply listener, the sender's linger) hit and went on
+    from: each logged as a WARNING on "stocksync.channel" (a flood as one line per 10 s with its count) and the
+    last 100 kept for the caller (`errors`)."""
+
+    KEPT = 100
+    QUIET_S = 10.0
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.recent: deque[str] = deque(maxlen=self.KEPT)
+        self.count = 0
+        self._lock = threading.Lock()
+        self._logged_at = float("-inf")
+        self._unlogged = 0
+
+    def add(self, error: str) -> None:
+        with self._lock:
+            self.recent.append(error)
+            self.count += 1
+            now = time.monotonic()
+            if now - self._logged_at < self.QUIET_S:
+                self._unlogged += 1
+                return
+            also, self._unlogged, self._logged_at = self._unlogged, 0, now
+        more = f" ({also} more since the last such line)" if also else ""
+        log.warning("%s: %s%s", self.what, error, more)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self.recent))
+
+    def __len__(self) -> int:
+        return len(self.recent)
+
+    def __bool__(self) -> bool:
+        return bool(self.recent)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from streams.channel.errors import BackgroundErrors
 from streams.kafka.clients import KafkaException, assign_all, reached, unassigned_consumer
 from streams.security import Kafka
 from streams.wire.codec import SingleObjectCodec
@@ -35,7 +36,7 @@ class AtsSubscription:
         self.callback = callback
         self.latest: dict[str, AtsUpdate] = {}
         self.skipped_stale = 0
-        self.errors: list[str] = []
+        self.errors = BackgroundErrors(f"ATS feed {topic}")
         self.consumer = unassigned_consumer(servers, topic)
         self.topic = topic
         self._ends = assign_all(self.consumer, topic, from_beginning)
@@ -63,13 +64,13 @@ class AtsSubscription:
                 if not self._caught_up.is_set() and reached(self.consumer, self.topic, self._ends):
                     self._caught_up.set()
         except KafkaException as exc:
-            self.errors.append(str(exc))
+            self.errors.add(str(exc))
         finally:
             self.consumer.close()
 
     def _take(self, message: Any) -> None:
         if message.error() is not None:
-            self.errors.append(str(message.error()))
+            self.errors.add(str(message.error()))
             return
         value = message.value()
         if value is None:
@@ -77,7 +78,7 @@ class AtsSubscription:
         try:
             _, r = self.codec.decode_as(value, Schema.ATS_UPDATE)
         except Exception as exc:  # noqa: BLE001 - keep following; note what was unreadable
-            self.errors.append(f"offset {message.offset()}: {exc}")
+            self.errors.add(f"offset {message.offset()}: {exc}")
             return
         update = AtsUpdate(r["channel"], r["sku"], r["ats"], r["version"], r["network_version"], r["updated_at"],
                            r.get("alias"))
@@ -90,7 +91,7 @@ class AtsSubscription:
         try:
             self.callback(update)
         except Exception as exc:  # noqa: BLE001 - the caller's bug must not stop the feed
-            self.errors.append(f"callback failed on {update.sku}: {exc!r}")
+            self.errors.add(f"callback failed on {update.sku}: {exc!r}")
 
     def stop(self) -> None:
         self._stopped.set()

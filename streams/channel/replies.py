@@ -7,6 +7,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
+from streams.channel.errors import BackgroundErrors
 from streams.channel.orders import OrderDecision
 from streams.kafka.clients import assign_all, unassigned_consumer
 from streams.security import Kafka
@@ -43,6 +44,7 @@ class ReplyListener:
         self.waiting: dict[tuple[str, str], Future[Any]] = {}  # (schema, id) -> what awaits its decision
         self.lock = threading.Lock()
         self.stopped = threading.Event()
+        self.errors = BackgroundErrors(f"decisions on {topic}")
         self.thread = threading.Thread(target=self._run, name="stocksync-replies", daemon=True)
         self.thread.start()
 
@@ -71,7 +73,10 @@ class ReplyListener:
         try:
             while not self.stopped.is_set():
                 message = self.consumer.poll(0.2)
-                value = None if message is None or message.error() is not None else message.value()
+                if message is not None and message.error() is not None:
+                    self.errors.add(str(message.error()))
+                    continue
+                value = None if message is None else message.value()
                 if value is None:
                     continue
                 try:
@@ -92,6 +97,8 @@ class ReplyListener:
                         record["expires_at"], record["version"],
                         tuple((s["location"], s["distance_km"], s["cost"]) for s in record.get("sourcing", ())),
                         record.get("alias")))
+        except Exception as exc:  # noqa: BLE001 - said, not silently lost: awaited decisions then time out
+            self.errors.add(f"stopped following decisions: {exc!r}")
         finally:
             self.consumer.close()
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from streams.channel.errors import ChannelAccessDenied, ChannelTopicMissing, ClientClosed, DeliveryError
+from streams.channel.errors import (
+    BackgroundErrors,
+    ChannelAccessDenied,
+    ChannelTopicMissing,
+    ClientClosed,
+    DeliveryError,
+)
 from streams.domain import Movement
 from streams.domain.movements import SALES_SIDE
 from streams.errors import AccessDenied
@@ -33,7 +39,8 @@ class MovementSender:
         self._partitions = self._partition_count(sales_topic)
         self._lock = threading.Lock()
         self._pending: dict[tuple[str, int], list[dict[str, Any]]] = {}
-        self._errors: list[str] = []
+        self._errors: list[str] = []  # raised at the next flush
+        self.background = BackgroundErrors(f"channel {channel!r}")
         self._closed = threading.Event()
         self._flusher = threading.Thread(target=self._flush_periodically, name=f"stocksync-{channel}-linger",
                                          daemon=True)
@@ -91,16 +98,27 @@ class MovementSender:
     def _delivered(self, err: Any, msg: Any) -> None:
         if err is not None:
             self._errors.append(f"{msg.topic()}[{msg.partition()}]: {err}")
+            self.background.add(f"{msg.topic()}[{msg.partition()}]: refused: {err}")
 
     def _send_pending(self) -> None:
         with self._lock:
             pending, self._pending = self._pending, {}
+        failed = None
         for key, records in pending.items():
-            self._produce(key, records)
+            try:
+                self._produce(key, records)
+            except Exception as exc:  # noqa: BLE001 - the other partitions' movements still go; flush says it
+                self._errors.append(f"{key[0]}[{key[1]}]: {len(records)} movements not sent: {exc!r}")
+                failed = exc
+        if failed is not None:
+            raise failed
 
     def _flush_periodically(self) -> None:
         while not self._closed.wait(self.linger_s):
-            self._send_pending()
+            try:
+                self._send_pending()
+            except Exception as exc:  # noqa: BLE001 - the linger thread must go on; flush raises it to the caller
+                self.background.add(f"sending queued movements failed: {exc!r}")
 
     def flush(self, timeout_s: float = 30.0) -> None:
         """Send everything queued and wait until the broker has it; DeliveryError if it refused any."""

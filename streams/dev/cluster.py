@@ -87,5 +87,5 @@ def bootstrap_servers(settings: Settings) -> str:
 
 def connect_or_local(settings: Settings) -> KafkaConnection:
     """The configured cluster, else the running local broker, and how to authenticate to it."""
-    return KafkaConnection(bootstrap_servers(settings), settings.kafka_security())
+    return settings.kafka_connection(bootstrap_servers(settings))
 

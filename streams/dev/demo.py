@@ -23,7 +23,7 @@ from streams.domain import Network
 from streams.errors import ConfigError
 from streams.kafka.clients import new_admin
 from streams.kafka.topics import TopicRegistry
-from streams.security import Kafka, KafkaConnection
+from streams.security import Kafka
 from streams.settings import Settings
 
 DEMO_NETWORK = Path(__file__).parent / "network.yaml"  # deploy/network.yaml, shipped in the package
@@ -140,7 +140,7 @@ def run_demo(settings: Settings, options: DemoOptions = DemoOptions()) -> int:
         cluster = _cluster(settings)
         cleanup.callback(cluster.stop)
         print(f"Kafka at {cluster.bootstrap_servers} ({cluster.origin})", flush=True)
-        kafka = KafkaConnection(cluster.bootstrap_servers, settings.kafka_security())
+        kafka = settings.kafka_connection(cluster.bootstrap_servers)
         registry = TopicRegistry(settings)
         report = ensure_topics(new_admin(kafka), registry.all(network.channels),
                                settings.replication_factor)

@@ -58,7 +58,7 @@ def _connect(target: KafkaConnection | str) -> dict[str, Any]:
     """librdkafka's settings to reach `target`: its servers, its security, our logger and error callback."""
     kafka = connection_of(target)
     return {"bootstrap.servers": kafka.servers, "logger": LIBRDKAFKA_LOG, "error_cb": partial(_on_error, kafka),
-            **kafka.security.librdkafka()}
+            **kafka.security.librdkafka(), **dict(kafka.librdkafka)}
 
 
 def _recent_access_failures() -> dict[str, tuple[KafkaConnection, str, float]]:

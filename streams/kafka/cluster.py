@@ -18,4 +18,4 @@ def configured_servers(settings: Settings) -> str:
 
 def connect(settings: Settings) -> KafkaConnection:
     """The configured cluster, and how to authenticate to it."""
-    return KafkaConnection(configured_servers(settings), settings.kafka_security())
+    return settings.kafka_connection(configured_servers(settings))

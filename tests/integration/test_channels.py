@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import threading
 import time
@@ -77,6 +78,33 @@ def test_report_reaches_the_feed_and_a_new_subscriber_replays_it(deployment: Dep
         assert all(late.latest(sku) == ats for sku, ats in expected.items())
         replay.stop()
         subscription.stop()
+
+
+def test_a_failing_feed_callback_is_logged_and_the_feed_goes_on(deployment: Deployment,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    deployment.apply_network(NETWORK)
+    deployment.start_worker("one")
+    seen: list[str] = []
+
+    def fragile(update: AtsUpdate) -> None:
+        seen.append(update.sku)
+        raise ValueError(f"no shelf for {update.sku}")
+
+    # librdkafka settings pass through to the client's producer and consumers (here: a rack and a timeout).
+    with client(deployment, "wms", kafka_config={"client.rack": "rack-a", "socket.timeout.ms": 20_000}) as wms, \
+            client(deployment, "web") as web, caplog.at_level(logging.WARNING, logger="stocksync.channel"):
+        assert dict(wms.servers.librdkafka)["client.rack"] == "rack-a"
+        feed = web.subscribe_ats(fragile)
+        for i in range(3):
+            wms.receipt(f"CB-{i}", "w1", 4, event_id=f"cb-{i}")
+        wms.flush()
+        wait_for(lambda: {f"CB-{i}" for i in range(3)} <= set(feed.latest), 30, "every SKU on the feed")
+        assert set(seen) >= {f"CB-{i}" for i in range(3)}  # called for each, although it raised each time
+        assert feed.errors.count >= 3 and "callback failed on CB-" in next(iter(feed.errors))
+        warnings = [r.getMessage() for r in caplog.records if r.name == "stocksync.channel"]
+        assert warnings and "ValueError('no shelf for CB-" in warnings[0]
+        assert len(warnings) < feed.errors.count  # a flood is one line per 10 s, with its count
+        feed.stop()
 
 
 def test_batching_client_packs_movements_sharing_a_partition(deployment: Deployment) -> None:

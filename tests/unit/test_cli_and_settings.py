@@ -140,3 +140,27 @@ def test_a_channel_client_reads_its_cluster_from_the_settings_only(monkeypatch: 
         monkeypatch.delenv(variable, raising=False)
     with pytest.raises(ConfigError, match="no Kafka to talk to: set STOCKSYNC_BOOTSTRAP_SERVERS"):
         ChannelClient("web", settings=load_settings())
+
+
+def test_librdkafka_settings_pass_through_to_every_client_and_ours_are_refused(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "STOCKSYNC_BOOTSTRAP_SERVERS": "127.0.0.1:9"}
+    # librdkafka itself judges what is passed through: an unknown property is its error, in one line.
+    result = run_cli("topics", "create", env={**env, "STOCKSYNC_LIBRDKAFKA": '{"no.such.property": "x"}'})
+    assert result.returncode == 2 and "no.such.property" in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1
+    result = run_cli("topics", "create", env={**env, "STOCKSYNC_LIBRDKAFKA": '{"acks": "1", "client.rack": "a"}'})
+    assert result.returncode == 2
+    assert result.stderr == ("stocksync: error: librdkafka settings ['acks']: stocksync sets these itself (its "
+                             "guarantees or its own STOCKSYNC_ settings); they cannot be passed through\n")
+
+
+def test_librdkafka_settings_come_from_the_environment_and_a_client_refuses_ours(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from streams.channel import ChannelClient
+
+    monkeypatch.setenv("STOCKSYNC_LIBRDKAFKA", '{"client.rack": "eu-1a", "enable.ssl.certificate.verification": false}')
+    connection = load_settings().kafka_connection("127.0.0.1:9")
+    assert dict(connection.librdkafka) == {"client.rack": "eu-1a", "enable.ssl.certificate.verification": "false"}
+    assert "eu-1a" not in repr(connection)  # what is passed through may hold secrets
+    with pytest.raises(ConfigError, match="transactional.id"):  # refused before anything connects
+        ChannelClient("web", "127.0.0.1:9", kafka_config={"transactional.id": "mine"})
