@@ -260,11 +260,9 @@ class ChannelClient:
         return [self.release(held.sku, held.reservation_id, event_id=f"release:{held.reservation_id}")
                 for held in _held_lines(decision, lines)]
 
-    def move_hold(self, hold: Decision | HeldLine, to_location: str, *, expires_at: int | None = None,
-                  timeout_s: float = 10.0) -> Decision:
-        """Move a held reservation (or an order's line) whole to `to_location` in one step: released where it was
-        and held there, with no moment in between for another request to take the units. Refused (the hold stays
-        where it was) when the location cannot take it. The hold keeps its expiry unless `expires_at` is given."""
+    def request_move(self, hold: Decision | HeldLine, to_location: str, *, expires_at: int | None = None
+                     ) -> Future[Decision]:
+        """move_hold without waiting: the Future resolves with the decision."""
         expiry = expires_at if expires_at is not None else hold.expires_at
         if expiry is None:
             raise InvalidMovement("expires_at: the hold's expiry is not known; give it")
@@ -277,6 +275,14 @@ class ChannelClient:
         except Exception:
             listener.forget(hold.reservation_id)
             raise
+        return future
+
+    def move_hold(self, hold: Decision | HeldLine, to_location: str, *, expires_at: int | None = None,
+                  timeout_s: float = 10.0) -> Decision:
+        """Move a held reservation (or an order's line) whole to `to_location` in one step: released where it was
+        and held there, with no moment in between for another request to take the units. Refused (the hold stays
+        where it was) when the location cannot take it. The hold keeps its expiry unless `expires_at` is given."""
+        future = self.request_move(hold, to_location, expires_at=expires_at)
         try:
             return future.result(timeout_s)
         except TimeoutError:
