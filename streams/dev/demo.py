@@ -104,7 +104,9 @@ def _watch(settings: Settings, servers: Kafka, network: Network, procs: list[sub
                 return 0
             if tty:
                 print("\x1b[2J\x1b[H" + view.render() + f"\n\nsimulator: {simulator.stats.sent} events sent "
-                      f"(seed {options.seed}, {options.rate:g}/s); Ctrl-C stops everything", flush=True)
+                      f"(seed {options.seed}, {options.rate:g}/s); Ctrl-C stops everything\n"
+                      f"other shells: export STOCKSYNC_BOOTSTRAP_SERVERS={servers}  (query API on "
+                      f"http://127.0.0.1:{settings.web_port})", flush=True)
             elif time.time() - last_line >= 5:
                 print("\n".join(view.render().split("\n")[:4]) + "\n", flush=True)  # the headline figures
             if time.time() - last_line >= 5:

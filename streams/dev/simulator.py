@@ -18,7 +18,7 @@ import itertools
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -138,6 +138,13 @@ class _Model:
 def plan(network: Network, *, seed: int, rate: float, duration_s: float, skus: int = 40,
          start_ms: int = 0) -> list[Step]:
     """Every step of a run, ordered by time: opening stock, then about `rate` events a second."""
+    return list(planned(network, seed=seed, rate=rate, duration_s=duration_s, skus=skus, start_ms=start_ms))
+
+
+def planned(network: Network, *, seed: int, rate: float, duration_s: float, skus: int = 40,
+            start_ms: int = 0) -> Iterator[Step]:
+    """The steps of `plan`, made as they are taken: a run starts sending at once, however long it lasts (an hour
+    planned up front took half a minute)."""
     if rate <= 0 or duration_s <= 0 or skus <= 0:
         raise ConfigError("simulate: rate, duration and skus must be positive")
     rnd = random.Random(seed)
@@ -149,8 +156,18 @@ def plan(network: Network, *, seed: int, rate: float, duration_s: float, skus: i
     wms_locations = sorted(network.channels[roles.warehouse_system].locations)
     model = _Model(network, start_ms)
     clock = 0  # the plan's "now": movements planned for later reach the model when it gets there
-    steps: list[Step] = []
+    # Steps planned and not yet taken, by time (then in the order planned): a step is planned at the plan's
+    # time or later, so those at or before it are final.
+    pending: list[tuple[int, int, Step]] = []
     serial = iter(range(10**12))
+    order = iter(range(10**12))
+
+    def push(step: Step) -> None:
+        heapq.heappush(pending, (step.at_ms, next(order), step))
+
+    def taken(until: int) -> Iterator[Step]:
+        while pending and pending[0][0] <= until:
+            yield heapq.heappop(pending)[2]
 
     def event_id(prefix: str) -> str:
         # The start time makes ids unique per run: a second run with the same seed is not taken for re-sends.
@@ -161,7 +178,7 @@ def plan(network: Network, *, seed: int, rate: float, duration_s: float, skus: i
         m = Movement(kind, event_id(kind.value), channel, sku, location, quantity, start_ms + at, **extra)
         model.apply(m, at, clock)
         if send:
-            steps.append(Step(at, channel, m, needs))
+            push(Step(at, channel, m, needs))
         return m
 
     def cart(at: int, channel: str) -> None:
@@ -172,14 +189,14 @@ def plan(network: Network, *, seed: int, rate: float, duration_s: float, skus: i
         where = customer()
         placed = Cart(order_id, lines, where["latitude"], where["longitude"], where["mode"], start_ms + at,
                       start_ms + at + 20_000)
-        steps.append(Step(at, channel, placed))
+        push(Step(at, channel, placed))
         for number, (sku, units) in enumerate(lines, start=1):
             add(at, channel, Kind.RESERVATION_PLACED, sku, None, units, send=False,
                 reservation_id=f"{order_id}/{number}", expires_at=placed.expires_at)
         outcome, later = rnd.random(), at + rnd.randint(2_000, 12_000)
         if outcome < 0.85:
             paid = outcome < 0.6
-            steps.append(Step(later, channel, CartSettled(order_id, paid)))
+            push(Step(later, channel, CartSettled(order_id, paid)))
             for number, (sku, _) in enumerate(lines, start=1):
                 add(later, channel, Kind.RESERVATION_FULFILLED if paid else Kind.RESERVATION_RELEASED, sku, None, 0,
                     send=False, reservation_id=f"{order_id}/{number}")
@@ -227,9 +244,8 @@ def plan(network: Network, *, seed: int, rate: float, duration_s: float, skus: i
         elif roll < 0.62 and roles.online:  # a one-item order: a sourced reservation, then paid or cancelled
             channel = rnd.choice(roles.online)
             reservation = event_id(f"order-{channel}")
-            add(at, channel, Kind.RESERVATION_PLACED, busy_sku(), None, rnd.randint(1, 2),  # sourced: held where
-                reservation_id=reservation, expires_at=start_ms + at + 20_000, **customer())  # the plan says
-            sku = steps[-1].action.sku  # type: ignore[union-attr]
+            sku = add(at, channel, Kind.RESERVATION_PLACED, busy_sku(), None, rnd.randint(1, 2),  # sourced: held
+                      reservation_id=reservation, expires_at=start_ms + at + 20_000, **customer()).sku  # as planned
             outcome = rnd.random()
             later = at + rnd.randint(2_000, 12_000)
             if outcome < 0.6:
@@ -273,13 +289,15 @@ def plan(network: Network, *, seed: int, rate: float, duration_s: float, skus: i
             if model.available(sku, location) > 0:
                 add(at, roles.warehouse_system, Kind.ADJUSTMENT, sku, location, -1, reason="damage")
         if offline_buffer and at % OFFLINE_EVERY_MS >= OFFLINE_FOR_MS:  # back online: upload what was sold
-            steps.extend(Step(at, sale.channel, sale) for sale in offline_buffer)
+            for sale in offline_buffer:
+                push(Step(at, sale.channel, sale))
             offline_buffer.clear()
         model.expire(at)
+        yield from taken(at)
     # The offline store comes back before the run ends: what it sold meanwhile is uploaded then.
-    steps.extend(Step(duration_ms, sale.channel, sale) for sale in offline_buffer)
-    steps.sort(key=lambda s: s.at_ms)  # stable: same-time steps keep their planned order
-    return steps
+    for sale in offline_buffer:
+        push(Step(duration_ms, sale.channel, sale))
+    yield from taken(duration_ms + 10**9)
 
 
 @dataclass
@@ -307,16 +325,16 @@ class Simulator:
         self.carts: dict[str, Future[Any]] = {}
         self.settled: list[Movement] = []  # what paying or cancelling the held carts sent (each line's movement)
         self.start_ms = 0
-        self.steps: list[Step] = []
+        self.steps: list[Step] = []  # those taken so far, in order
         self.sent_at: dict[str, int] = {}  # "channel:event_id" -> epoch ms sent (the live view's latency)
 
     def run(self, progress: Callable[[Stats, float], None] | None = None, should_stop: Callable[[], bool] =
             lambda: False) -> Stats:
         start = time.time()
         self.start_ms = int(start * 1000)
-        self.steps = steps = plan(self.network, seed=self.seed, rate=self.rate, duration_s=self.duration_s,
-                                  skus=self.skus, start_ms=self.start_ms)
-        clients = {channel: self.clients_for(channel) for channel in sorted({s.channel for s in steps})}
+        steps = planned(self.network, seed=self.seed, rate=self.rate, duration_s=self.duration_s, skus=self.skus,
+                        start_ms=self.start_ms)
+        clients: dict[str, Any] = {}
         next_report = start + 5
         try:
             for step in steps:
@@ -325,6 +343,9 @@ class Simulator:
                 wait = start + step.at_ms / 1000 - time.time()
                 if wait > 0:
                     time.sleep(wait)
+                if step.channel not in clients:
+                    clients[step.channel] = self.clients_for(step.channel)
+                self.steps.append(step)
                 self._send(clients[step.channel], step)
                 if progress is not None and time.time() >= next_report:
                     progress(self.stats, time.time() - start)

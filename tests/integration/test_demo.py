@@ -49,7 +49,7 @@ def demo(bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[D
            "STOCKSYNC_APP_ID": f"demo-{unique}", "STOCKSYNC_WEB_PORT": str(port),
            "STOCKSYNC_DATA_DIR": str(tmp_path_factory.mktemp("demo") / "data"),
            "STOCKSYNC_BROKER_SESSION_TIMEOUT_S": "6"}
-    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "demo", "--rate", "20", "--duration", "600",
+    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "demo", "--rate", "20",  # the default hour
                              "--view-port", str(view_port)],
                             cwd=repo_root(), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
@@ -63,7 +63,21 @@ def demo(bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[D
             raise AssertionError(f"the demo exited with {proc.returncode}:\n{''.join(output)[-3000:]}")
         return running.applied() > 50
 
+    def live() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"the demo exited with {proc.returncode}:\n{''.join(output)[-3000:]}")
+        return any(line.startswith("live view: ") for line in output)
+
+    def moving() -> bool:
+        try:
+            return int(running.state().get("applied", 0)) > 0
+        except OSError:
+            return False
+
     try:
+        wait_for(live, 180, "the live view to start", interval_s=0.2)
+        # Stock moves on the page within 10 s of it (an hour's run is planned as it goes, not up front).
+        wait_for(moving, 10, "movements applied on the live page", interval_s=0.2)
         wait_for(applying, 180, "the live view to show movements applied", interval_s=1.0)
         yield running
     finally:
@@ -109,6 +123,9 @@ def test_the_demo_page_draws_its_charts_in_a_real_browser(demo: Demo, tmp_path: 
         assert svg is not None, f"chart {chart} missing"
         drawn = dict(re.findall(r'<path class="series" data-name="([^"]+)" d="([^"]+)"', svg.group(1)))
         assert drawn and all(d.count("L") >= 2 for d in drawn.values()), f"chart {chart} has no lines: {drawn}"
+        # Points above the zero line (y = 144 in the 160-high chart) within what the chart shows.
+        heights = [float(y) for d in drawn.values() for y in re.findall(r"[ML][\d.]+,([\d.]+)", d)]
+        assert any(y < 143.5 for y in heights), f"chart {chart} shows nothing above zero: {drawn}"
         if names is not None:
             assert set(drawn) == names
         else:  # one line per busiest SKU in the table below it
