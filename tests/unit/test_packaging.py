@@ -3,8 +3,9 @@ dependencies, the demo's network inside the package, and a worker command that s
 
 from __future__ import annotations
 
+import shutil
 import subprocess
-import venv
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,14 +17,28 @@ WORKER_ONLY = {"faust-streaming", "aiokafka", "mode-streaming", "aiohttp", "prom
                "cavro", "numpy", "cryptography"}
 
 
-@pytest.fixture(scope="module")
-def slim(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A virtual environment with stocksync installed without extras."""
-    home = tmp_path_factory.mktemp("slim")
-    venv.create(home, with_pip=True)
+def interpreter(minor: int) -> str | None:
+    """A Python 3.`minor` on this machine that runs (pyenv's, or on the PATH), if there is one."""
+    candidates = [str(p) for p in sorted((Path.home() / ".pyenv" / "versions").glob(f"3.{minor}.*/bin/python3"))]
+    candidates += [found] if (found := shutil.which(f"python3.{minor}")) else []
+    for candidate in candidates:
+        if subprocess.run([candidate, "-c", "import venv"], capture_output=True, timeout=60).returncode == 0:
+            return candidate
+    return None
+
+
+def installed_slim(home: Path, python: str) -> Path:
+    """A virtual environment of `python` with stocksync installed without extras."""
+    subprocess.run([python, "-m", "venv", str(home)], check=True, capture_output=True, timeout=120)
     subprocess.run([str(home / "bin" / "python"), "-m", "pip", "install", "-q", str(ROOT)], check=True,
                    capture_output=True, timeout=600)
     return home
+
+
+@pytest.fixture(scope="module")
+def slim(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This interpreter's Python, stocksync installed without extras."""
+    return installed_slim(tmp_path_factory.mktemp("slim"), sys.executable)
 
 
 def run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -56,3 +71,19 @@ def test_the_demo_network_ships_in_the_package(slim: Path) -> None:
     assert shipped.read_text() == (ROOT / "deploy" / "network.yaml").read_text()
     done = run(slim, "stocksync", "network", "check", str(shipped))
     assert done.returncode == 0 and "valid" in done.stdout, done.stderr
+
+
+@pytest.mark.parametrize("minor", [12, 13])
+def test_the_client_installs_and_round_trips_a_movement_on_each_declared_python(minor: int, tmp_path: Path) -> None:
+    python = interpreter(minor)
+    if python is None:
+        pytest.skip(f"no Python 3.{minor} on this machine")
+    home = installed_slim(tmp_path / "venv", python)
+    code = ("from streams.domain import Kind, Movement; from streams.wire.codec import default_codec; "
+            "from streams.wire.records import movement_from_record, movement_to_record; "
+            "from streams.wire.schemas import Schema; import sys; "
+            "m = Movement(Kind.SALE, 'e-1', 'web', 'SKU-1', 'store-a', 2, 1_700_000_000_000); c = default_codec(); "
+            "back = movement_from_record(c.decode_as(c.encode(Schema.MOVEMENT, movement_to_record(m)), "
+            "Schema.MOVEMENT)[1], 'web'); print(sys.version_info[:2], back == m)")
+    done = run(home, "python", "-c", code)
+    assert done.stdout == f"(3, {minor}) True\n", done.stderr
