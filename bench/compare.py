@@ -48,7 +48,7 @@ import time
 import urllib.request
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +75,7 @@ from streams.kafka.clients import (
 from streams.kafka.topics import TopicRegistry
 from streams.security import KafkaConnection
 from streams.settings import Settings, load_settings
-from streams.wire.codec import default_codec
+from streams.wire.codec import SingleObjectCodec, default_codec
 from streams.wire.partitioner import sku_partition
 from streams.wire.records import movement_to_record
 from streams.wire.schemas import Schema, schemas_dir
@@ -478,24 +478,14 @@ def plain_transactional_loop(deployment: Deployment, movements: int, volume: Vol
             if batch and not open_since:
                 producer.begin_transaction()
                 open_since = time.monotonic()
-            for message in batch:
-                raw = message.value()
-                if message.error() is not None or raw is None:
-                    continue
-                schema, record = codec.decode(raw)
-                for r in record["movements"] if schema == Schema.MOVEMENT_BATCH else [record]:
-                    owed += volume.records
-                    key = r["sku"].encode()
-                    value = padding[len(key):]
-                    while owed >= 1.0:
-                        while True:
-                            try:
-                                producer.produce(out_topic, value, key)
-                                break
-                            except BufferError:
-                                producer.poll(0.05)
-                        owed -= 1.0
-                    done += 1
+            for r in movements_of(batch, codec):
+                owed += volume.records
+                key = r["sku"].encode()
+                value = padding[len(key):]
+                while owed >= 1.0:
+                    _produce(producer, out_topic, value, key)
+                    owed -= 1.0
+                done += 1
             producer.poll(0)
             if open_since and (time.monotonic() - open_since > 0.1 or done >= movements):
                 producer.send_offsets_to_transaction(consumer.position(consumer.assignment()),
@@ -601,31 +591,21 @@ def plain_loop(deployment: Deployment, movements: int) -> dict[str, Any]:
         batch = consumer.consume(500, 1.0)
         if batch and not began:
             began = time.monotonic()
-        for message in batch:
-            raw = message.value()
-            if message.error() is not None or raw is None:
-                continue
-            schema, record = codec.decode(raw)
-            for r in record["movements"] if schema == Schema.MOVEMENT_BATCH else [record]:
-                key = (r["sku"], r["location"] or "")
-                kind, quantity = r["kind"], r["quantity"]
-                if kind in ("sale",):
-                    on_hand[key] -= quantity
-                elif kind in ("receipt", "return", "adjustment"):
-                    on_hand[key] += quantity
-                elif kind == "count":
-                    on_hand[key] = quantity
-                value = codec.encode(Schema.POSITION_STATE, {
-                    "sku": r["sku"], "location": key[1], "figures": {
-                        "on_hand": on_hand[key], "reserved": 0, "safety_stock": 0, "in_transit": 0,
-                        "available": on_hand[key]}, "version": done, "updated_at": r["occurred_at"]})
-                while True:
-                    try:
-                        producer.produce(out_topic, value, f"{key[0]}|{key[1]}".encode())
-                        break
-                    except BufferError:
-                        producer.poll(0.05)
-                done += 1
+        for r in movements_of(batch, codec):
+            key = (r["sku"], r["location"] or "")
+            kind, quantity = r["kind"], r["quantity"]
+            if kind in ("sale",):
+                on_hand[key] -= quantity
+            elif kind in ("receipt", "return", "adjustment"):
+                on_hand[key] += quantity
+            elif kind == "count":
+                on_hand[key] = quantity
+            value = codec.encode(Schema.POSITION_STATE, {
+                "sku": r["sku"], "location": key[1], "figures": {
+                    "on_hand": on_hand[key], "reserved": 0, "safety_stock": 0, "in_transit": 0,
+                    "available": on_hand[key]}, "version": done, "updated_at": r["occurred_at"]})
+            _produce(producer, out_topic, value, f"{key[0]}|{key[1]}".encode())
+            done += 1
         producer.poll(0)
         if batch and time.monotonic() - last_commit > 1.0:
             producer.flush()
@@ -636,6 +616,25 @@ def plain_loop(deployment: Deployment, movements: int) -> dict[str, Any]:
     seconds = time.monotonic() - began
     consumer.close()
     return {"movements": done, "seconds": round(seconds, 2), "movements_per_s": round(done / seconds)}
+
+
+def movements_of(batch: list[Any], codec: SingleObjectCodec) -> Iterator[dict[str, Any]]:
+    """The movement records of consumed input messages (a MovementBatch's each), unreadable ones left out."""
+    for message in batch:
+        raw = message.value()
+        if message.error() is not None or raw is None:
+            continue
+        schema, record = codec.decode(raw)
+        yield from record["movements"] if schema == Schema.MOVEMENT_BATCH else [record]
+
+
+def _produce(producer: Producer, topic: str, value: bytes, key: bytes) -> None:
+    while True:
+        try:
+            producer.produce(topic, value, key)
+            return
+        except BufferError:  # librdkafka's queue is full: let it send
+            producer.poll(0.05)
 
 
 def _commit(consumer: Consumer) -> None:
