@@ -125,9 +125,67 @@ def test_compose_grafana_gets_the_dashboard_and_the_prometheus_data_source(compo
 
 
 # --- Kubernetes --------------------------------------------------------------------------------------------------
+KUBERNETES = DEPLOY / "kubernetes"
+OPERATOR = "monitoring.coreos.com/v1"  # the Prometheus Operator's resources (CRDs: not in the API's schemas)
+
+
 def manifests() -> Iterator[dict[str, Any]]:
-    for path in sorted((DEPLOY / "kubernetes").glob("*.yaml")):
-        yield from (doc for doc in yaml.safe_load_all(path.read_text()) if doc)
+    """The base every overlay builds on."""
+    for path in sorted((KUBERNETES / "base").glob("*.yaml")):
+        if path.name != "kustomization.yaml":
+            yield from (doc for doc in yaml.safe_load_all(path.read_text()) if doc)
+
+
+def rendered(overlay: str) -> list[dict[str, Any]]:
+    """An overlay as `kubectl apply -k` sends it (kubectl's built-in Kustomize)."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed: the overlays are rendered with its built-in Kustomize")
+    done = subprocess.run([kubectl, "kustomize", str(KUBERNETES / "overlays" / overlay)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+def valid(doc: dict[str, Any]) -> None:
+    """Strictly valid for the Kubernetes API; the operator's resources by the fields stocksync relies on."""
+    if doc["apiVersion"] != OPERATOR:
+        kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
+    elif doc["kind"] == "PodMonitor":
+        endpoint = doc["spec"]["podMetricsEndpoints"][0]
+        assert doc["spec"]["selector"]["matchLabels"] and endpoint["port"] and endpoint["path"] == "/metrics"
+    else:
+        assert doc["kind"] == "PrometheusRule"
+        for rule in (r for group in doc["spec"]["groups"] for r in group["rules"]):
+            assert rule["alert"] and rule["expr"] and rule["annotations"]["summary"]
+
+
+def restricted_problems(doc: dict[str, Any]) -> list[str]:
+    """Why a workload's pods would be refused at the "restricted" Pod Security Standard level (none: admitted)."""
+    pod = doc["spec"]["template"]["spec"]
+    problems = []
+    context = pod.get("securityContext", {})
+    if context.get("seccompProfile", {}).get("type") not in ("RuntimeDefault", "Localhost"):
+        problems.append("seccompProfile")
+    allowed = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected",
+               "secret"}
+    problems += [f"volume {v['name']}" for v in pod.get("volumes", []) if not set(v) - {"name"} <= allowed]
+    if pod.get("hostNetwork") or pod.get("hostPID") or pod.get("hostIPC"):
+        problems.append("host namespaces")
+    for container in pod.get("initContainers", []) + pod["containers"]:
+        mine = container.get("securityContext", {})
+        if mine.get("runAsNonRoot", context.get("runAsNonRoot")) is not True:
+            problems.append(f"{container['name']}: runAsNonRoot")
+        if mine.get("runAsUser", context.get("runAsUser")) == 0:
+            problems.append(f"{container['name']}: runAsUser 0")
+        if mine.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{container['name']}: allowPrivilegeEscalation")
+        if mine.get("privileged"):
+            problems.append(f"{container['name']}: privileged")
+        capabilities = mine.get("capabilities", {})
+        if "ALL" not in capabilities.get("drop", []) or set(capabilities.get("add", [])) - {"NET_BIND_SERVICE"}:
+            problems.append(f"{container['name']}: capabilities")
+    return problems
 
 
 def one(kind: str, name: str | None = None) -> dict[str, Any]:
@@ -138,9 +196,54 @@ def one(kind: str, name: str | None = None) -> dict[str, Any]:
 
 def test_every_manifest_is_valid_for_the_kubernetes_api() -> None:
     docs = list(manifests())
-    assert {d["kind"] for d in docs} >= {"StatefulSet", "Service", "PodDisruptionBudget", "ConfigMap", "Job"}
+    assert {d["kind"] for d in docs} >= {"StatefulSet", "Service", "PodDisruptionBudget", "ConfigMap", "Job",
+                                         "PodMonitor", "PrometheusRule"}
     for doc in docs:
-        kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
+        valid(doc)
+
+
+@pytest.mark.parametrize("overlay", ["dev", "secured"])
+def test_each_overlay_renders_valid_objects_a_restricted_namespace_admits(overlay: str,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    docs = rendered(overlay)
+    for doc in docs:
+        valid(doc)
+    workloads = [d for d in docs if d["kind"] in ("StatefulSet", "Job")]
+    assert workloads and {d["kind"] for d in workloads} == {"StatefulSet", "Job"}
+    assert {d["metadata"]["name"]: restricted_problems(d) for d in workloads} == \
+        {d["metadata"]["name"]: [] for d in workloads}
+    workers = next(d for d in docs if d["kind"] == "StatefulSet")["spec"]
+    spread = {c["topologyKey"]: c for c in workers["template"]["spec"]["topologySpreadConstraints"]}
+    assert set(spread) == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
+    assert all(c["labelSelector"]["matchLabels"] == workers["selector"]["matchLabels"] for c in spread.values())
+    settings = settings_from(dict(next(d for d in docs if d["metadata"]["name"] == "stocksync-settings")["data"]),
+                             monkeypatch)
+    jobs = [d["spec"] for d in docs if d["kind"] == "Job"]
+    assert all(job["ttlSecondsAfterFinished"] > 0 for job in jobs)  # applying again runs them again
+    if overlay == "dev":
+        assert workers["replicas"] == 1 and settings.security_protocol == "PLAINTEXT"
+        assert not [d for d in docs if d["apiVersion"] == OPERATOR]
+        return
+    # secured: every pod signs in with a Secret it cannot start without; the Jobs as the admin.
+    assert settings.security_protocol == "SASL_SSL" and settings.sasl_password_file is not None
+    assert settings.api_token_file is not None
+    for spec in [workers["template"]["spec"], *(job["template"]["spec"] for job in jobs)]:
+        mounts = {m["mountPath"]: m["name"] for m in spec["containers"][0]["volumeMounts"]}
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        for needed in (settings.sasl_password_file, settings.ssl_ca_file):
+            assert needed is not None
+            secret = volumes[mounts[str(needed.parent)]]["secret"]
+            assert secret.get("optional", False) is False, (secret, needed)
+    for job in jobs:
+        user = next(e for e in job["template"]["spec"]["containers"][0]["env"]
+                    if e["name"] == "STOCKSYNC_SASL_USERNAME")["valueFrom"]["secretKeyRef"]
+        assert user["name"] == "stocksync-kafka-admin" and user.get("optional", False) is False
+    assert sorted(job["template"]["spec"]["containers"][0]["args"][:2] for job in jobs) == [["acl", "apply"],
+                                                                                          ["network", "apply"]]
+    monitor = next(d for d in docs if d["kind"] == "PodMonitor")["spec"]
+    assert monitor["selector"]["matchLabels"].items() <= workers["template"]["metadata"]["labels"].items()
+    ports = {p["name"] for p in workers["template"]["spec"]["containers"][0]["ports"]}
+    assert monitor["podMetricsEndpoints"][0]["port"] in ports
 
 
 def test_the_worker_statefulset_probes_recovery_keeps_its_state_and_is_selected(
@@ -209,3 +312,35 @@ def test_the_dashboard_panels_are_laid_out_and_use_the_chosen_data_source() -> N
             for selector in re.findall(r"\bstocksync_[a-z_]+(\{[^}]*\})?", target["expr"]):
                 assert selector.startswith('{job=~"$job",namespace=~"$namespace"'), (panel["title"], target["expr"])
     assert [v["name"] for v in dashboard["templating"]["list"]] == ["datasource", "job", "namespace"]
+
+
+# --- the image ---------------------------------------------------------------------------------------------------
+def test_the_image_installs_the_pinned_dependencies_of_the_worker_on_a_pinned_base() -> None:
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    base = re.search(r"^FROM python:(\d+)\.(\d+)\.(\d+)-slim", dockerfile, re.M)
+    assert base, "the base image is pinned to a patch release"
+    assert "pip install --no-cache-dir -r deploy/requirements.lock" in dockerfile
+    assert "pip install --no-cache-dir --no-deps ." in dockerfile  # nothing resolved at build time
+    assert "COPY deploy/network.yaml" in dockerfile  # streams/dev/network.yaml links to it
+    pinned = {}
+    for line in (DEPLOY / "requirements.lock").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"not pinned: {line}"
+            pinned[name.lower().replace("_", "-")] = version
+    project = tomllib.loads((repo_root() / "pyproject.toml").read_text())["project"]
+    where = {"python_version": f"{base[1]}.{base[2]}", "platform_machine": "x86_64", "sys_platform": "linux",
+             "platform_system": "Linux", "implementation_name": "cpython", "extra": ""}
+    needed = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["worker"]]
+    for requirement in needed:
+        if requirement.marker is not None and not requirement.marker.evaluate(where):
+            continue
+        name = requirement.name.lower().replace("_", "-")
+        assert name in pinned, f"{name} is not in deploy/requirements.lock"
+        assert requirement.specifier.contains(pinned[name], prereleases=True), (name, pinned[name])
+    ignored = set((repo_root() / ".dockerignore").read_text().split())
+    assert {".git", ".venv", ".cache"} <= ignored

@@ -9,6 +9,7 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.channel import ChannelClient
@@ -18,6 +19,7 @@ from tests.integration.harness import Deployment, WorkerProcess
 from tests.integration.workload import NETWORK, retail_workload
 
 DASHBOARD = repo_root() / "deploy" / "grafana" / "stocksync-dashboard.json"
+RULES = repo_root() / "deploy" / "kubernetes" / "base" / "monitoring.yaml"
 
 
 def scrape(worker: WorkerProcess) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -38,6 +40,13 @@ def dashboard_metrics(path: Path) -> dict[str, set[str]]:
         for target in panel.get("targets", []):
             found.setdefault(panel["title"], set()).update(re.findall(r"\bstocksync_[a-z_]+\b", target["expr"]))
     return found
+
+
+def alert_metrics(path: Path) -> dict[str, set[str]]:
+    """Per alert, the stocksync metric names (as sampled: counters with _total) its expression uses."""
+    rules = next(doc for doc in yaml.safe_load_all(path.read_text()) if doc and doc["kind"] == "PrometheusRule")
+    return {rule["alert"]: set(re.findall(r"\bstocksync_[a-z_]+\b", rule["expr"]))
+            for group in rules["spec"]["groups"] for rule in group["rules"]}
 
 
 def test_metrics_count_what_was_committed_and_feed_every_dashboard_panel(deployment: Deployment) -> None:
@@ -92,3 +101,8 @@ def test_metrics_count_what_was_committed_and_feed_every_dashboard_panel(deploym
     assert len(panels) >= 15
     missing = {title: sorted(name for name in names if name not in samples) for title, names in panels.items()}
     assert {title: names for title, names in missing.items() if names} == {}
+    # So is every metric an alert of the Kubernetes deployment's PrometheusRule asks about.
+    alerts = alert_metrics(RULES)
+    assert len(alerts) >= 5
+    missing = {alert: sorted(name for name in names if name not in samples) for alert, names in alerts.items()}
+    assert {alert: names for alert, names in missing.items() if names} == {}
