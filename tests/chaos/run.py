@@ -239,41 +239,52 @@ class Run:
                 result["harness_error"] = 1
                 return result
             self.sample_rss()
-            try:
-                stocks, history = d.replay_ledger()
-            except AssertionError as exc:  # an entry written twice, or a ledger the domain does not replay
-                result["double_counted" if "written twice" in str(exc) else "mismatched"] = 1
-                result["problems"].append(str(exc)[:2000])
+            stocks = verdict(d, result, allowed_dead=("not_avro", "unknown_schema", "schema_violation"))
+            if stocks is None:
                 return result
-            ledgered = {f"{e['channel']}:{e['event_id']}" for e in history}
-            lost = [key for key in d.sent if key not in ledgered]
             order_problems = self.order_problems(stocks)
             result["problems"] += order_problems
             result["orders_half_held_or_undecided"] = int(bool(order_problems))
-            try:
-                d.assert_outputs_match(stocks)  # every position and every channel's feed
-            except AssertionError as exc:
-                result["mismatched"] = 1
-                result["problems"].append(str(exc)[:2000])
-            back = [b for topic in [d.registry.positions.name] + [d.registry.ats(c).name for c in d.network.channels]
-                    for b in d.versions_going_back(topic)]
-            dead = [v["reason"] for _, v, _, _ in d.read(d.registry.deadletter.name)]
-            unexpected = [r for r in dead if r not in ("not_avro", "unknown_schema", "schema_violation")]
-            if lost:
-                result["problems"].append(f"{len(lost)} acknowledged movements lost, e.g. {lost[:3]}")
-            if back:
-                result["problems"].append(f"{len(back)} outputs went back, e.g. {back[:3]}")
-            if unexpected:
-                result["problems"].append(f"dead letters other than the poison: {sorted(set(unexpected))}")
-            result.update({"movements": len(d.sent), "orders": len(self.orders_sent), "ledgered": len(history),
-                           "lost": len(lost),
-                           "went_back": len(back), "dead_letters": len(dead), "poison_sent": self.poison,
+            result.update({"orders": len(self.orders_sent), "poison_sent": self.poison,
                            "recovery_s": self.recoveries_s, "caught_up_s": self.caught_up_s,
                            "worker_rss_mb": self.rss_mb})
             return result
         finally:
             result["seconds"] = round(time.monotonic() - started, 1)
             d.stop_all()
+
+
+def verdict(d: Deployment, result: dict[str, Any], allowed_dead: tuple[str, ...] = ()) -> dict[str, SkuStock] | None:
+    """Once a run has settled: the ledger replayed by the domain (nothing applied twice), every acknowledged
+    movement in it, every position and channel feed equal to the replay, no output going back, no dead letter but
+    those `allowed_dead`. Counts and problems go into `result`; the replayed stocks are returned (None when the
+    ledger itself is wrong)."""
+    try:
+        stocks, history = d.replay_ledger()
+    except AssertionError as exc:  # an entry written twice, or a ledger the domain does not replay
+        result["double_counted" if "written twice" in str(exc) else "mismatched"] = 1
+        result["problems"].append(str(exc)[:2000])
+        return None
+    ledgered = {f"{e['channel']}:{e['event_id']}" for e in history}
+    lost = [key for key in d.sent if key not in ledgered]
+    try:
+        d.assert_outputs_match(stocks)  # every position and every channel's feed
+    except AssertionError as exc:
+        result["mismatched"] = 1
+        result["problems"].append(str(exc)[:2000])
+    back = [b for topic in [d.registry.positions.name] + [d.registry.ats(c).name for c in d.network.channels]
+            for b in d.versions_going_back(topic)]
+    dead = [v["reason"] for _, v, _, _ in d.read(d.registry.deadletter.name)]
+    unexpected = [r for r in dead if r not in allowed_dead]
+    if lost:
+        result["problems"].append(f"{len(lost)} acknowledged movements lost, e.g. {lost[:3]}")
+    if back:
+        result["problems"].append(f"{len(back)} outputs went back, e.g. {back[:3]}")
+    if unexpected:
+        result["problems"].append(f"unexpected dead letters: {sorted(set(unexpected))}")
+    result.update({"movements": len(d.sent), "ledgered": len(history), "lost": len(lost), "went_back": len(back),
+                   "dead_letters": len(dead)})
+    return stocks
 
 
 def spread(seconds: list[float]) -> dict[str, float]:
