@@ -44,7 +44,7 @@ def count_uncommitted_too(deployment: Deployment, topic: str) -> int:
 
 def test_a_worker_killed_between_writing_and_committing_loses_and_doubles_nothing(deployment: Deployment) -> None:
     deployment.apply_network(NETWORK)
-    first = deployment.start_worker("first", env={"STOCKSYNC_CRASH_BEFORE_COMMIT": "30", "STOCKSYNC_MAX_BATCH": "20"})
+    first = deployment.start_worker("first", env={"STOCKSYNC_CRASH_BEFORE_COMMIT": "10", "STOCKSYNC_MAX_BATCH": "20"})
     deployment.send(retail_workload(6_000, skus=120, seed=21, expiring_after_ms=30_000), pack=10)
     assert first.proc.wait(120) == 86, first.log.read_text()[-3000:]
     assert "exiting with a transaction written but not committed" in first.log.read_text()
