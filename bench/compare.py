@@ -792,7 +792,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each latency phase")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--skip", default="",
-                        help="phases to leave out: kstreams,single,latency,recovery,failover,processes")
+                        help="phases to leave out: kstreams,single,latency (latency_alone: only the new SKUs' "
+                             "probes alone),recovery,failover,processes")
     parser.add_argument("--profile", type=Path, metavar="FILE",
                         help="sample the worker with py-spy during the packed throughput phase (collapsed stacks "
                              "into FILE; the top functions by own time in the JSON)")
@@ -833,7 +834,8 @@ def main() -> None:
             worker.start()
         if "latency" not in skip:
             rates = [float(rate) for rate in args.rates.split(",")]
-            result["latency"] = [latency(packed, rate, args.seconds) for rate in rates]
+            if "latency_alone" not in skip:
+                result["latency"] = [latency(packed, rate, args.seconds) for rate in rates]
             result["latency_in_mix"] = [latency(packed, rate, args.seconds, movements) for rate in rates]
         if "recovery" not in skip:
             worker.stop(signal.SIGKILL)
