@@ -34,6 +34,7 @@ import argparse
 import bisect
 import contextlib
 import dataclasses
+import itertools
 import json
 import os
 import random
@@ -716,20 +717,22 @@ def _offer(deployment: Deployment, rate: float, seconds: float, background: list
     tag = uuid.uuid4().hex[:6]
     sent: dict[str, float] = {}
     where = sorted(deployment.network.channels["wms"].locations)[0]
-    mix = iter(background or [])
+    # The workload's mix again and again for as long as it takes, each round under event ids of its own.
+    mix = ((m, round_) for round_ in itertools.count() for m in background) if background else iter(())
     with contextlib.ExitStack() as stack:
         clients = {channel: stack.enter_context(ChannelClient(channel, deployment.servers,
                                                               settings=deployment.settings, linger_ms=2))
                    for channel in sorted({m.channel for m in background or []} | {"wms"})}
         began, i = time.time(), 0
         while time.time() - began < seconds:
-            m = next(mix, None) if i % 10 else None
-            if m is None:
+            found = next(mix, None) if i % 10 else None
+            if found is None:
                 sku = f"LAT-{tag}-{i:07d}"
                 sent[sku] = time.time()
                 clients["wms"].receipt(sku, where, 5, event_id=f"lat-{tag}-{i}")
             else:
-                clients[m.channel].send(_sent_again(m, tag))
+                m, round_ = found
+                clients[m.channel].send(_sent_again(m, f"{tag}{round_}"))
             i += 1
             pause = began + i / rate - time.time()
             if pause > 0:
