@@ -172,7 +172,15 @@ class Supervisor:
     async def _watch(self, child: Child) -> None:
         """Keep the process running until the parent stops."""
         while not self.stopping.is_set():
-            await self._start(child)
+            try:
+                await self._start(child)
+            except OSError as exc:  # the interpreter could not be started (a full process table, no memory)
+                log.error("worker process %d could not be started (%s); trying again in %.0f s", child.place.number,
+                          exc, child.pause_s)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), child.pause_s)
+                child.pause_s = min(LONGEST_RESTART_PAUSE_S, child.pause_s * 2)
+                continue
             assert child.proc is not None
             code = await child.proc.wait()
             if self.stopping.is_set():
