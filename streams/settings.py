@@ -39,11 +39,30 @@ class Settings(BaseSettings):
         "the CAs that signed the brokers' certificates, PEM (default: the system's)"))
     ssl_cert_file: Path | None = Field(default=None, description="a client certificate for mutual TLS, PEM")
     ssl_key_file: Path | None = Field(default=None, description="the client certificate's private key, PEM")
-    # Who is who on a cluster with ACLs ('stocksync acl apply'): a principal is TYPE:NAME, as the brokers name it.
     librdkafka: dict[str, str | int | float | bool] = Field(default_factory=dict, description=(
         "other librdkafka settings for every confluent-kafka client (channel clients, the CLI, a worker's "
         "transactions), as a JSON object, e.g. {\"client.rack\": \"eu-west-1a\"} or an OAUTHBEARER sign-in; those "
         "stocksync sets itself (acks, idempotence, isolation, group and transactional ids) are refused"))
+    # A Confluent-compatible Schema Registry: with a URL, the records channels read and write are framed as its
+    # serializers frame them (magic byte, schema id, body); without, Avro single-object encoding (no registry).
+    schema_registry_url: str | None = Field(default=None, pattern=r"^(https?|mock)://\S+$", description=(
+        "a Confluent-compatible Schema Registry (https://host:port; mock://name is confluent-kafka's in-process "
+        "registry for a channel's own tests): channel-facing records are then written in its wire format, "
+        "registered under their record names (published.json), and read in either format"))
+    schema_registry_user: str | None = Field(default=None, description="the registry's basic-auth user")
+    schema_registry_password: SecretStr | None = Field(default=None, description=(
+        "the registry's basic-auth password (better: the file below)"))
+    schema_registry_password_file: Path | None = Field(default=None, description=(
+        "a file holding the registry's basic-auth password"))
+    schema_registry_ca_file: Path | None = Field(default=None, description=(
+        "the CAs that signed the registry's certificate, PEM (default: the system's)"))
+    schema_registry_config: dict[str, str | int | float | bool] = Field(default_factory=dict, description=(
+        "other settings of confluent-kafka's SchemaRegistryClient as a JSON object, e.g. "
+        "{\"bearer.auth.credentials.source\": \"OAUTHBEARER\", ...}"))
+    schema_registry_auto_register: bool = Field(default=True, description=(
+        "register stocksync's schemas (and set their subjects' compatibility) on first use; false: only look "
+        "them up, as registered beforehand by 'stocksync schemas register'"))
+    # Who is who on a cluster with ACLs ('stocksync acl apply'): a principal is TYPE:NAME, as the brokers name it.
     workers_principal: str = Field(default="User:stocksync", pattern=r"^[A-Za-z]+:.+$", description=(
         "the principal the workers connect as (stocksync acl)"))
     admin_principal: str = Field(default="User:admin", pattern=r"^[A-Za-z]+:.+$", description=(
@@ -183,6 +202,21 @@ class Settings(BaseSettings):
         if problem:
             raise ConfigError(problem)
         return security
+
+    def schema_registry(self) -> dict[str, object] | None:
+        """confluent-kafka's SchemaRegistryClient configuration, or None without a registry."""
+        if self.schema_registry_url is None:
+            return None
+        self._files_present("schema_registry_password_file", "schema_registry_ca_file")
+        config: dict[str, object] = {"url": self.schema_registry_url, **self.schema_registry_config}
+        password = self._secret("schema_registry_password")
+        if (self.schema_registry_user is None) != (password is None):
+            raise ConfigError("STOCKSYNC_SCHEMA_REGISTRY_USER and STOCKSYNC_SCHEMA_REGISTRY_PASSWORD go together")
+        if self.schema_registry_user is not None:
+            config["basic.auth.user.info"] = f"{self.schema_registry_user}:{password}"
+        if self.schema_registry_ca_file is not None:
+            config["ssl.ca.location"] = str(self.schema_registry_ca_file)
+        return config
 
     def api_access(self) -> ApiAccess:
         """How the API is guarded; a ConfigError naming the setting when a file is missing or they disagree."""

@@ -30,10 +30,11 @@ from streams.domain import InvalidMovement, Kind, Movement
 from streams.domain.movements import WORKER_EVENT_PREFIX, WORKER_MADE
 from streams.domain.orders import OrderRequest
 from streams.kafka.cluster import configured_servers
+from streams.kafka.schema_registry import codec_for
 from streams.kafka.topics import TopicRegistry
 from streams.security import Kafka, passed_through
 from streams.settings import Settings, load_settings
-from streams.wire.codec import SingleObjectCodec, default_codec
+from streams.wire.codec import SingleObjectCodec
 from streams.wire.order_records import order_request_record
 
 
@@ -75,7 +76,7 @@ class ChannelClient:
         self.channel = channel
         self.servers = bootstrap_servers
         self.registry = TopicRegistry(self.settings)
-        self.codec: SingleObjectCodec = default_codec()
+        self.codec: SingleObjectCodec = codec_for(self.settings)
         self._sender = MovementSender(channel, bootstrap_servers, self.registry.sales(channel).name,
                                       self.registry.restock(channel).name, self.codec, linger_ms / 1000, max_batch)
         self._lock = threading.Lock()

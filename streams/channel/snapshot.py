@@ -31,7 +31,7 @@ from streams.errors import ConfigError, StocksyncError
 from streams.kafka.clients import KafkaError, TopicPartition, end_offsets, new_consumer, reader_group
 from streams.kafka.topics import TopicRegistry
 from streams.security import KafkaConnection
-from streams.wire.codec import DecodeError, default_codec
+from streams.wire.codec import DecodeError, SingleObjectCodec
 from streams.wire.schemas import Schema
 
 if TYPE_CHECKING:
@@ -190,9 +190,8 @@ class Progress:
 
 
 def read_ledger(kafka: KafkaConnection, topic: str, start: list[TopicPartition], channel: str, prefix: str,
-                take: Callable[[dict[str, Any]], None], timeout_s: float) -> None:
+                take: Callable[[dict[str, Any]], None], timeout_s: float, codec: SingleObjectCodec) -> None:
     """Every ledger entry of `channel` whose event id starts with `prefix`, from `start` to the current end."""
-    codec = default_codec()
     consumer = new_consumer(kafka, reader_group(topic), **{"enable.partition.eof": True})
     try:
         consumer.assign(start)
@@ -254,5 +253,6 @@ def load_snapshot(path: Path, client: ChannelClient, as_of: int, network: Networ
     if report and result.rows_sent:
         ends = end_offsets(kafka, [registry.restock(channel).name])
         await_inputs_read(kafka, input_group, ends, timeout_s)
-        read_ledger(kafka, registry.ledger.name, start, channel, f"{EVENT_PREFIX}{as_of}:", result.take, timeout_s)
+        read_ledger(kafka, registry.ledger.name, start, channel, f"{EVENT_PREFIX}{as_of}:", result.take, timeout_s,
+                    client.codec)
     return result

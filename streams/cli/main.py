@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from importlib import metadata
 
-from streams.cli import acl, broker, catalog, load, network, query, simulation, topics, worker
+from streams.cli import acl, broker, catalog, load, network, query, schemas, simulation, topics, worker
 from streams.errors import StocksyncError
 from streams.kafka.clients import KafkaException, explain_failure
 from streams.settings import Settings, load_settings
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "Settings come from STOCKSYNC_* environment variables.")
     parser.add_argument("--version", action="version", version=f"stocksync {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (broker, topics, worker, network, acl, catalog, load):
+    for group in (broker, topics, schemas, worker, network, acl, catalog, load):
         group.add_parser(commands)
     simulation.add_parsers(commands)
     query.add_parser(commands)

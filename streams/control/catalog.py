@@ -15,9 +15,10 @@ from streams.domain import Network
 from streams.domain.catalog import ANY_CHANNEL, CatalogEntry, CatalogError, catalog_entry
 from streams.errors import ConfigError
 from streams.kafka.clients import assign_all, new_consumer, new_producer, produce, reached, reader_group
+from streams.kafka.schema_registry import codec_for
 from streams.kafka.topics import TopicRegistry
 from streams.security import Kafka
-from streams.wire.codec import DecodeError, default_codec
+from streams.wire.codec import DecodeError
 from streams.wire.schemas import Schema
 
 COLUMNS = ("channel", "alias", "sku")
@@ -65,7 +66,7 @@ def load_catalog_file(path: Path, network: Network) -> list[CatalogEntry]:
 
 def read_catalog(servers: Kafka, registry: TopicRegistry, timeout_s: float = 120.0) -> dict[str, CatalogEntry]:
     """The catalog in force, by key ("<channel>|<alias>")."""
-    topic, codec = registry.catalog.name, default_codec()
+    topic, codec = registry.catalog.name, codec_for(registry.settings)
     consumer = new_consumer(servers, reader_group(topic))
     found: dict[str, CatalogEntry] = {}
     try:
@@ -95,7 +96,7 @@ def apply_catalog(servers: Kafka, registry: TopicRegistry, entries: list[Catalog
     """Make the catalog topic hold exactly `entries`; returns (added or changed, removed, unchanged)."""
     current = read_catalog(servers, registry)
     wanted = {entry.key: entry for entry in entries}
-    codec, now = default_codec(), int(time.time() * 1000)
+    codec, now = codec_for(registry.settings), int(time.time() * 1000)
     producer = new_producer(servers, **{"linger.ms": 20})
     errors: list[str] = []
 

@@ -19,9 +19,10 @@ from streams.kafka.clients import (
     produce,
     reader_group,
 )
+from streams.kafka.schema_registry import codec_for
 from streams.kafka.topics import TopicRegistry
 from streams.security import Kafka
-from streams.wire.codec import DecodeError, default_codec
+from streams.wire.codec import DecodeError, SingleObjectCodec, default_codec
 from streams.wire.records import network_from_record, network_to_record
 from streams.wire.schemas import Schema
 
@@ -56,7 +57,8 @@ def publish_network(bootstrap_servers: Kafka, registry: TopicRegistry, network: 
         else:
             delivered.append(msg.offset())
 
-    value = default_codec().encode(Schema.NETWORK_CONFIG, network_to_record(network, int(time.time() * 1000)))
+    record = network_to_record(network, int(time.time() * 1000))
+    value = codec_for(registry.settings).encode(Schema.NETWORK_CONFIG, record)
     produce(producer, registry.network.name, value, NETWORK_KEY, 0, on_delivery)
     producer.flush(30)
     if errors or not delivered:
@@ -87,7 +89,7 @@ def read_network(bootstrap_servers: Kafka, registry: TopicRegistry, timeout_s: f
             if msg is None or offset is None:
                 continue
             position = offset + 1
-            parsed = parse_network_record(msg.value())
+            parsed = parse_network_record(msg.value(), codec_for(registry.settings))
             if parsed is not None:
                 found = (parsed, offset)
         return found
@@ -95,11 +97,11 @@ def read_network(bootstrap_servers: Kafka, registry: TopicRegistry, timeout_s: f
         consumer.close()
 
 
-def parse_network_record(value: bytes | None) -> Network | None:
+def parse_network_record(value: bytes | None, codec: SingleObjectCodec | None = None) -> Network | None:
     """A network record, or None for a tombstone or a record that does not decode or validate."""
     if value is None:
         return None
     try:
-        return network_from_record(default_codec().decode_as(value, Schema.NETWORK_CONFIG)[1])
+        return network_from_record((codec or default_codec()).decode_as(value, Schema.NETWORK_CONFIG)[1])
     except (DecodeError, NetworkError):
         return None

@@ -17,9 +17,10 @@ from typing import Any
 
 from streams.domain import Network
 from streams.kafka.clients import start_positions, unassigned_consumer
+from streams.kafka.schema_registry import codec_for
 from streams.kafka.topics import TopicRegistry
 from streams.security import Kafka
-from streams.wire.codec import DecodeError, default_codec
+from streams.wire.codec import DecodeError
 from streams.wire.schemas import Schema
 
 WINDOW_S = 30.0  # latency percentiles over this many seconds
@@ -60,7 +61,7 @@ class LiveView:
     def __init__(self, servers: Kafka, registry: TopicRegistry, network: Network, sent_at: dict[str, int],
                  busy: int = 5) -> None:
         self.registry, self.network, self.sent_at, self.busy = registry, network, sent_at, busy
-        self.codec = default_codec()
+        self.codec = codec_for(registry.settings)
         self.state = LiveState()
         self.consumer = unassigned_consumer(servers, registry.positions.name)
         self.kind_of: dict[str, str] = {}

@@ -1,7 +1,7 @@
 """Avro single-object encoding (marker, CRC-64-AVRO fingerprint, body) of the records in schemas/.
 
-`Codec` is the seam: `SingleObjectCodec` needs no registry (any Avro library reads the fingerprint); a Confluent
-Schema Registry wire format (magic byte + schema id) can be added as another Codec without touching the callers.
+`SingleObjectCodec` needs no registry (any Avro library reads the fingerprint); `RegistryCodec`
+(streams/kafka/schema_registry.py) writes the channel-facing records in a Schema Registry's wire format instead.
 
 fastavro reads and writes everything. Where cavro (a Cython Avro library) is installed, it writes the records and
 reads back the ones a worker stored itself: it takes half fastavro's time per record, and a worker spends a third
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any
 
 import fastavro
 from fastavro.schema import to_parsing_canonical_form
@@ -58,12 +58,6 @@ def crc64_avro(data: bytes) -> int:
     for byte in data:
         fp = (fp >> 8) ^ _TABLE[(fp ^ byte) & 0xFF]
     return fp
-
-
-class Codec(Protocol):
-    def encode(self, schema: str, record: Mapping[str, Any]) -> bytes: ...
-
-    def decode(self, data: bytes) -> tuple[str, dict[str, Any]]: ...
 
 
 class SingleObjectCodec:
@@ -119,8 +113,11 @@ class SingleObjectCodec:
         name = self.by_header.get(header)
         if name is None:
             raise DecodeError("unknown_schema", f"unknown schema fingerprint {bytes(data[2:10]).hex()}")
-        body = io.BytesIO(data[10:])
-        writer = self.writers.get(header)
+        return name, self.body(name, self.writers.get(header), data, 10)
+
+    def body(self, name: str, writer: Any, data: bytes, start: int) -> dict[str, Any]:
+        """The record `data` holds from `start` on, written with `writer` (None: the current schema `name`)."""
+        body = io.BytesIO(data[start:])
         try:
             if writer is None:
                 record = fastavro.schemaless_reader(body, self.schemas[name], None)
@@ -128,12 +125,19 @@ class SingleObjectCodec:
                 record = fastavro.schemaless_reader(body, writer, self.schemas[name])
         except Exception as exc:  # noqa: BLE001 - fastavro raises many types for a broken body
             raise _broken_body(name, exc) from None
-        trailing = len(data) - 10 - body.tell()
+        trailing = len(data) - start - body.tell()
         if trailing:
             raise DecodeError("schema_violation", f"{name}: {trailing} bytes after the end of the record")
         if not isinstance(record, dict):
             raise DecodeError("schema_violation", f"{name}: decoded to {type(record).__name__}, not a record")
-        return name, record
+        return record
+
+    def unlearned(self, values: Iterable[bytes | None]) -> set[int]:
+        """Schema ids among `values` this codec would have to ask a registry for (none without a registry)."""
+        return set()
+
+    def learn(self, schema_id: int) -> None:
+        """Ask the registry for `schema_id` (see RegistryCodec)."""
 
     def decode_as(self, data: bytes, *expected: str) -> tuple[str, dict[str, Any]]:
         name, record = self.decode(data)

@@ -233,6 +233,14 @@ def load_history() -> Mapping[str, list[Any]]:
     return found
 
 
+@lru_cache(maxsize=1)
+def published() -> Mapping[str, Any]:
+    """schemas/published.json: every fingerprint a released stocksync wrote in single-object encoding, and how
+    the channel-facing records are registered with a Schema Registry (subject per record, compatibility)."""
+    data: Mapping[str, Any] = json.loads((schemas_dir() / "published.json").read_text())
+    return data
+
+
 def _type_name(schema: Any) -> str:
     if isinstance(schema, str):
         return schema

@@ -32,12 +32,15 @@ class AvroJava:
         self.files = [str(schemas_dir() / f"{name.rsplit('.', 1)[1]}.avsc") for name in legacy_fingerprint_forms()]
         self.codec = default_codec()
 
-    def run_channel_example(self, kafka_libs: Path, bootstrap: str, prefix: str, sku: str, event_id: str) -> None:
-        """The channel guide's Java channel (Kafka's and Avro's own Java libraries) reports a receipt."""
-        result = subprocess.run(["java", "-cp", f"{self.libs}/*:{kafka_libs}/*", str(HERE / "ChannelExample.java"),
-                                 bootstrap, prefix, str(schemas_dir()), sku, event_id], capture_output=True,
+    def run_channel_example(self, kafka_libs: Path, bootstrap: str, prefix: str, sku: str, event_id: str,
+                            registry: str | None = None) -> None:
+        """The channel guide's Java channel (Kafka's and Avro's own Java libraries) reports a receipt; with
+        `registry`, the one that frames it for a Schema Registry."""
+        example, extra = ("ChannelExample", []) if registry is None else ("RegistryChannelExample", [registry])
+        result = subprocess.run(["java", "-cp", f"{self.libs}/*:{kafka_libs}/*", str(HERE / f"{example}.java"),
+                                 bootstrap, prefix, str(schemas_dir()), *extra, sku, event_id], capture_output=True,
                                 text=True, timeout=120)
-        assert result.returncode == 0, f"ChannelExample failed: {result.stderr[-3000:]}"
+        assert result.returncode == 0, f"{example} failed: {result.stderr[-3000:]}"
 
     def _run(self, args: list[str], lines: list[str]) -> list[str]:
         result = subprocess.run(["java", "-cp", f"{self.libs}/*", str(HERE / "AvroInterop.java"), *args,

@@ -12,6 +12,7 @@ from streams.dev.local_kafka import fetch_jars
 from streams.domain import Kind, Movement
 from streams.domain.order_sourcing import OrderLine
 from streams.domain.orders import OrderRequest
+from streams.kafka.schema_registry import codec_for
 from streams.settings import load_settings
 from streams.wire.codec import default_codec
 from streams.wire.order_records import order_request_record
@@ -20,6 +21,7 @@ from streams.wire.schemas import Schema
 from tests.integration.avro_java import AvroJava, fetch_avro_java
 from tests.integration.conftest import wait_for
 from tests.integration.harness import Deployment
+from tests.integration.schema_registry import SchemaRegistryServer
 from tests.integration.workload import NETWORK
 
 
@@ -95,3 +97,23 @@ def test_the_readme_java_channel_reports_a_receipt(deployment: Deployment, avro_
     assert (entry["channel"], entry["sku"], entry["status"]) == ("wms", "JAVA-2", "applied")
     assert [c["after"]["on_hand"] for c in entry["changes"]] == [12]
 
+
+
+def test_the_guides_java_channel_for_a_schema_registry_reports_a_receipt(deployment: Deployment,
+                                                                          avro_java: AvroJava) -> None:
+    server = SchemaRegistryServer().start()
+    try:
+        deployment.apply_network(NETWORK)
+        deployment.start_worker("one", env={"STOCKSYNC_SCHEMA_REGISTRY_URL": server.url})
+        settings = load_settings()
+        kafka_libs = fetch_jars(settings.broker_home, settings.kafka_version)
+        avro_java.run_channel_example(kafka_libs, deployment.bootstrap, deployment.settings.topic_prefix, "JAVA-3",
+                                      "asn-78/1", registry=server.url)
+        restock = deployment.registry.restock("wms").name
+        [value] = deployment.read_raw(restock)
+        assert value[0] == 0 and int.from_bytes(value[1:5], "big") in server.schemas  # the registry's framing
+        deployment.codec = codec_for(deployment.settings.model_copy(update={"schema_registry_url": server.url}))
+        wait_for(lambda: any(v["event_id"] == "asn-78/1" for _, v, _, _ in
+                             deployment.read(deployment.registry.ledger.name)), 60, "the receipt in the ledger")
+    finally:
+        server.stop()

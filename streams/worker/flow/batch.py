@@ -8,6 +8,8 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
+from streams.kafka.schema_registry import RegistryUnavailable
+from streams.wire.codec import DecodeError
 from streams.wire.partitioner import partition_for
 from streams.worker.flow.transactions import CommitFailed, Fenced, PartitionTransactions
 from streams.worker.ops import metrics
@@ -130,6 +132,7 @@ class Batcher:
                 return
             self._adapt(self.full())
             batch, self.records, self.bytes = self.records, [], 0
+            await self._learn_schemas(batch)
             parts: dict[int, list[Inbound]] = {}
             for record in batch:
                 parts.setdefault(record.partition, []).append(record)
@@ -142,6 +145,22 @@ class Batcher:
             done = time.time()
             for record in batch:
                 metrics.INGEST_LATENCY.observe(max(0.0, done - record.timestamp_ms / 1000))
+
+    async def _learn_schemas(self, batch: Sequence[Inbound]) -> None:
+        """Ask the Schema Registry for the schema ids the batch's records name and the codec has not met, off the
+        event loop and before the batch is worked on: while the registry does not answer the batch waits (asked
+        again every RETRY_AFTER_S), rather than being dead-lettered; an id it refuses is the record's to carry."""
+        codec = self.pipeline.encoder.codec
+        for schema_id in sorted(codec.unlearned(record.value for record in batch)):
+            while True:
+                try:
+                    await asyncio.to_thread(codec.learn, schema_id)
+                    break
+                except DecodeError:
+                    break  # the record is dead-lettered with the reason when it is decoded
+                except RegistryUnavailable as exc:
+                    log.warning("%s; asking again in %.0f s", exc, RETRY_AFTER_S)
+                    await asyncio.sleep(RETRY_AFTER_S)
 
     async def _write(self, partition: int, messages: list[Inbound]) -> None:
         """One partition's part of a batch. A part with a record the broker will never take is split in halves

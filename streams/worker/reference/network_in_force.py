@@ -11,6 +11,7 @@ from streams.control.network import parse_network_record
 from streams.domain import Kind, Network
 from streams.domain.movements import SALES_SIDE, SUPPLY_SIDE, WORKER_MADE
 from streams.kafka.aio import TopicPartition, new_aio_consumer
+from streams.kafka.schema_registry import codec_for
 from streams.kafka.topics import TopicRegistry
 from streams.security import Kafka
 from streams.worker.ops import metrics
@@ -88,7 +89,7 @@ class NetworkFollower:
             while not should_stop():
                 batches = await consumer.getmany(tp, timeout_ms=1000)
                 for message in batches.get(tp, []):
-                    found = parse_network_record(message.value)
+                    found = parse_network_record(message.value, codec_for(self.registry.settings))
                     if found is None:
                         log.warning("ignoring network record at offset %d: not a valid network", message.offset)
                         continue

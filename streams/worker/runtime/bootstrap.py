@@ -15,10 +15,10 @@ from faust.tables.manager import TableManager
 
 from streams.domain import Network, StockRules
 from streams.kafka.clients import KafkaException, new_admin
+from streams.kafka.schema_registry import RegistryCodec, codec_for
 from streams.kafka.topics import TopicRegistry
 from streams.security import KafkaConnection
 from streams.settings import Settings
-from streams.wire.codec import default_codec
 from streams.worker.api.routes import Api
 from streams.worker.flow.batch import Batcher
 from streams.worker.flow.reader import InputReader
@@ -50,7 +50,9 @@ class Worker:
                  network_version: int) -> None:
         self.app = app
         registry = TopicRegistry(settings)
-        codec = default_codec()
+        codec = codec_for(settings)
+        if isinstance(codec, RegistryCodec):  # at the start, not in a batch: a registry's refusal stops the worker
+            log.info("schemas in the registry: %s", codec.prepare())
         table = app.Table("stock", key_type=bytes, value_type=bytes, partitions=settings.partitions,
                           options=rocksdb_options(settings))
         self.table = StockTable(partial(local_store, table), registry.stock_changelog.name, settings.partitions, codec)

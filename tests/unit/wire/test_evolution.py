@@ -84,7 +84,7 @@ def test_every_published_schema_version_is_current_or_kept_and_still_readable() 
     """schemas/published.json lists every fingerprint ever written by a released stocksync. Changing a schema
     fails here until its previous version is copied into schemas/history/ and the new fingerprint is added,
     and both directions resolve (old readers and new readers meet on the topics during a rolling upgrade)."""
-    published = json.loads(PUBLISHED.read_text())
+    published = json.loads(PUBLISHED.read_text())["single_object_fingerprints"]
     current, history = load_schemas(), load_history()
     legacy = {name: crc64_avro(form.encode()).to_bytes(8, "little").hex()
               for name, form in legacy_fingerprint_forms().items()}
