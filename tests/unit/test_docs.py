@@ -40,3 +40,15 @@ def test_the_reference_is_what_the_code_says() -> None:
 
     assert (ROOT / "docs" / "reference.md").read_text() == render(), \
         "docs/reference.md is stale: python -m streams.cli.reference > docs/reference.md"
+
+
+def test_every_java_line_in_the_guides_is_in_an_example_the_tests_run() -> None:
+    """The guides' Java is cut from tests/integration/java/*Example.java, which the integration tests run: a line
+    changed in one and not the other fails here ("// ..." lines stand for what the guide leaves out)."""
+    examples = "\n".join(path.read_text() for path in (ROOT / "tests/integration/java").glob("*Example.java"))
+    lines = {line.strip() for line in examples.splitlines()}
+    for guide in sorted((ROOT / "docs").glob("*.md")):
+        for block in re.findall(r"```java\n(.*?)```", guide.read_text(), re.S):
+            for line in block.splitlines():
+                if line.strip() and not line.strip().startswith("// ..."):
+                    assert line.strip() in lines, f"docs/{guide.name}: not in a Java example the tests run: {line}"
