@@ -5,16 +5,57 @@ kept out of every repr, log line and error."""
 
 from __future__ import annotations
 
+import base64
+import json
 import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from streams.errors import ConfigError
+from streams.errors import ConfigError, StocksyncError
 
 Protocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
-Mechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+Mechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
+
+
+class SignInFailed(StocksyncError):
+    """The identity provider did not give a token (refused the client, or could not be reached)."""
+
+
+@dataclass(frozen=True)
+class OAuthClient:
+    """An OAUTHBEARER sign-in: a client of the identity provider's token endpoint (OAuth 2.0 client-credentials
+    grant, as Keycloak, Okta, Entra ID and the clouds' IAM offer it), its tokens handed to the brokers."""
+
+    token_url: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    scope: str | None = None
+
+    def fetch(self, timeout_s: float = 10.0) -> tuple[str, float]:
+        """A fresh access token and its lifetime in seconds (SignInFailed, naming the endpoint, when none)."""
+        form = {"grant_type": "client_credentials", **({"scope": self.scope} if self.scope else {})}
+        basic = base64.b64encode(f"{urllib.parse.quote(self.client_id)}:"
+                                 f"{urllib.parse.quote(self.client_secret)}".encode()).decode()
+        request = urllib.request.Request(self.token_url, data=urllib.parse.urlencode(form).encode(), method="POST",
+                                         headers={"Authorization": f"Basic {basic}", "Accept": "application/json",
+                                                  "Content-Type": "application/x-www-form-urlencoded"})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310 - the setting's URL
+                answer = json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            raise SignInFailed(f"the token endpoint {self.token_url} refused client {self.client_id!r}: HTTP "
+                               f"{exc.code} {exc.read()[:200].decode(errors='replace')}; check "
+                               "STOCKSYNC_OAUTH_CLIENT_ID and STOCKSYNC_OAUTH_CLIENT_SECRET") from None
+        except (OSError, ValueError) as exc:
+            raise SignInFailed(f"the token endpoint {self.token_url} did not answer: {exc}") from None
+        if not isinstance(answer, dict) or not isinstance(answer.get("access_token"), str):
+            raise SignInFailed(f"the token endpoint {self.token_url} answered without an access_token")
+        return answer["access_token"], float(answer.get("expires_in") or 300)
 
 
 @dataclass(frozen=True)
@@ -26,6 +67,7 @@ class KafkaSecurity:
     ca_file: Path | None = None  # TLS: the CAs that signed the brokers' certificates (else the system's)
     cert_file: Path | None = None  # TLS client certificate (mutual TLS), PEM
     key_file: Path | None = None  # its private key, PEM
+    oauth: OAuthClient | None = None  # SASL OAUTHBEARER only
 
     @property
     def sasl(self) -> bool:
@@ -37,7 +79,11 @@ class KafkaSecurity:
 
     def problem(self) -> str | None:
         """What is missing or inconsistent, as the settings name it (None when it can connect)."""
-        if self.sasl and not (self.username and self.password):
+        if self.sasl and self.mechanism == "OAUTHBEARER":
+            if self.oauth is None:
+                return "STOCKSYNC_SASL_MECHANISM=OAUTHBEARER needs STOCKSYNC_OAUTH_TOKEN_URL, " \
+                       "STOCKSYNC_OAUTH_CLIENT_ID and STOCKSYNC_OAUTH_CLIENT_SECRET (or _FILE)"
+        elif self.sasl and not (self.username and self.password):
             return f"STOCKSYNC_SECURITY_PROTOCOL={self.protocol} needs STOCKSYNC_SASL_USERNAME and " \
                    "STOCKSYNC_SASL_PASSWORD (or STOCKSYNC_SASL_PASSWORD_FILE)"
         if (self.cert_file is None) != (self.key_file is None):
@@ -51,12 +97,22 @@ class KafkaSecurity:
         values = {"SECURITY_PROTOCOL": self.protocol, "SASL_MECHANISM": self.mechanism,
                   "SASL_USERNAME": self.username, "SASL_PASSWORD": self.password, "SSL_CA_FILE": self.ca_file,
                   "SSL_CERT_FILE": self.cert_file, "SSL_KEY_FILE": self.key_file}
+        if self.oauth is not None:
+            values.update({"OAUTH_TOKEN_URL": self.oauth.token_url, "OAUTH_CLIENT_ID": self.oauth.client_id,
+                           "OAUTH_CLIENT_SECRET": self.oauth.client_secret, "OAUTH_SCOPE": self.oauth.scope})
         return {f"STOCKSYNC_{name}": str(value) for name, value in values.items() if value is not None}
 
     def librdkafka(self) -> dict[str, Any]:
         """librdkafka's settings (confluent-kafka)."""
         config: dict[str, Any] = {"security.protocol": self.protocol}
-        if self.sasl:
+        if self.sasl and self.oauth is not None:  # librdkafka fetches and renews the tokens itself
+            config.update({"sasl.mechanism": "OAUTHBEARER", "sasl.oauthbearer.method": "oidc",
+                           "sasl.oauthbearer.token.endpoint.url": self.oauth.token_url,
+                           "sasl.oauthbearer.client.id": self.oauth.client_id,
+                           "sasl.oauthbearer.client.secret": self.oauth.client_secret})
+            if self.oauth.scope:
+                config["sasl.oauthbearer.scope"] = self.oauth.scope
+        elif self.sasl:
             config.update({"sasl.mechanism": self.mechanism, "sasl.username": self.username,
                            "sasl.password": self.password})
         if self.tls:
@@ -75,9 +131,11 @@ class KafkaSecurity:
         return context
 
     def aiokafka(self) -> dict[str, Any]:
-        """aiokafka's keyword arguments."""
+        """aiokafka's keyword arguments (for OAUTHBEARER, streams.kafka.aio adds the token provider)."""
         options: dict[str, Any] = {"security_protocol": self.protocol}
-        if self.sasl:
+        if self.sasl and self.oauth is not None:
+            options["sasl_mechanism"] = "OAUTHBEARER"
+        elif self.sasl:
             options.update({"sasl_mechanism": self.mechanism, "sasl_plain_username": self.username,
                             "sasl_plain_password": self.password})
         if self.tls:

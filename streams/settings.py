@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Literal
@@ -11,7 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streams.api_access import MIN_API_TOKEN_CHARS, ApiAccess
 from streams.errors import ConfigError
-from streams.security import KafkaConnection, KafkaSecurity, passed_through
+from streams.security import KafkaConnection, KafkaSecurity, OAuthClient, passed_through
 
 DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "stocksync"
 DEFAULT_MAX_RECORD_BYTES = 256 * 1024
@@ -29,8 +30,8 @@ class Settings(BaseSettings):
         "says it is not set"))
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         default="PLAINTEXT", description="how to connect to Kafka: TLS (SSL), SASL, or both")
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
-        default="SCRAM-SHA-512", description="the SASL mechanism")
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] = Field(
+        default="SCRAM-SHA-512", description="the SASL mechanism (OAUTHBEARER: tokens from STOCKSYNC_OAUTH_*)")
     sasl_username: str | None = Field(default=None, description="the SASL user")
     sasl_password: SecretStr | None = Field(default=None, description="the SASL password (better: the file below)")
     sasl_password_file: Path | None = Field(default=None, description=(
@@ -39,10 +40,24 @@ class Settings(BaseSettings):
         "the CAs that signed the brokers' certificates, PEM (default: the system's)"))
     ssl_cert_file: Path | None = Field(default=None, description="a client certificate for mutual TLS, PEM")
     ssl_key_file: Path | None = Field(default=None, description="the client certificate's private key, PEM")
+    # OAUTHBEARER: an OAuth 2.0 client of the identity provider's token endpoint (client-credentials grant).
+    oauth_token_url: str | None = Field(default=None, pattern=r"^https?://\S+$", description=(
+        "the identity provider's token endpoint (OAUTHBEARER), e.g. https://idp/realms/kafka/protocol/openid-connect"
+        "/token"))
+    oauth_client_id: str | None = Field(default=None, description="the OAuth client this deployment signs in as")
+    oauth_client_secret: SecretStr | None = Field(default=None, description=(
+        "the OAuth client's secret (better: the file below)"))
+    oauth_client_secret_file: Path | None = Field(default=None, description=(
+        "a file holding the OAuth client's secret (a mounted Kubernetes Secret)"))
+    oauth_scope: str | None = Field(default=None, description="the scope to ask tokens for (the provider's default)")
     librdkafka: dict[str, str | int | float | bool] = Field(default_factory=dict, description=(
         "other librdkafka settings for every confluent-kafka client (channel clients, the CLI, a worker's "
         "transactions), as a JSON object, e.g. {\"client.rack\": \"eu-west-1a\"} or an OAUTHBEARER sign-in; those "
-        "stocksync sets itself (acks, idempotence, isolation, group and transactional ids) are refused"))
+        "stocksync sets itself (acks, idempotence, isolation, group and transactional ids) are refused; a worker's "
+        "aiokafka readers take those aiokafka also knows (dots as underscores: client.rack, request.timeout.ms)"))
+    librdkafka_file: Path | None = Field(default=None, description=(
+        "a JSON file of more such settings, e.g. secrets of a sign-in (a mounted Kubernetes Secret); a setting "
+        "may be in one of the two only"))
     # A Confluent-compatible Schema Registry: with a URL, the records channels read and write are framed as its
     # serializers frame them (magic byte, schema id, body); without, Avro single-object encoding (no registry).
     schema_registry_url: str | None = Field(default=None, pattern=r"^(https?|mock)://\S+$", description=(
@@ -190,14 +205,36 @@ class Settings(BaseSettings):
 
     def kafka_connection(self, servers: str) -> KafkaConnection:
         """The cluster at `servers`, reached with these settings' security and librdkafka settings."""
-        return KafkaConnection(servers, self.kafka_security(), passed_through(self.librdkafka))
+        return KafkaConnection(servers, self.kafka_security(), passed_through(self.librdkafka_settings()))
+
+    def librdkafka_settings(self) -> dict[str, object]:
+        """STOCKSYNC_LIBRDKAFKA with the settings STOCKSYNC_LIBRDKAFKA_FILE holds."""
+        if self.librdkafka_file is None:
+            return dict(self.librdkafka)
+        self._files_present("librdkafka_file")
+        try:
+            found = json.loads(self.librdkafka_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"STOCKSYNC_LIBRDKAFKA_FILE: {self.librdkafka_file} is not JSON: {exc}") from None
+        if not isinstance(found, dict) or not all(isinstance(v, (str, int, float, bool)) for v in found.values()):
+            raise ConfigError(f"STOCKSYNC_LIBRDKAFKA_FILE: {self.librdkafka_file} must hold one JSON object of "
+                              "names and plain values")
+        twice = sorted(set(found) & set(self.librdkafka))
+        if twice:
+            raise ConfigError(f"STOCKSYNC_LIBRDKAFKA and STOCKSYNC_LIBRDKAFKA_FILE both set {twice}: set each once")
+        return {**self.librdkafka, **found}
 
     def kafka_security(self) -> KafkaSecurity:
         """How to connect to Kafka; a ConfigError naming the setting when something is missing or unreadable."""
-        self._files_present("sasl_password_file", "ssl_ca_file", "ssl_cert_file", "ssl_key_file")
+        self._files_present("sasl_password_file", "ssl_ca_file", "ssl_cert_file", "ssl_key_file",
+                            "oauth_client_secret_file")
         password = self._secret("sasl_password")
+        secret = self._secret("oauth_client_secret")
+        oauth = OAuthClient(self.oauth_token_url, self.oauth_client_id, secret, self.oauth_scope) \
+            if self.sasl_mechanism == "OAUTHBEARER" and self.oauth_token_url and self.oauth_client_id and secret \
+            else None
         security = KafkaSecurity(self.security_protocol, self.sasl_mechanism, self.sasl_username, password,
-                                 self.ssl_ca_file, self.ssl_cert_file, self.ssl_key_file)
+                                 self.ssl_ca_file, self.ssl_cert_file, self.ssl_key_file, oauth)
         problem = security.problem()
         if problem:
             raise ConfigError(problem)

@@ -23,6 +23,8 @@ from streams.kafka.clients import new_admin
 from streams.security import KafkaConnection, KafkaSecurity
 
 STATE_FILE = "broker.json"
+# The audience a token must name for a secured local broker that takes OAUTHBEARER sign-ins.
+OAUTH_AUDIENCE = "kafka"
 # The users of a secured local broker (besides admin, the broker's own): the workers and the CLI.
 SECURE_USERS = ("stocksync",)
 
@@ -104,6 +106,9 @@ class LocalKafka:
     secure: bool = False  # clients authenticate (SASL SCRAM-SHA-512/256 or PLAIN) over TLS (SASL_SSL)
     shared_secrets: Path | None = None  # a cluster's nodes share one certificate and one set of passwords
     mtls_port: int = 0  # secure only: the listener for clients with certificates (SSL, mutual TLS)
+    # secure only: an identity provider's JWKS endpoint; OAUTHBEARER sign-ins are then taken too, their tokens
+    # verified by Kafka against its keys (the token's `sub` is the principal)
+    oauth_jwks_url: str | None = None
 
     @property
     def bootstrap_servers(self) -> str:
@@ -215,7 +220,9 @@ class LocalKafka:
             "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
             "listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule "
             f'required username="admin" password="{admin}" user_admin="{admin}";',
-            "sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN",
+            "sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN"
+            + (",OAUTHBEARER" if self.oauth_jwks_url else ""),
+            *self._oauth_config(),
             "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
             "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram."
             f'ScramLoginModule required username="admin" password="{admin}";',
@@ -229,6 +236,21 @@ class LocalKafka:
             # (CN=stocksync is User:stocksync, with the same ACLs as the SCRAM user).
             "listener.name.ssl.ssl.client.auth=required",
             "ssl.principal.mapping.rules=RULE:^CN=([^,]+).*$/$1/,DEFAULT",
+        ]
+
+    def _oauth_config(self) -> list[str]:
+        if not self.oauth_jwks_url:
+            return []
+        return [
+            "listener.name.sasl_ssl.oauthbearer.sasl.server.callback.handler.class="
+            "org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler",
+            "listener.name.sasl_ssl.oauthbearer.sasl.jaas.config="
+            "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;",
+            f"sasl.oauthbearer.jwks.endpoint.url={self.oauth_jwks_url}",
+            f"sasl.oauthbearer.expected.audience={OAUTH_AUDIENCE}",
+            # Named, not left to the default: Kafka 4.1's DefaultJwtValidator, made by this handler without a key
+            # resolver, checks a token's claims but not its signature (a token signed by anyone passes).
+            "sasl.oauthbearer.jwt.validator.class=org.apache.kafka.common.security.oauthbearer.BrokerJwtValidator",
         ]
 
     def _scram_users(self) -> list[str]:
@@ -269,6 +291,9 @@ class LocalKafka:
         proc = subprocess.Popen(
             [java, f"-Xms{self.heap}", f"-Xmx{self.heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
              f"-Dkafka.logs.dir={logs}", f"-Dlog4j2.configurationFile={log4j}",
+             # Kafka 4 reads no OAuth endpoint it is not allowed to
+             *([f"-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls={self.oauth_jwks_url}"]
+               if self.oauth_jwks_url else []),
              "-cp", classpath, "kafka.Kafka", str(config)],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         out.close()

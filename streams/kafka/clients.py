@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import Any
@@ -76,9 +77,16 @@ def explain_failure(exc: KafkaException, client: AdminClient | Consumer | None =
     before, that, naming the settings to fix (never the password); else Kafka's own error. `client`: the one that
     failed, polled first for the errors it has not delivered yet (only an admin client, or a consumer that has no
     partitions: polling would take a message)."""
-    if client is not None:
-        client.poll(0)
+    for polled in [client] if client is not None else list(_RECENT_ADMINS):
+        polled.poll(0)
     recent = _recent_access_failures()
+    if "sasl" in recent and recent["sasl"][0].security.oauth is not None:
+        kafka, text, _ = recent["sasl"]
+        assert kafka.security.oauth is not None
+        return (f"Kafka at {kafka.servers} refused the OAUTHBEARER sign-in of client "
+                f"{kafka.security.oauth.client_id!r}: {text}; check STOCKSYNC_OAUTH_TOKEN_URL, "
+                "STOCKSYNC_OAUTH_CLIENT_ID and STOCKSYNC_OAUTH_CLIENT_SECRET (or _FILE), and that the brokers "
+                "trust the identity provider's keys")
     if "sasl" in recent:
         kafka, text, _ = recent["sasl"]
         return (f"Kafka at {kafka.servers} refused user {kafka.security.username!r} ({kafka.security.mechanism}): "
@@ -162,8 +170,15 @@ def records_behind(consumer: Consumer, topic: str, partitions: Iterable[int]) ->
     return behind
 
 
+# The admin clients made last: a request of one that fails is explained by the errors it has not delivered yet,
+# which only a poll hands over (explain_failure polls them when it is not given the client).
+_RECENT_ADMINS: deque[AdminClient] = deque(maxlen=4)
+
+
 def new_admin(servers: KafkaConnection | str, **overrides: Any) -> AdminClient:
-    return AdminClient({**_connect(servers), **overrides})
+    admin = AdminClient({**_connect(servers), **overrides})
+    _RECENT_ADMINS.append(admin)
+    return admin
 
 
 # --- producing ----------------------------------------------------------------------------------------------

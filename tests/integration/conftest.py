@@ -18,6 +18,7 @@ from streams.dev.cluster import Cluster, start_cluster
 from streams.dev.local_kafka import LocalKafka
 from streams.kafka.clients import new_admin, new_consumer, new_producer
 from streams.settings import load_settings
+from tests.integration.identity_provider import IdentityProvider
 
 T = TypeVar("T")
 
@@ -41,12 +42,23 @@ def admin(bootstrap: str) -> AdminClient:
 
 
 @pytest.fixture(scope="session")
-def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
+def identity_provider() -> Iterator[IdentityProvider]:
+    """An OAuth identity provider whose clients are the secured broker's OAUTHBEARER users: stocksync (the
+    workers' principal) and admin."""
+    provider = IdentityProvider({"stocksync": "stocksync-client-secret", "admin": "admin-client-secret"}).start()
+    yield provider
+    provider.stop()
+
+
+@pytest.fixture(scope="session")
+def secured(tmp_path_factory: pytest.TempPathFactory, identity_provider: IdentityProvider) -> Iterator[LocalKafka]:
     """A secured broker of its own (started only by the tests that ask for it): SASL_SSL with a certificate made
-    by the project, SCRAM users, and the StandardAuthorizer allowing nothing that no ACL allows."""
+    by the project, SCRAM users, OAUTHBEARER sign-ins verified against the identity provider's keys, and the
+    StandardAuthorizer allowing nothing that no ACL allows."""
     settings = load_settings()
     broker = LocalKafka(home=settings.broker_home, workdir=tmp_path_factory.mktemp("secured-broker"),
-                        kafka_version=settings.kafka_version, heap="384m", secure=True).start()
+                        kafka_version=settings.kafka_version, heap="384m", secure=True,
+                        oauth_jwks_url=identity_provider.jwks_url).start()
     yield broker
     broker.stop()
 

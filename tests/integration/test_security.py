@@ -18,9 +18,10 @@ from streams.control import acls
 from streams.dev.certificates import CertificateAuthority
 from streams.dev.local_kafka import LocalKafka
 from streams.domain import Kind
-from streams.security import KafkaConnection, KafkaSecurity
+from streams.security import KafkaConnection, KafkaSecurity, OAuthClient
 from tests.integration.conftest import repo_root, wait_for
 from tests.integration.harness import Deployment
+from tests.integration.identity_provider import IdentityProvider
 from tests.integration.workload import NETWORK
 
 
@@ -31,12 +32,18 @@ def cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str
                               "STOCKSYNC_CACHE_DIR", str(repo_root() / ".cache")), **env})
 
 
-@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-512", "PLAIN"])
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-512", "PLAIN", "OAUTHBEARER"])
 def test_a_worker_and_a_channel_work_end_to_end_over_sasl_ssl_with_least_privilege(
-        secured: LocalKafka, tmp_path: Path, mechanism: str) -> None:
-    """The worker connects as stocksync (PLAIN or SCRAM) with only the ACLs `acl apply` gives it, the channel as
-    its own SCRAM user with only its own."""
+        secured: LocalKafka, identity_provider: IdentityProvider, tmp_path: Path, mechanism: str) -> None:
+    """The worker connects as stocksync (PLAIN, SCRAM, or OAUTHBEARER with a token of the identity provider whose
+    subject is stocksync) with only the ACLs `acl apply` gives it, the channel as its own SCRAM user with only its
+    own. With OAUTHBEARER every side of the worker signs in with tokens: librdkafka's (transactions, admin),
+    aiokafka's (its input reader) and faust's."""
     worker_security = replace(secured.client_security("stocksync"), mechanism=mechanism)  # type: ignore[arg-type]
+    if mechanism == "OAUTHBEARER":
+        worker_security = replace(worker_security, username=None, password=None, oauth=OAuthClient(
+            identity_provider.token_url, "stocksync", identity_provider.clients["stocksync"]))
+    issued_before = identity_provider.issued.count("stocksync")
     unique = f"sec-{mechanism.lower()}-{os.getpid()}"
     deployment = Deployment(secured.bootstrap_servers, unique, tmp_path, security=secured.client_security("admin"),
                             worker_security=worker_security)
@@ -62,7 +69,10 @@ def test_a_worker_and_a_channel_work_end_to_end_over_sasl_ssl_with_least_privile
     finally:
         deployment.stop_all()
     assert "denied" not in worker.log.read_text().lower()
-    for password in (worker_security.password, wms_security.password):
+    if mechanism == "OAUTHBEARER":  # librdkafka's and aiokafka's sign-ins each asked for a token
+        assert identity_provider.issued.count("stocksync") - issued_before >= 2
+    secret = worker_security.oauth.client_secret if worker_security.oauth else worker_security.password
+    for password in (secret, wms_security.password):
         assert password is not None
         for where, text in (("/ready", ready), ("/metrics", metrics), ("the worker's log", worker.log.read_text())):
             assert password not in text, f"a password is in {where}"
@@ -133,3 +143,31 @@ def test_the_certificate_listener_refuses_a_client_without_a_certificate_in_one_
     assert foreign.returncode == 2 and "STOCKSYNC_SSL_CERT_FILE" in foreign.stderr.strip().splitlines()[-1]
     done = cli(["topics", "create"], {**base, **right.environment()})
     assert done.returncode == 0, done.stderr
+
+
+def test_oauthbearer_sign_ins_refused_say_so_in_one_line(secured: LocalKafka, identity_provider: IdentityProvider
+                                                          ) -> None:
+    """A client secret the identity provider refuses, and a token the broker refuses (signed by a key it does not
+    trust: Kafka verifies each token against the provider's keys), each end a command in one line."""
+    base = {"STOCKSYNC_BOOTSTRAP_SERVERS": secured.bootstrap_servers, "STOCKSYNC_TOPIC_PREFIX": "t-oauth"}
+    oauth = replace(secured.client_security("admin"), mechanism="OAUTHBEARER", username=None, password=None,
+                    oauth=OAuthClient(identity_provider.token_url, "admin", identity_provider.clients["admin"]))
+    right = cli(["topics", "list"], {**base, **oauth.environment()})
+    assert right.returncode == 0, right.stderr
+
+    assert oauth.oauth is not None
+    wrong = cli(["topics", "list"], {**base, **replace(oauth, oauth=replace(oauth.oauth, client_secret="nope"))
+                                     .environment()})
+    assert wrong.returncode == 2 and len(wrong.stderr.strip().splitlines()) == 1, wrong.stderr
+    assert "Traceback" not in wrong.stderr and "nope" not in wrong.stderr
+    assert "OAUTHBEARER" in wrong.stderr and "STOCKSYNC_OAUTH_CLIENT_SECRET" in wrong.stderr
+
+    impostor = IdentityProvider({"admin": "admin-client-secret"}).start()  # same client, another signing key
+    try:
+        forged = cli(["topics", "list"], {**base, **replace(oauth, oauth=replace(
+            oauth.oauth, token_url=impostor.token_url)).environment()})
+    finally:
+        impostor.stop()
+    assert impostor.issued == ["admin"] or impostor.issued.count("admin") >= 1
+    assert forged.returncode == 2 and len(forged.stderr.strip().splitlines()) == 1, forged.stderr
+    assert "OAUTHBEARER" in forged.stderr and "Traceback" not in forged.stderr

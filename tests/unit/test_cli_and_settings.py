@@ -116,6 +116,31 @@ def test_security_settings_become_the_same_connection_for_both_client_libraries(
     assert security.environment()["STOCKSYNC_SASL_PASSWORD"] == "s3cret-value"  # for a child process only
 
 
+def test_an_oauthbearer_sign_in_becomes_the_same_for_both_client_libraries(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """librdkafka fetches its tokens itself (OIDC client credentials); aiokafka and faust get a token provider
+    that fetches them from the same endpoint with the same client."""
+    secret = tmp_path / "secret"
+    secret.write_text("client-s3cret\n")
+    for name, value in {"SECURITY_PROTOCOL": "SASL_SSL", "SASL_MECHANISM": "OAUTHBEARER",
+                        "OAUTH_TOKEN_URL": "https://idp.example/token", "OAUTH_CLIENT_ID": "stocksync",
+                        "OAUTH_CLIENT_SECRET_FILE": str(secret), "OAUTH_SCOPE": "kafka"}.items():
+        monkeypatch.setenv(f"STOCKSYNC_{name}", value)
+    security = load_settings().kafka_security()
+    assert security.librdkafka() == {
+        "security.protocol": "SASL_SSL", "sasl.mechanism": "OAUTHBEARER", "sasl.oauthbearer.method": "oidc",
+        "sasl.oauthbearer.token.endpoint.url": "https://idp.example/token",
+        "sasl.oauthbearer.client.id": "stocksync", "sasl.oauthbearer.client.secret": "client-s3cret",
+        "sasl.oauthbearer.scope": "kafka"}
+    from streams.kafka.aio import ClientCredentialsTokens, aiokafka_security
+
+    options = aiokafka_security(security)
+    assert options["sasl_mechanism"] == "OAUTHBEARER" and "sasl_plain_password" not in options
+    assert isinstance(options["sasl_oauth_token_provider"], ClientCredentialsTokens)
+    assert "s3cret" not in repr(security)
+    assert security.environment()["STOCKSYNC_OAUTH_CLIENT_SECRET"] == "client-s3cret"  # for a child process only
+
+
 @pytest.mark.parametrize(("env", "message"), [
     ({"SECURITY_PROTOCOL": "SASL_SSL"}, "STOCKSYNC_SECURITY_PROTOCOL=SASL_SSL needs STOCKSYNC_SASL_USERNAME"),
     ({"SECURITY_PROTOCOL": "SASL_SSL", "SASL_USERNAME": "u", "SASL_PASSWORD_FILE": "/nowhere/pw"},
@@ -123,6 +148,10 @@ def test_security_settings_become_the_same_connection_for_both_client_libraries(
     ({"SECURITY_PROTOCOL": "SSL", "SSL_CERT_FILE": __file__}, "STOCKSYNC_SSL_CERT_FILE and STOCKSYNC_SSL_KEY_FILE go"),
     ({"SSL_CA_FILE": __file__}, "TLS files are set but STOCKSYNC_SECURITY_PROTOCOL is PLAINTEXT"),
     ({"SECURITY_PROTOCOL": "SASL_TLS"}, "STOCKSYNC_SECURITY_PROTOCOL: Input should be"),
+    ({"SECURITY_PROTOCOL": "SASL_SSL", "SASL_MECHANISM": "OAUTHBEARER", "OAUTH_CLIENT_ID": "c"},
+     "STOCKSYNC_SASL_MECHANISM=OAUTHBEARER needs STOCKSYNC_OAUTH_TOKEN_URL"),
+    ({"SECURITY_PROTOCOL": "SASL_SSL", "SASL_MECHANISM": "OAUTHBEARER", "OAUTH_TOKEN_URL": "idp/token"},
+     "STOCKSYNC_OAUTH_TOKEN_URL: String should match pattern"),
 ])
 def test_a_wrong_security_setting_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch, env: dict[str, str],
                                                         message: str) -> None:
@@ -164,3 +193,32 @@ def test_librdkafka_settings_come_from_the_environment_and_a_client_refuses_ours
     assert "eu-1a" not in repr(connection)  # what is passed through may hold secrets
     with pytest.raises(ConfigError, match="transactional.id"):  # refused before anything connects
         ChannelClient("web", "127.0.0.1:9", kafka_config={"transactional.id": "mine"})
+
+
+def test_passed_through_settings_reach_aiokafka_where_it_knows_them_and_secrets_come_from_a_file(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from streams.kafka.aio import librdkafka_only, passed_to_aiokafka
+
+    secrets = tmp_path / "kafka.json"
+    secrets.write_text('{"sasl.oauthbearer.client.secret": "from-a-file", "request.timeout.ms": 45000}')
+    monkeypatch.setenv("STOCKSYNC_LIBRDKAFKA", '{"client.rack": "eu-west-1a", "socket.keepalive.enable": true}')
+    monkeypatch.setenv("STOCKSYNC_LIBRDKAFKA_FILE", str(secrets))
+    connection = load_settings().kafka_connection("kafka:9092")
+    assert dict(connection.librdkafka) == {"client.rack": "eu-west-1a", "socket.keepalive.enable": "true",
+                                           "sasl.oauthbearer.client.secret": "from-a-file",
+                                           "request.timeout.ms": "45000"}
+    assert passed_to_aiokafka(connection.librdkafka) == {"client_rack": "eu-west-1a", "request_timeout_ms": 45000}
+    assert sorted(librdkafka_only(connection.librdkafka)) == ["sasl.oauthbearer.client.secret",
+                                                              "socket.keepalive.enable"]
+    assert "from-a-file" not in repr(connection)
+
+    monkeypatch.setenv("STOCKSYNC_LIBRDKAFKA", '{"request.timeout.ms": 1000}')
+    with pytest.raises(ConfigError, match=r"both set \['request.timeout.ms'\]"):
+        load_settings().kafka_connection("kafka:9092")
+    secrets.write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="STOCKSYNC_LIBRDKAFKA_FILE: .* must hold one JSON object"):
+        load_settings().kafka_connection("kafka:9092")
+    monkeypatch.delenv("STOCKSYNC_LIBRDKAFKA_FILE")
+    monkeypatch.setenv("STOCKSYNC_LIBRDKAFKA", '{"request.timeout.ms": "soon"}')
+    with pytest.raises(ConfigError, match="request.timeout.ms='soon': a number is expected"):
+        passed_to_aiokafka(load_settings().kafka_connection("kafka:9092").librdkafka)

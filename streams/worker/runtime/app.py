@@ -14,6 +14,7 @@ from faust.tables import TableManager
 from faust.tables.recovery import Recovery
 from faust.types import TP
 
+from streams.kafka.aio import token_provider
 from streams.kafka.clients import last_committed_offsets
 from streams.kafka.cluster import connect
 from streams.security import KafkaConnection, KafkaSecurity
@@ -195,6 +196,8 @@ def create_app(settings: Settings, kafka: KafkaConnection | None = None, committ
 
 def faust_credentials(security: KafkaSecurity) -> Any:
     """faust's broker_credentials (None: plaintext)."""
+    if security.sasl and security.oauth is not None:
+        return faust.OAuthCredentials(oauth_cb=token_provider(security.oauth), ssl_context=security.ssl_context())
     if security.sasl:
         return faust.SASLCredentials(username=security.username, password=security.password,
                                      mechanism=security.mechanism, ssl_context=security.ssl_context())

@@ -14,6 +14,7 @@ from typing import Any, cast
 from faust.tables.manager import TableManager
 
 from streams.domain import Network, StockRules
+from streams.kafka.aio import librdkafka_only
 from streams.kafka.clients import KafkaException, new_admin
 from streams.kafka.schema_registry import RegistryCodec, codec_for
 from streams.kafka.topics import TopicRegistry
@@ -53,6 +54,9 @@ class Worker:
         codec = codec_for(settings)
         if isinstance(codec, RegistryCodec):  # at the start, not in a batch: a registry's refusal stops the worker
             log.info("schemas in the registry: %s", codec.prepare())
+        if librdkafka_only(servers.librdkafka):
+            log.info("passed-through settings only librdkafka takes (the aiokafka readers run without them): %s",
+                     librdkafka_only(servers.librdkafka))
         table = app.Table("stock", key_type=bytes, value_type=bytes, partitions=settings.partitions,
                           options=rocksdb_options(settings))
         self.table = StockTable(partial(local_store, table), registry.stock_changelog.name, settings.partitions, codec)
