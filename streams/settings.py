@@ -154,10 +154,12 @@ class Settings(BaseSettings):
     order_memory_s: float = Field(default=3600.0, ge=60, le=30 * 24 * 3600, description=(
         "how long a decided order is remembered: re-sending it within this gets its decision again; after it, "
         "its id is free and a request with it is a new order"))
-    crash_before_order_step: Literal["", "ask_figures", "figures", "place_hold", "hold_answer", "confirm_hold",
-                                     "hold_confirmed"] = Field(default="", description=(
+    crash_before_order_step: Literal["", "ask_figures", "figures", "place_hold", "source_hold", "hold_answer",
+                                     "confirm_hold", "hold_confirmed", "order_decided"] = Field(
+        default="", description=(
         "fault injection for tests, empty (off) in production: exit abruptly before committing the first "
-        "transaction that sends this order step (hold_confirmed: that applies a confirmation)"))
+        "transaction that sends this order step (hold_confirmed: that applies a confirmation; order_decided: that "
+        "tells a channel an order's decision)"))
     rocksdb_write_buffer_mb: int = Field(default=16, ge=1, le=1024, description=(
         "RocksDB write buffer per table partition"))
     rocksdb_block_cache_mb: int = Field(default=64, ge=1, le=16384, description=(

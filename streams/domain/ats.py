@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from streams.domain.network import Channel, Network
+from streams.domain.order_sourcing import LineStock
 from streams.domain.stock import SkuStock
 
 
@@ -25,3 +26,11 @@ def affected_channels(network: Network, locations: Iterable[str]) -> frozenset[s
         channels |= network.channels_selling_from(location)
     return frozenset(channels)
 
+
+
+def line_figures(stock: SkuStock, channel: Channel) -> LineStock:
+    """An order line's figures, as its SKU's owner sees them: the units available at each location the channel
+    sells from, and what the channel may sell of the SKU (its ATS)."""
+    available = {location: p.available for location, p in stock.positions.items()
+                 if location in channel.selling_locations and p.available > 0}
+    return LineStock(available, channel_ats(stock, channel))

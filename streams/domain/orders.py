@@ -11,6 +11,11 @@ talks to each line's owner in idempotent messages; it never waits on a lock:
                  number of attempts) -> refused when they run out
     the deadline passes first: release every hold asked for -> refused (timeout)
 
+An order of one line to a delivery point (no store named, no split limit; most orders) takes one round instead:
+its owner plans the line as the coordinator would, on its own figures, and holds it there until the order's
+expiry in the same step (a refusal is final: it was planned on the stock as it is); the coordinator decides on its
+answer. Its hold is released like any other when the deadline passes first.
+
 Every step is a state change plus commands, so a coordinator that crashes resumes from its state; every command
 carries ids derived from the order, the line and the attempt, so a repeated message changes nothing; a hold that
 nobody confirms lapses by itself. A late answer is never trusted: a hold placed for an attempt that is over, or
@@ -28,6 +33,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
+from streams.domain.errors import InvalidMovement
 from streams.domain.movements import MAX_QUANTITY, SKU_PATTERN, WORKER_EVENT_PREFIX, Kind, Movement
 from streams.domain.network import Network
 from streams.domain.order_sourcing import MAX_LINES, LineStock, OrderLine, OrderPlan, plan_order
@@ -62,6 +68,13 @@ class OrderRequest:
     partial: bool = False
     expires_at: int = 0  # when the confirmed holds lapse unless fulfilled
     pickup_at: str | None = None  # a pickup order: the store the customer collects from (None: the cheapest)
+
+    @property
+    def one_round(self) -> bool:
+        """Whether the line's owner plans and holds it in one step: what plan_order makes of one line alone is the
+        owner's to compute (the line's figures are its own) when no store is named and no split limited."""
+        return len(self.lines) == 1 and self.latitude is not None and self.pickup_at is None \
+            and self.max_split is None
 
     def fingerprint(self) -> str:
         """What makes a re-sent request the same order (its lines and how they are to be filled)."""
@@ -128,6 +141,7 @@ class HoldAnswer:
     hold_id: str
     held: bool
     reason: str | None = None
+    parts: tuple[tuple[str, int], ...] = ()  # held: where (the owner chose, for a one-round order)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +170,19 @@ class PlaceHold:
 
 
 @dataclass(frozen=True, slots=True)
+class SourceHold:
+    """A one-round order's line: planned by its owner as the order would be, and held until `expires_at`."""
+
+    order_id: str
+    line: OrderLine
+    hold_id: str
+    latitude: float
+    longitude: float
+    mode: Literal["ship", "pickup"]
+    expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
 class ConfirmHold:
     order_id: str
     line: OrderLine
@@ -176,7 +203,7 @@ class Decide:
     decision: OrderDecision
 
 
-Command = AskFigures | PlaceHold | ConfirmHold | ReleaseHold | Decide
+Command = AskFigures | PlaceHold | SourceHold | ConfirmHold | ReleaseHold | Decide
 
 
 def _rounded(degrees: float | None) -> float | None:
@@ -221,6 +248,8 @@ class Order:
         problem = request.problem() or (("expired", None) if request.expires_at <= now else None)
         if problem is not None:
             return order, order._decide(False, *problem, now)
+        if request.one_round:
+            return order, order._source_hold()
         return order, order._ask_figures()
 
     @property
@@ -239,11 +268,11 @@ class Order:
             # Past the deadline nothing is confirmed any more (a tentative hold may be about to lapse): refused,
             # and a hold this answer reports placed is released with the others.
             late = self._on_tick(now)
-            return late + (self._on_hold(event, now) if isinstance(event, HoldAnswer) else [])
+            return late + (self._on_hold(event, network, now) if isinstance(event, HoldAnswer) else [])
         if isinstance(event, Figures):
             return self._on_figures(event, network, now)
         if isinstance(event, HoldAnswer):
-            return self._on_hold(event, now)
+            return self._on_hold(event, network, now)
         return self._on_tick(event.now)
 
     def hold_of(self, line_id: str) -> str:
@@ -251,6 +280,14 @@ class Order:
         return hold_id(self.request.order_id, line_id, self.attempt, self.requested_at)
 
     # --- steps -----------------------------------------------------------------------------------------------
+    def _source_hold(self) -> list[Command]:
+        r = self.request
+        [line] = r.lines
+        assert r.latitude is not None and r.longitude is not None
+        self.phase, self.holds = Phase.HOLDING, {line.line_id: None}
+        return [SourceHold(r.order_id, line, self.hold_of(line.line_id), r.latitude, r.longitude, r.mode,
+                           r.expires_at)]
+
     def _ask_figures(self) -> list[Command]:
         return [AskFigures(self.request.order_id, line, self.attempt) for line in self.request.lines]
 
@@ -274,7 +311,7 @@ class Order:
             commands.append(PlaceHold(r.order_id, self.lines[line_id], self.hold_of(line_id), parts, expires))
         return commands
 
-    def _on_hold(self, event: HoldAnswer, now: int) -> list[Command]:
+    def _on_hold(self, event: HoldAnswer, network: Network, now: int) -> list[Command]:
         line = self.lines.get(event.line_id)
         if line is None:
             return []
@@ -287,6 +324,8 @@ class Order:
         if self.holds[event.line_id] is not None:
             return []  # answered already
         self.holds[event.line_id] = event.held
+        if self.request.one_round:
+            return self._sourced(line, event, network, now)
         if not event.held:
             return self._replan(line, event.reason, now)
         if not all(self.holds.values()):
@@ -297,6 +336,19 @@ class Order:
         confirms: list[Command] = [ConfirmHold(self.request.order_id, self.lines[line_id], self.hold_of(line_id),
                                                allocations[line_id], expires) for line_id in self.holds]
         return confirms + self._decide(True, None, None, now)
+
+    def _sourced(self, line: OrderLine, event: HoldAnswer, network: Network, now: int) -> list[Command]:
+        """A one-round order's answer: held (the plan is the hold's, its parcels and costs computed as the owner
+        did) or refused, for the reason the owner's plan gave."""
+        if not event.held:
+            return self._decide(False, event.reason or "insufficient_stock", line.line_id, now)
+        r = self.request
+        plan = plan_order(r.lines, {line.line_id: LineStock(dict(event.parts), line.quantity)}, network, r.channel,
+                          r.latitude, r.longitude, r.mode, r.max_split, r.partial, r.pickup_at)
+        if not plan.accepted:  # the network changed between the owner's plan and this one: not the order it was
+            return self._release_all() + self._decide(False, plan.reason, plan.line, now)
+        self.plan = plan
+        return self._decide(True, None, None, now)
 
     def _replan(self, line: OrderLine, reason: str | None, now: int) -> list[Command]:
         """A hold was refused: release the attempt's others; plan again from fresh figures, or give up."""
@@ -333,25 +385,49 @@ class Order:
 
 # --- the owner's side: an order's steps as the movements of a line's SKU -----------------------------------------
 ORDER_EVENT_PREFIX = f"{WORKER_EVENT_PREFIX}order:"  # + "<hold id>:<step>"
-HoldStep = Literal["place", "confirm", "release"]
+HoldStep = Literal["place", "source", "confirm", "release"]
 # The coordinator's steps (as the order-steps topic names them) that are a hold's movements at its owner.
-HOLD_STEPS: dict[str, HoldStep] = {"place_hold": "place", "confirm_hold": "confirm", "release_hold": "release"}
+HOLD_STEPS: dict[str, HoldStep] = {"place_hold": "place", "source_hold": "source", "confirm_hold": "confirm",
+                                   "release_hold": "release"}
 
 
-def hold_movement(step: HoldStep, channel: str, sku: str, hold: str,
-                  parts: tuple[tuple[str, int], ...], expires_at: int, at: int) -> Movement:
+@dataclass(frozen=True, slots=True)
+class SourcedLine:
+    """What a source_hold step adds to a hold: the line's units and where the order goes."""
+
+    quantity: int
+    latitude: float
+    longitude: float
+    mode: str
+
+
+def hold_movement(step: HoldStep, channel: str, sku: str, hold: str, parts: tuple[tuple[str, int], ...],
+                  expires_at: int, at: int, sourced: SourcedLine | None = None) -> Movement:
     """A coordinator's step as the movement its line's owner applies: place and confirm hold exactly `parts` (a
-    confirmation extends the tentative hold to the order's expiry), release ends it."""
+    confirmation extends the tentative hold to the order's expiry), source holds where the owner's plan of the
+    line says (`sourced`), release ends it."""
     event_id = f"{ORDER_EVENT_PREFIX}{hold}:{step}"
     if step == "release":
         return Movement(Kind.RESERVATION_RELEASED, event_id, channel, sku, None, 0, at, reservation_id=hold)
+    if step == "source":
+        if sourced is None:
+            raise InvalidMovement(f"{event_id}: a sourced hold needs its quantity and delivery point")
+        return Movement(Kind.RESERVATION_PLACED, event_id, channel, sku, None, sourced.quantity, at,
+                        reservation_id=hold, expires_at=expires_at, latitude=sourced.latitude,
+                        longitude=sourced.longitude, mode=sourced.mode)
     return Movement(Kind.RESERVATION_PLACED, event_id, channel, sku, None, sum(units for _, units in parts), at,
                     reservation_id=hold, expires_at=expires_at, parts=tuple(sorted(parts)))
 
 
+def order_line_hold(movement: Movement) -> bool:
+    """Whether `movement` places a one-round order's line where the owner's plan of it says."""
+    return movement.event_id.startswith(ORDER_EVENT_PREFIX) and movement.event_id.endswith(":source")
+
+
 def placed_hold(movement: Movement) -> tuple[str, str] | None:
-    """(order id, line id) when `movement` is an order's tentative hold being placed; None for any other."""
-    if not (movement.event_id.startswith(ORDER_EVENT_PREFIX) and movement.event_id.endswith(":place")):
+    """(order id, line id) when `movement` is an order's hold being placed (tentatively, or a one-round order's
+    for good); None for any other."""
+    if not (movement.event_id.startswith(ORDER_EVENT_PREFIX) and movement.event_id.endswith((":place", ":source"))):
         return None
     order_id, line_id, _ = (movement.reservation_id or "").rsplit("/", 2)
     return order_id, line_id

@@ -35,6 +35,7 @@ from streams.domain.history import (
 )
 from streams.domain.movements import DELTA_KINDS, MAX_QUANTITY, WORKER_EVENT_PREFIX, Kind, Movement, expiry_of
 from streams.domain.network import Channel, Network
+from streams.domain.orders import order_line_hold
 
 # A position's on-hand stays within this (far inside the 64-bit range of the records, and exact in a JavaScript
 # number): a movement that would take it beyond is rejected as out_of_range.
@@ -407,6 +408,8 @@ class SkuStock:
             if self.available(m.location) < m.quantity:
                 return "insufficient_stock", ()
             return "", ((m.location, m.quantity),)
+        if m.sourced and order_line_hold(m):
+            return self._source_order_line(m, network, channel)
         if m.sourced:
             return self._source(m, network, channel)
         # Channel-wide: grant only within the channel's ATS, held where most is available.
@@ -438,6 +441,20 @@ class SkuStock:
         if len(plan.allocations) > 1 and not channel.split:
             return "no_single_location", ()  # the plan splits only when no one location can fill it
         return "", tuple(sorted((a.location, a.quantity) for a in plan.allocations))
+
+    def _source_order_line(self, m: Movement, network: Network, channel: Channel
+                           ) -> tuple[str, tuple[tuple[str, int], ...]]:
+        """A one-round order's line, held where its order's plan would hold it (plan_order, on the figures the
+        coordinator would have asked for: this very state)."""
+        from streams.domain.ats import line_figures  # both build on this module
+        from streams.domain.order_sourcing import OrderLine, plan_order
+
+        line = OrderLine("line", self.sku, m.quantity)
+        plan = plan_order((line,), {line.line_id: line_figures(self, channel)}, network, m.channel, m.latitude,
+                          m.longitude, "pickup" if m.mode == "pickup" else "ship")
+        if not plan.accepted:
+            return plan.reason or "insufficient_stock", ()
+        return "", tuple(sorted(plan.allocations[line.line_id]))
 
     def _close(self, m: Movement, network: Network, now: int) -> Outcome:
         """Release, fulfilment or expiry of a reservation."""

@@ -18,6 +18,8 @@ from streams.domain.orders import (
     Phase,
     PlaceHold,
     ReleaseHold,
+    SourcedLine,
+    SourceHold,
 )
 
 
@@ -79,7 +81,8 @@ def order_decision_record(decision: OrderDecision, request: OrderRequest) -> dic
 Step = tuple[str, dict[str, Any]]  # (message key, OrderStep record)
 
 
-def command_step(command: AskFigures | PlaceHold | ConfirmHold | ReleaseHold, channel: str, now: int) -> Step:
+def command_step(command: AskFigures | PlaceHold | SourceHold | ConfirmHold | ReleaseHold, channel: str, now: int
+                 ) -> Step:
     """An owner-bound command as the step record sent to the line's SKU (its key)."""
     line = command.line
     record: dict[str, Any] = {"order_id": command.order_id, "channel": channel, "line_id": line.line_id,
@@ -89,6 +92,10 @@ def command_step(command: AskFigures | PlaceHold | ConfirmHold | ReleaseHold, ch
     elif isinstance(command, PlaceHold):
         record.update(kind="place_hold", hold_id=command.hold_id, parts=_holds(command.parts),
                       expires_at=command.expires_at)
+    elif isinstance(command, SourceHold):
+        record.update(kind="source_hold", hold_id=command.hold_id, expires_at=command.expires_at,
+                      quantity=line.quantity, latitude=command.latitude, longitude=command.longitude,
+                      mode=command.mode)
     elif isinstance(command, ConfirmHold):
         record.update(kind="confirm_hold", hold_id=command.hold_id, parts=_holds(command.parts),
                       expires_at=command.expires_at)
@@ -106,9 +113,16 @@ def figures_step(ask: Mapping[str, Any], stock: LineStock, now: int) -> Step:
 
 
 def hold_answer_step(order_id: str, channel: str, line_id: str, hold: str, held: bool, reason: str,
-                     now: int) -> Step:
+                     now: int, parts: Sequence[tuple[str, int]] = ()) -> Step:
     return order_id, {"kind": "hold_answer", "order_id": order_id, "channel": channel, "line_id": line_id,
-                      "hold_id": hold, "held": held, "reason": reason, "sent_at": now}
+                      "hold_id": hold, "held": held, "reason": reason, "parts": _holds(parts), "sent_at": now}
+
+
+def sourced_line(record: Mapping[str, Any]) -> SourcedLine | None:
+    """What a source_hold step says of its line (None for any other step)."""
+    if record["kind"] != "source_hold" or record.get("latitude") is None or record.get("longitude") is None:
+        return None
+    return SourcedLine(record["quantity"], record["latitude"], record["longitude"], record.get("mode") or "ship")
 
 
 def tick_step(order_id: str, channel: str, now: int) -> Step:
@@ -121,7 +135,8 @@ def event_of_step(record: Mapping[str, Any]) -> Figures | HoldAnswer | None:
         stock = LineStock(dict(_parts(record["parts"])), record["sellable"])
         return Figures(record["line_id"], record["attempt"], stock)
     if record["kind"] == "hold_answer":
-        return HoldAnswer(record["line_id"], record["hold_id"], record["held"], record["reason"] or None)
+        return HoldAnswer(record["line_id"], record["hold_id"], record["held"], record["reason"] or None,
+                          _parts(record.get("parts") or ()))
     return None
 
 

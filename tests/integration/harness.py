@@ -28,6 +28,7 @@ from streams.kafka.topics import TopicRegistry
 from streams.security import PLAINTEXT, KafkaConnection, KafkaSecurity
 from streams.settings import load_settings
 from streams.wire.codec import default_codec
+from streams.wire.order_records import sourced_line
 from streams.wire.partitioner import sku_partition
 from streams.wire.records import movement_to_record
 from streams.wire.schemas import Schema
@@ -355,7 +356,7 @@ class Deployment:
             if kind is not None:
                 parts = tuple((p["location"], p["quantity"]) for p in step["parts"])
                 movement = hold_movement(kind, step["channel"], step["sku"], step["hold_id"], parts,
-                                         step["expires_at"], step["sent_at"])
+                                         step["expires_at"], step["sent_at"], sourced_line(step))
                 found.setdefault(movement.key, movement)
         return found
 

@@ -77,7 +77,7 @@ class SchemaRegistryServer:
     def register(self, subject: str, schema: dict[str, Any]) -> int:
         """Register as a channel's serializer would (for a test's own records)."""
         status, answer = self.handle("POST", f"/subjects/{subject}/versions", {"schema": json.dumps(schema)})
-        assert status == 200, answer
+        assert status == 200 and isinstance(answer, dict), answer
         return int(answer["id"])
 
     def handle(self, method: str, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any] | list[Any]]:

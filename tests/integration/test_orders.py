@@ -127,3 +127,33 @@ def test_a_worker_killed_at_any_step_of_an_order_leaves_it_held_whole_once(deplo
                  "each line held once")
         # A re-send changes nothing: the same decision, no second hold.
         assert web.reserve_order("cart-k", [(a, 2), (b, 1)], deliver_to=NEAR_W2, timeout_s=30) == decision
+
+
+@pytest.mark.parametrize("step", ["source_hold", "hold_answer", "order_decided"])
+def test_a_worker_killed_at_any_step_of_a_one_line_order_leaves_it_held_once(deployment: Deployment,
+                                                                             step: str) -> None:
+    """A one-line order takes one round (its owner plans and holds the line): the worker dies before committing
+    the coordinator's request of the hold, the owner's hold and answer, or the decision; the next worker resumes:
+    one decision, the line held once, until the order expires."""
+    deployment.apply_network(NETWORK)
+    slow = {"STOCKSYNC_ORDER_DECISION_S": "120"}
+    first = deployment.start_worker("first", env={**slow, "STOCKSYNC_CRASH_BEFORE_ORDER_STEP": step})
+    [sku] = skus_on_different_partitions(deployment.settings.partitions, 1)
+    with ChannelClient("wms", deployment.bootstrap, settings=deployment.settings) as wms, \
+            ChannelClient("web", deployment.bootstrap, settings=deployment.settings, linger_ms=0) as web:
+        wms.receipt(sku, "w1", 5, event_id=f"r-{sku}")
+        wms.receipt(sku, "w2", 5, event_id=f"r2-{sku}")
+        wms.flush()
+        wait_for(lambda: len(reserved(deployment)) == 2, 60, "the receipts")
+        pending = web.request_order("one-k", [(sku, 2)], deliver_to=NEAR_W2)
+        assert first.proc.wait(60) == 86, first.log.read_text()[-3000:]
+        deployment.start_worker("second", env=slow)
+        decision = pending.result(90)
+        assert decision.accepted, decision
+        assert [(p.location, p.lines) for p in decision.parcels] == [("w2", (("1", 2),))]  # the nearest
+        wait_for(lambda: reserved(deployment) == {f"{sku}|w1".encode(): (5, 0), f"{sku}|w2".encode(): (5, 2)}, 60,
+                 "the line held once")
+        steps = [record for _, record, _, _ in deployment.read(deployment.registry.order_steps.name)]
+        kinds = {step["kind"] for record in steps for step in record.get("steps", [record])}
+        assert "source_hold" in kinds and not kinds & {"ask_figures", "figures", "place_hold", "confirm_hold"}
+        assert web.reserve_order("one-k", [(sku, 2)], deliver_to=NEAR_W2, timeout_s=30) == decision

@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,15 +95,22 @@ def worker_env(registry: Registry) -> dict[str, str]:
     return {"STOCKSYNC_SCHEMA_REGISTRY_URL": registry.url}
 
 
-def serializer(registry: Registry, schema: dict[str, Any]) -> AvroSerializer:
+def serializer(registry: Registry, schema: dict[str, Any]) -> Callable[[dict[str, Any], SerializationContext], bytes]:
     """What a channel's service writes with: confluent-kafka's Avro serializer, a subject per record type."""
-    return AvroSerializer(SchemaRegistryClient({"url": registry.url}), json.dumps(schema),
-                          conf={"subject.name.strategy": record_subject_name_strategy})
+    serialize = AvroSerializer(SchemaRegistryClient({"url": registry.url}), json.dumps(schema),
+                               conf={"subject.name.strategy": record_subject_name_strategy})
+
+    def written(record: dict[str, Any], context: SerializationContext) -> bytes:
+        value = serialize(record, context)
+        assert isinstance(value, bytes)
+        return value
+
+    return written
 
 
 def movement_schema(codec: SingleObjectCodec, *extra_fields: dict[str, Any]) -> dict[str, Any]:
     assert isinstance(codec, RegistryCodec)
-    schema = json.loads(codec.schema_text(Schema.MOVEMENT))
+    schema: dict[str, Any] = json.loads(codec.schema_text(Schema.MOVEMENT))
     schema["fields"] += list(extra_fields)
     return schema
 

@@ -12,7 +12,7 @@ from streams.domain.catalog import Catalog
 from streams.domain.movements import SALES_SIDE, WORKER_EVENT_PREFIX, WORKER_MADE, Kind, channel_of_expiry
 from streams.domain.orders import HOLD_STEPS, ORDER_ID, Event, OrderRequest, hold_movement
 from streams.wire.codec import DecodeError, SingleObjectCodec
-from streams.wire.order_records import event_of_step, order_request_from_record
+from streams.wire.order_records import event_of_step, order_request_from_record, sourced_line
 from streams.wire.partitioner import partition_for, sku_partition
 from streams.wire.records import movement_from_record
 from streams.wire.schemas import Schema
@@ -187,7 +187,7 @@ class Decoder:
         parts = tuple((p["location"], p["quantity"]) for p in record["parts"])
         try:
             movement = hold_movement(HOLD_STEPS[kind], channel, sku, record["hold_id"], parts,
-                                     record["expires_at"], record["sent_at"])
+                                     record["expires_at"], record["sent_at"], sourced_line(record))
         except InvalidMovement as exc:
             self.dead_letters.send(outbox, message, channel, "invalid_movement", str(exc), now, result, index,
                                    record["hold_id"])

@@ -85,7 +85,7 @@ class Emitter:
         if order is None:
             return []
         step_key, record = hold_answer_step(order[0], d.channel, order[1], d.reservation_id, d.accepted, d.reason,
-                                            now)
+                                            now, d.parts)
         return [(self.registry.order_steps.name, step_key.encode(), self.encode(Schema.ORDER_STEP, record), None)]
 
     def send(self, out: SkuOutputs, outbox: Outbox, steps: StepPacker) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from streams.domain import channel_ats
+from streams.domain.ats import line_figures
 from streams.domain.network import Network
 from streams.domain.order_sourcing import LineStock
 from streams.domain.orders import (
@@ -287,13 +287,7 @@ def answer_figures(questions: Iterable[dict[str, Any]], stock: SkuStock, network
     answers = []
     for ask in questions:
         channel = network.channels.get(ask["channel"])
-        if channel is None:
-            stock_seen = LineStock({}, 0)
-        else:
-            available = {location: p.available for location, p in stock.positions.items()
-                         if location in channel.selling_locations and p.available > 0}
-            stock_seen = LineStock(available, channel_ats(stock, channel))
-        answers.append(figures_step(ask, stock_seen, now))
+        answers.append(figures_step(ask, LineStock({}, 0) if channel is None else line_figures(stock, channel), now))
     return answers
 
 
@@ -301,13 +295,17 @@ def answer_figures(questions: Iterable[dict[str, Any]], stock: SkuStock, network
 def sends_step(step: str, registry: TopicRegistry, codec: SingleObjectCodec
                ) -> Callable[[Sequence[OutputRecord]], bool]:
     """Fault injection for tests: whether a transaction's records send the order step `step` ("hold_confirmed":
-    whether they apply a confirmation, as its ledger entry says)."""
+    whether they apply a confirmation, as its ledger entry says; "order_decided": whether they tell a channel an
+    order's decision)."""
     def sends(records: Sequence[OutputRecord]) -> bool:
         for topic, _, value, _ in records:
             if value is None:
                 continue
             if step == "hold_confirmed" and topic == registry.ledger.name:
                 if codec.decode(value)[1]["event_id"].endswith(":confirm"):
+                    return True
+            elif step == "order_decided" and topic.endswith(".replies"):
+                if codec.decode(value)[0] == Schema.ORDER_DECISION:
                     return True
             elif topic == registry.order_steps.name and codec.decode(value)[1]["kind"] == step:
                 return True

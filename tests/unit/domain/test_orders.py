@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.domain.order_sourcing import LineStock, OrderLine
+from streams.domain.order_sourcing import LineStock, OrderLine, plan_order
 from streams.domain.orders import (
     DECISION_MS,
     AskFigures,
@@ -23,11 +23,13 @@ from streams.domain.orders import (
     OrderRequest,
     PlaceHold,
     ReleaseHold,
+    SourceHold,
     Tick,
 )
 from tests.unit.domain.helpers import NETWORK
 
 LOCATIONS = ["store-a", "store-b", "wh-1"]  # the channel web sells from all three
+requests: dict[str, OrderRequest] = {}  # what each order asked for, as its owners' steps carry it
 
 
 @dataclass
@@ -38,6 +40,7 @@ class Owner:
     available: dict[str, int]
     holds: dict[str, tuple[tuple[str, int], ...]] = field(default_factory=dict)
     confirmed: set[str] = field(default_factory=set)
+    sourced: set[str] = field(default_factory=set)  # holds placed for good in one round (released on timeout)
 
     def figures(self) -> LineStock:
         return LineStock(dict(self.available), sum(self.available.values()))
@@ -51,6 +54,22 @@ class Owner:
             self.available[loc] -= n
         self.holds[command.hold_id] = command.parts
         return HoldAnswer(command.line.line_id, command.hold_id, True)
+
+    def source(self, command: SourceHold, request: OrderRequest) -> HoldAnswer:
+        """A one-round order's line: planned here, on these figures, as the coordinator would; held at once."""
+        line = command.line
+        if command.hold_id in self.holds:
+            return HoldAnswer(line.line_id, command.hold_id, True, None, self.holds[command.hold_id])
+        plan = plan_order((line,), {line.line_id: self.figures()}, NETWORK, request.channel, command.latitude,
+                          command.longitude, command.mode)
+        if not plan.accepted:
+            return HoldAnswer(line.line_id, command.hold_id, False, plan.reason)
+        parts = plan.allocations[line.line_id]
+        for loc, n in parts:
+            self.available[loc] -= n
+        self.holds[command.hold_id] = parts
+        self.sourced.add(command.hold_id)
+        return HoldAnswer(line.line_id, command.hold_id, True, None, parts)
 
     def release(self, hold: str) -> None:
         parts = self.holds.pop(hold, None) if hold not in self.confirmed else None
@@ -78,6 +97,7 @@ def run(request: OrderRequest, owners: dict[str, Owner], seed: int) -> tuple[Ord
     rng = random.Random(seed)
     now = 1_000
     order, sent = Order.start(request, now)
+    requests[request.order_id] = request
     log = list(sent)
     to_coordinator: list[Event] = []
     to_owners: list[Command] = [c for c in sent if not isinstance(c, Decide)]
@@ -114,6 +134,8 @@ def deliver(command: Command, owners: dict[str, Owner], to_coordinator: list[Eve
         to_coordinator.append(Figures(command.line.line_id, command.attempt, owner.figures()))
     elif isinstance(command, PlaceHold):
         to_coordinator.append(owner.place(command))
+    elif isinstance(command, SourceHold):
+        to_coordinator.append(owner.source(command, requests[command.order_id]))
     elif isinstance(command, ReleaseHold):
         owner.release(command.hold_id)
     else:
@@ -136,7 +158,9 @@ def test_an_order_ends_all_or_nothing(scenario: tuple[OrderRequest, dict[str, Ow
         wanted = {(line.sku, order.hold_of(line.line_id)): decision.plan.allocations[line.line_id]
                   for line in request.lines}
         assert held == wanted  # every line held where the plan says, nothing else of the order
-        assert confirmed == set(wanted)
+        sourced = {(sku, hold) for sku, owner in owners.items() for hold in owner.sourced}
+        assert confirmed | sourced == set(wanted)
+        assert bool(sourced) == request.one_round  # one round: held for good at once, nothing to confirm
     else:
         assert held == {} and confirmed == set()
         assert decision.reason in {"insufficient_stock", "max_split", "stock_moved", "timeout"}
@@ -162,3 +186,40 @@ def test_a_request_that_cannot_be_planned_is_refused_at_once_naming_the_line() -
     assert order.decision is not None and (order.decision.reason, order.decision.line) == ("duplicate_line", "2")
     zero = Order.start(OrderRequest("o-3", "web", (OrderLine("1", "SKU-1", 0),), 52.5, 13.4), 1_000)[0]
     assert zero.decision is not None and zero.decision.reason == "invalid_quantity"
+
+
+@settings(max_examples=300, deadline=None)
+@given(units=st.lists(st.integers(0, 6), min_size=3, max_size=3), held=st.lists(st.integers(0, 3), min_size=3,
+                                                                                 max_size=3),
+       quantity=st.integers(1, 12), lat=st.floats(47.0, 55.0), lon=st.floats(6.0, 15.0),
+       mode=st.sampled_from(["ship", "pickup"]))
+def test_one_round_holds_a_line_where_the_two_round_plan_would(units: list[int], held: list[int], quantity: int,
+                                                                lat: float, lon: float, mode: str) -> None:
+    """The owner of a one-round order's line plans it on its own state exactly as the coordinator would plan it
+    on the figures it asks that owner for: the same locations and units, or the same refusal."""
+    from streams.domain import Kind, SkuStock
+    from streams.domain.ats import line_figures
+    from streams.domain.orders import SourcedLine, hold_movement
+    from tests.unit.domain.helpers import NOW, mv
+
+    stock = SkuStock("SKU-1")
+    for location, n, other in zip(LOCATIONS, units, held, strict=True):
+        if n:
+            stock.apply(mv(Kind.RECEIPT, location, n, at=NOW - 5_000), NETWORK, NOW)
+        if other:  # another shopper's hold takes some of it
+            stock.apply(mv(Kind.RESERVATION_PLACED, location, other, at=NOW - 4_000, channel="web",
+                           reservation_id=f"other-{location}", expires_at=NOW + 60_000), NETWORK, NOW)
+    line = OrderLine("l1", "SKU-1", quantity)
+    request = OrderRequest("o-9", "web", (line,), lat, lon, mode, expires_at=NOW + 900_000)  # type: ignore[arg-type]
+    assert request.one_round
+    planned = plan_order((line,), {"l1": line_figures(stock, NETWORK.channels["web"])}, NETWORK, "web", lat, lon,
+                         mode)  # type: ignore[arg-type]
+    sourced = SourcedLine(quantity, lat, lon, mode)
+    outcome = stock.apply(hold_movement("source", "web", "SKU-1", "o-9/l1/1.x", (), request.expires_at, NOW,
+                                        sourced), NETWORK, NOW)
+    decision = outcome.decision
+    assert decision is not None
+    if planned.accepted:
+        assert decision.accepted and decision.parts == tuple(sorted(planned.allocations["l1"]))
+    else:
+        assert not decision.accepted and decision.reason == planned.reason

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+from collections.abc import Callable
 from typing import Any
 
 import fastavro
@@ -48,9 +49,17 @@ def fresh_codec(auto_register: bool = True) -> RegistryCodec:
     return codec
 
 
-def confluent_serializer(codec: RegistryCodec, schema: dict[str, Any] | str) -> AvroSerializer:
+def confluent_serializer(codec: RegistryCodec, schema: dict[str, Any] | str
+                         ) -> Callable[[dict[str, Any], SerializationContext], bytes]:
     text = schema if isinstance(schema, str) else json.dumps(schema)
-    return AvroSerializer(codec.client, text, conf={"subject.name.strategy": record_subject_name_strategy})
+    serialize = AvroSerializer(codec.client, text, conf={"subject.name.strategy": record_subject_name_strategy})
+
+    def written(record: dict[str, Any], context: SerializationContext) -> bytes:
+        value = serialize(record, context)
+        assert isinstance(value, bytes)
+        return value
+
+    return written
 
 
 def test_written_as_confluents_serializer_writes_and_read_by_its_deserializer() -> None:

@@ -4,6 +4,7 @@ fed back as the order-steps topic would, until nothing is left to say."""
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from typing import Any
 
 from streams.domain import Kind, Movement, Network
@@ -18,7 +19,7 @@ from streams.worker.processing.messages import Inbound
 from streams.worker.processing.orders import TICK_RESEND_MS, StepPacker
 from streams.worker.processing.outputs import ProducerOutbox
 from streams.worker.processing.pipeline import Pipeline
-from streams.worker.state.keys import ORDER_PREFIX, ORDERS_MARK, order_key
+from streams.worker.state.keys import HISTORY_MARK, ORDER_PREFIX, ORDERS_MARK, order_key
 from streams.worker.state.records import RecordEncoder
 from tests.unit.domain.helpers import NETWORK, NOW
 from tests.unit.fakes import Outbox, Store
@@ -133,7 +134,7 @@ def test_an_order_that_cannot_be_filled_whole_holds_nothing() -> None:
 def test_stock_taken_between_the_figures_and_the_hold_makes_the_order_plan_again() -> None:
     worker = Worker()
     worker.stock("SKU-1", store_a=2, wh_1=4)  # web keeps a buffer of 2
-    worker.order(request("o-3", ("SKU-1", 2)))
+    worker.order(replace(request("o-3", ("SKU-1", 2)), max_split=1))  # a split limit: planned in two rounds
     worker.deliver_steps(rounds=2)  # the figures are in: the plan holds at store-a (the nearest)
     # A store sale takes store-a's units before the hold arrives.
     worker.handle([message(worker.registry, [Movement(Kind.SALE, "s-1", "pos-a", "SKU-1", "store-a", 2, 2_000)],
@@ -144,6 +145,49 @@ def test_stock_taken_between_the_figures_and_the_hold_makes_the_order_plan_again
     assert [line["reservation_id"] for line in decision["lines"]] == [f"o-3/1/2.{STAMP}"]  # the second attempt
     assert [p["location"] for p in decision["parcels"]] == ["wh-1"]
     assert worker.store.holds("SKU-1") == [f"o-3/1/2.{STAMP}"]
+
+
+def test_an_order_of_one_line_is_planned_and_held_by_its_owner_in_one_round() -> None:
+    """No figures asked, no confirmation: the owner plans the line as the order would be planned and holds it
+    until the order expires; the coordinator decides on its answer."""
+    worker = Worker()
+    worker.stock("SKU-1", store_a=3, wh_1=4)
+    worker.order(request("o-1r", ("SKU-1", 2)))
+    kinds = [CODEC.decode(value)[1]["kind"] for _, value, _ in worker.steps]
+    assert kinds == ["source_hold"]
+    worker.deliver_steps(rounds=1)  # the owner holds it and answers
+    assert worker.store.holds("SKU-1") == [f"o-1r/1/1.{STAMP}"] and worker.replies == []
+    worker.deliver_steps()  # the coordinator decides; nothing else is sent
+    [decision] = worker.replies
+    assert decision["accepted"] and [p["location"] for p in decision["parcels"]] == ["store-a"]
+    assert decision["parcels"][0]["distance_km"] < 1  # the plan as the order would have it, distances and all
+    assert [(line["reservation_id"], line["parts"]) for line in decision["lines"]] == [
+        (f"o-1r/1/1.{STAMP}", [{"location": "store-a", "quantity": 2}])]
+    prefix = b"SKU-1" + HISTORY_MARK + b"r:"
+    [hold] = [CODEC.decode(value)[1] for key, value in worker.store.history.items() if key.startswith(prefix)]
+    assert hold["expires_at"] == decision["expires_at"] == NOW + 3_600_000  # held until the order expires
+    assert worker.position("SKU-1", "store-a") == (3, 2)
+
+    worker.order(request("o-1x", ("SKU-1", 9)))  # more than the web may sell: refused in the same round
+    worker.deliver_steps()
+    refused = worker.replies[-1]
+    assert (refused["accepted"], refused["reason"], refused["line"]) == (False, "insufficient_stock", "1")
+    assert worker.store.holds("SKU-1") == [f"o-1r/1/1.{STAMP}"]
+
+
+def test_a_one_round_order_undecided_at_its_deadline_releases_its_hold() -> None:
+    worker = Worker()
+    worker.stock("SKU-1", wh_1=5)
+    worker.order(request("o-1t", ("SKU-1", 1)))
+    worker.deliver_steps(rounds=1)  # held; the answer not yet read by the coordinator
+    late = NOW + DECISION_MS + 1
+    ticks = Outbox()
+    assert worker.pipeline.order_timer.request_due(ticks, late) == 1
+    worker.steps += [(key, value, partition) for _, key, value, partition in ticks.records if value]
+    worker.deliver_steps(now=late)
+    [decision] = worker.replies
+    assert (decision["accepted"], decision["reason"]) == (False, "timeout")
+    assert worker.store.holds("SKU-1") == [] and worker.position("SKU-1", "wh-1") == (5, 0)
 
 
 def test_the_same_order_again_gets_the_same_decision_and_other_lines_under_its_id_a_conflict() -> None:
