@@ -50,12 +50,26 @@ browser_for_tests() {
   fi
 }
 
+# The chaos suite's network faults go through Toxiproxy, built with Go from the Go module proxy: Debian's Go
+# where apt can install it (as root).
+go_for_chaos() {
+  if ! command -v go >/dev/null; then
+    if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+      echo "dev.sh: installing Go (Debian's package) to build Toxiproxy for the chaos suite's network faults" >&2
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q golang-go >/dev/null 2>&1 \
+        || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q golang-go >/dev/null 2>&1; } || true
+    fi
+    command -v go >/dev/null || die "Go is needed to build Toxiproxy for the chaos suite's network faults (e.g. apt-get install golang-go)"
+  fi
+}
+
 case "${1:-}" in
   test)
     shift
     setup
     need_kafka_tools
     browser_for_tests
+    go_for_chaos
     echo "dev.sh: ruff check; mypy --strict (streams, bench, tests)" >&2
     .venv/bin/ruff check --quiet .
     .venv/bin/mypy --no-error-summary streams bench tests

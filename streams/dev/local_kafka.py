@@ -109,6 +109,9 @@ class LocalKafka:
     # secure only: an identity provider's JWKS endpoint; OAUTHBEARER sign-ins are then taken too, their tokens
     # verified by Kafka against its keys (the token's `sub` is the principal)
     oauth_jwks_url: str | None = None
+    # Listeners reached through a proxy (fault injection): (name, the port this node binds, the port it advertises,
+    # where the proxy listens); plaintext. A client bootstrapped at a proxied port talks through the proxy only.
+    proxied_listeners: tuple[tuple[str, int, int], ...] = ()
 
     @property
     def bootstrap_servers(self) -> str:
@@ -140,12 +143,17 @@ class LocalKafka:
             self.mtls_port = self.mtls_port if self.mtls_port and _bindable(self.mtls_port) else _free_port()
             clients.append(f"SSL://127.0.0.1:{self.mtls_port}")
             protocols.append("SSL:SSL")
+        advertised = list(clients)
+        for name, bind, through in self.proxied_listeners:
+            clients.append(f"{name}://127.0.0.1:{bind}")
+            advertised.append(f"{name}://127.0.0.1:{through}")
+            protocols.append(f"{name}:PLAINTEXT")
         config.write_text("\n".join([
             "process.roles=broker,controller",
             f"node.id={self.node_id}",
             f"controller.quorum.voters={self.voters or f'{self.node_id}@127.0.0.1:{self.controller_port}'}",
             f"listeners={','.join(clients)},CONTROLLER://127.0.0.1:{self.controller_port}",
-            f"advertised.listeners={','.join(clients)}",
+            f"advertised.listeners={','.join(advertised)}",
             "controller.listener.names=CONTROLLER",
             f"listener.security.protocol.map={','.join(protocols)}",
             f"inter.broker.listener.name={listener}",
@@ -369,7 +377,7 @@ class LocalKafka:
              "kafka_version": self.kafka_version, "node_id": self.node_id, "voters": self.voters,
              "cluster_id": self.cluster_id, "replicas": self.replicas, "secure": self.secure,
              "shared_secrets": str(self.shared_secrets) if self.shared_secrets else None,
-             "mtls_port": self.mtls_port}))
+             "mtls_port": self.mtls_port, "proxied_listeners": self.proxied_listeners}))
 
     @classmethod
     def from_state(cls, home: Path, workdir: Path) -> LocalKafka | None:
@@ -383,7 +391,8 @@ class LocalKafka:
                    voters=state.get("voters", ""), cluster_id=state.get("cluster_id", ""),
                    replicas=state.get("replicas", 1), secure=state.get("secure", False),
                    shared_secrets=Path(state["shared_secrets"]) if state.get("shared_secrets") else None,
-                   mtls_port=state.get("mtls_port", 0))
+                   mtls_port=state.get("mtls_port", 0),
+                   proxied_listeners=tuple((str(n), int(b), int(t)) for n, b, t in state.get("proxied_listeners", ())))
 
 
 def _alive(pid: int) -> bool:
@@ -416,7 +425,11 @@ class LocalCluster:
     heap: str = "512m"
     start_timeout_s: float = 180.0
     secure: bool = False  # every node as LocalKafka(secure=True), sharing the certificate and the users
+    # Listeners of every node reached through a proxy, one set per "slot" (a client bootstraps at one slot's
+    # ports and all its connections pass its slot's proxies): (listener name, node id) -> (bind, proxy) ports.
+    proxy_slots: int = 0
     nodes: list[LocalKafka] = field(default_factory=list)
+    proxied: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
 
     @property
     def bootstrap_servers(self) -> str:
@@ -427,12 +440,18 @@ class LocalCluster:
             ports = [(_free_port(), _free_port()) for _ in range(self.size)]
             voters = ",".join(f"{i + 1}@127.0.0.1:{controller}" for i, (_, controller) in enumerate(ports))
             cluster_id = _cluster_id()
+            if self.proxy_slots and self.secure:
+                raise BrokerError("proxied listeners are plaintext: a secured cluster has none")
+            self.proxied = {(f"SLOT{slot}", i + 1): (_free_port(), _free_port())
+                            for slot in range(self.proxy_slots) for i in range(self.size)}
             self.nodes = [LocalKafka(home=self.home, workdir=self.workdir / f"node-{i + 1}",
                                      kafka_version=self.kafka_version, heap=self.heap,
                                      start_timeout_s=self.start_timeout_s, port=port, controller_port=controller,
                                      node_id=i + 1, voters=voters, cluster_id=cluster_id, replicas=self.size,
                                      secure=self.secure,
-                                     shared_secrets=self.workdir / "secrets" if self.secure else None)
+                                     shared_secrets=self.workdir / "secrets" if self.secure else None,
+                                     proxied_listeners=tuple((name, bind, through) for (name, node), (bind, through)
+                                                             in sorted(self.proxied.items()) if node == i + 1))
                           for i, (port, controller) in enumerate(ports)]
         launched = [(node, node.launch()) for node in self.nodes if not node.running()]
         try:
@@ -442,6 +461,10 @@ class LocalCluster:
             self.stop()
             raise
         return self
+
+    def slot_bootstrap_servers(self, slot: int) -> str:
+        """Where a client of proxy slot `slot` bootstraps: every node's proxied port of that slot."""
+        return ",".join(f"127.0.0.1:{self.proxied[(f'SLOT{slot}', node.node_id)][1]}" for node in self.nodes)
 
     def node(self, node_id: int) -> LocalKafka:
         return self.nodes[node_id - 1]

@@ -10,7 +10,11 @@ wipe_worker (SIGKILL, restarted on an emptied disk: the state comes back from th
 (SIGSTOP past the session timeout while another worker takes over, then SIGCONT: the zombie), scale (1 -> 3 -> 1
 workers), kill_broker (SIGKILL of the ledger's partition leader, restarted later), pause_broker (SIGSTOP of a
 node, then SIGCONT), wrong_partitioner (movements packed on a partition their SKU does not live in),
-poison (undecodable messages). Duplicate sends and late, reordered movements are in every workload, and orders
+poison (undecodable messages); and faults of one worker's links to every broker, through Toxiproxy: cut_worker
+(a blackhole past the session timeout while another worker takes over, then healed: fenced, it must rejoin and
+never write as a zombie), slow_links (300 ms +- 200 ms each way), reset_links (every connection reset 2 s after it
+opens), slow_restore (an emptied disk restored from the changelog through a 256 KB/s link). Duplicate sends and
+late, reordered movements are in every workload, and orders
 (carts of SKUs on different partitions, some sent twice): every order must be decided once and exactly the
 accepted orders' lines held.
 A mismatch is a bug to fix, never a tolerance: the summary counts them and `failed` is then true.
@@ -39,12 +43,16 @@ from streams.settings import load_settings
 from streams.wire.partitioner import partition_for, sku_partition
 from streams.wire.records import movement_to_record
 from streams.wire.schemas import Schema
+from tests.chaos.toxiproxy import Toxiproxy, fetch_toxiproxy
 from tests.integration.conftest import wait_for
 from tests.integration.harness import Deployment, WorkerProcess
 from tests.integration.workload import NETWORK, ORDER_PREFIX, order_workload, retail_workload
 
 FAULTS = ("kill_worker", "wipe_worker", "term_worker", "pause_worker", "scale", "kill_broker", "pause_broker",
-          "wrong_partitioner", "poison")
+          "wrong_partitioner", "poison", "cut_worker", "slow_links", "reset_links", "slow_restore")
+# Faults of a worker's links to the brokers, injected by Toxiproxy (the cluster's proxied listeners).
+NETWORK_FAULTS = ("cut_worker", "slow_links", "reset_links", "slow_restore")
+PROXY_SLOTS = 4  # workers share a slot's proxies only when more than four have been started
 SESSION_TIMEOUT_S = 6.0  # the harness's workers (Deployment.env)
 
 
@@ -55,8 +63,12 @@ class WorkersCrashed(Exception):
 class Run:
     """One chaos run on `cluster`: its deployment, the faults injected and what they cost."""
 
-    def __init__(self, cluster: LocalCluster, tmp: Path, seed: int, faults: list[str], movements: int) -> None:
-        self.cluster, self.rnd, self.faults = cluster, random.Random(seed), faults
+    def __init__(self, cluster: LocalCluster, tmp: Path, seed: int, faults: list[str], movements: int,
+                 proxy: Toxiproxy | None = None) -> None:
+        self.cluster, self.rnd, self.faults, self.proxy = cluster, random.Random(seed), faults, proxy
+        if proxy is None and set(faults) & set(NETWORK_FAULTS):
+            raise ValueError(f"{sorted(set(faults) & set(NETWORK_FAULTS))} need a Toxiproxy and proxy slots")
+        self.slots: dict[str, int] = {}  # worker name -> its proxy slot
         tmp.mkdir(parents=True, exist_ok=True)
         self.deployment = Deployment(cluster.bootstrap_servers, f"chaos-{seed}-{uuid.uuid4().hex[:6]}", tmp,
                                      replication_factor=3, store="rocksdb://")
@@ -76,7 +88,11 @@ class Run:
         if name is None:
             self.next_worker += 1
             name = f"w{self.next_worker}"
-        return self.deployment.start_worker(name)
+        if self.proxy is None:
+            return self.deployment.start_worker(name)
+        slot = self.slots.setdefault(name, (int(name[1:]) - 1) % self.cluster.proxy_slots)
+        return self.deployment.start_worker(
+            name, env={"STOCKSYNC_BOOTSTRAP_SERVERS": self.cluster.slot_bootstrap_servers(slot)})
 
     def restart(self, victim: WorkerProcess, sig: int, wipe: bool = False) -> None:
         """Stop `victim` with `sig`, empty its disk if `wipe`, start it again; time kill -> ready and kill -> the
@@ -152,12 +168,54 @@ class Run:
                                    m.sku.encode(), partition=wrong)
                 d.sent[m.key] = m
             assert d.producer.flush(30) == 0
+        elif fault in NETWORK_FAULTS:
+            self.network_fault(fault, victim)
         elif fault == "poison":
             for _ in range(5):
                 d.send_raw(d.registry.sales("pos-1").name, b"SKU-0001", os.urandom(self.rnd.randint(1, 300)))
                 self.poison += 1
         self.injected.append(fault)
         self.sample_rss()
+
+    def network_fault(self, fault: str, victim: WorkerProcess) -> None:
+        """A fault of `victim`'s links to every broker (its slot's proxies), the others' links untouched."""
+        assert self.proxy is not None
+        slot = self.slots[victim.name]
+        if fault == "cut_worker":
+            # A blackhole longer than the session: nothing arrives, nothing is refused. Another worker takes the
+            # partitions over and fences the victim's transactions; healed, the victim must rejoin, never write
+            # as a zombie.
+            if len(self.running()) == 1:
+                self.start_worker()
+            toxic = self.proxy.toxic(slot, "timeout", timeout=0)
+            try:
+                self.send_some()
+                time.sleep(max(0.0, SESSION_TIMEOUT_S + 6))
+            finally:
+                self.proxy.heal(slot, toxic)
+            wait_for(victim.ready, 180, f"{victim.name} ready again after its links came back", 0.5)
+        elif fault == "slow_links":
+            toxic = self.proxy.toxic(slot, "latency", latency=300, jitter=200)
+            try:
+                self.send_some()
+                wait_for(lambda: not self.deployment.input_lag(), 180, "the inputs consumed over slow links", 0.5)
+            finally:
+                self.proxy.heal(slot, toxic)
+        elif fault == "reset_links":
+            # Every connection reset two seconds after it opens: mid-fetch, mid-transaction, mid-commit.
+            toxic = self.proxy.toxic(slot, "reset_peer", timeout=2_000)
+            try:
+                self.send_some()
+                time.sleep(8)
+            finally:
+                self.proxy.heal(slot, toxic)
+        elif fault == "slow_restore":
+            # The victim's disk emptied: its state comes back from the changelog through a 256 KB/s link.
+            toxic = self.proxy.toxic(slot, "bandwidth", rate=256)
+            try:
+                self.restart(victim, signal.SIGKILL, wipe=True)
+            finally:
+                self.proxy.heal(slot, toxic)
 
     # --- the workload ----------------------------------------------------------------------------------------
     def take(self, n: int) -> list[Movement]:
@@ -322,12 +380,21 @@ def main() -> None:
         raise SystemExit(f"--faults: unknown {unknown}; choose from {', '.join(FAULTS)}")
     settings = load_settings()
     with tempfile.TemporaryDirectory(prefix="stocksync-chaos-") as tmp:
+        proxied = bool(set(faults) & set(NETWORK_FAULTS))
         cluster = LocalCluster(home=settings.broker_home, workdir=Path(tmp) / "cluster", size=3,
-                               kafka_version=settings.kafka_version, heap="384m").start()
+                               kafka_version=settings.kafka_version, heap="384m",
+                               proxy_slots=PROXY_SLOTS if proxied else 0)
+        proxy = Toxiproxy(fetch_toxiproxy(settings.cache_dir), Path(tmp) / "toxiproxy.log") if proxied else None
+        cluster.start()
+        if proxy is not None:
+            proxy.route(cluster)
         try:
             runs = []
             for i in range(args.runs):
-                runs.append(Run(cluster, Path(tmp) / f"run-{i}", args.seed + i, faults, args.movements).go())
+                if proxy is not None:
+                    proxy.reset()
+                runs.append(Run(cluster, Path(tmp) / f"run-{i}", args.seed + i, faults, args.movements,
+                                proxy).go())
                 if args.keep_logs and runs[-1].get("problems"):
                     kept = args.keep_logs / f"run-{args.seed + i}"
                     kept.mkdir(parents=True, exist_ok=True)
@@ -339,6 +406,8 @@ def main() -> None:
                       file=sys.stderr, flush=True)
         finally:
             cluster.stop()
+            if proxy is not None:
+                proxy.stop()
     result = summary(runs)
     print(json.dumps(result, indent=2))
     raise SystemExit(1 if result["failed"] else 0)

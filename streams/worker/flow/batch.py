@@ -23,7 +23,7 @@ from streams.worker.state.table import StockTable, TableStore
 
 log = logging.getLogger("stocksync.worker")
 
-RETRY_AFTER_S = 1.0  # after a transaction the broker could not take (it is away): the same part again
+RETRY_AFTER_S = 1.0  # after the Schema Registry did not answer: asked again
 STEP_S = 0.02  # the longest the pipeline holds the event loop before letting its other tasks run
 # Under a backlog a batch may grow to this many times `max_batch` messages (doubling after each full batch) and
 # back to `max_batch` once one closes on time: a transaction's fixed cost is paid by more messages while behind,
@@ -171,11 +171,9 @@ class Batcher:
             try:
                 await self._transaction(partition, part)
             except CommitFailed as exc:
-                if not exc.permanent:
-                    log.warning("%s; writing it again in %.0f s", exc, RETRY_AFTER_S)
-                    todo.append(part)
-                    await asyncio.sleep(RETRY_AFTER_S)
-                elif len(part) > 1:
+                if not exc.permanent:  # the partition's producer is dropped (PartitionTransactions.commit)
+                    raise Fenced(partition, f"{exc}; it is written again once it is assigned again") from None
+                if len(part) > 1:
                     half = len(part) // 2
                     todo += [part[half:], part[:half]]  # the first half first: offsets stay in order
                 else:

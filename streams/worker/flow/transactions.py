@@ -51,8 +51,9 @@ class Fenced(StocksyncError):
 
 
 class CommitFailed(StocksyncError):
-    """The transaction was aborted: nothing of it is visible. `permanent`: a record in it can never be written
-    (its part of the batch must be isolated); otherwise trying again later may succeed (the broker is away)."""
+    """The transaction was not committed, and nothing of it is visible. `permanent`: a record in it can never be
+    written (its part of the batch must be isolated; the abort went through and the producer is kept); otherwise
+    the partition's producer is dropped and the partition written again only once it is assigned again."""
 
     def __init__(self, partition: int, errors: Sequence[str], permanent: bool) -> None:
         super().__init__(f"table partition {partition}: {len(errors)} records refused, e.g. {errors[0]}"
@@ -132,27 +133,25 @@ class PartitionTransactions:
                         "nothing of this transaction is committed; asking the workers to rebalance", exc)
             self.on_fenced()
             raise
-        except CommitFailed:
+        except CommitFailed as exc:
             metrics.TRANSACTIONS.labels("aborted").inc()
-            await self._renew(partition)
+            if not exc.permanent:
+                # Whether the broker committed or aborted is not known here (a commit's answer can be lost, an
+                # abort can time out), nor whether this worker still owns the partition: links cut past the group
+                # session leave it believing so while another worker has taken over. A new producer would fence
+                # that worker, and the batch written again from this worker's state would apply twice what the
+                # other had committed. The partition is written again only once the group assigns it again: then
+                # fenced afresh and restored from its changelog, the committed truth.
+                self.producers.pop(partition, None)
+                log.warning("%s; its producer is dropped and the workers asked to rebalance: the partition is "
+                            "written again once assigned, from its changelog", exc)
+                self.on_fenced()
             raise
         metrics.TRANSACTIONS.labels("committed").inc()
         for topic, count in Counter(record[0] for record in records).items():
             metrics.OUTPUTS.labels(topic).inc(count)
         metrics.COMMIT_SECONDS.observe(loop.time() - started)
         return last
-
-    async def _renew(self, partition: int) -> None:
-        """A new producer for a partition whose transaction failed: librdkafka's producer can stay unable to send
-        after some aborted transactions (records time out waiting for an epoch bump). The new one's
-        initialisation completes the abort; if it fails, the partition waits for its next assignment."""
-        self.producers.pop(partition, None)
-        try:
-            self.producers[partition] = await asyncio.get_running_loop().run_in_executor(None, self._initialised,
-                                                                                         partition)
-        except KafkaException as exc:
-            log.error("table partition %d: no new producer (%s); it is written again once it is reassigned",
-                      partition, exc.args[0])
 
     def _transaction(self, partition: int, producer: Producer, records: Sequence[OutputRecord],
                      with_state: bool) -> dict[str, int]:
@@ -198,18 +197,20 @@ class PartitionTransactions:
 
     def _abort_after(self, partition: int, producer: Producer, refused: Sequence[tuple[str, KafkaError]],
                      error: KafkaError | None) -> CommitFailed:
-        """Abort the open transaction; the CommitFailed that says why."""
+        """Abort the open transaction; the CommitFailed that says why (permanent only when a record can never be
+        written and the abort went through: the producer can then go on)."""
+        aborted = True
         try:
             producer.abort_transaction(ABORT_TIMEOUT_S)
         except KafkaException as exc:
             if exc.args[0].fatal():
                 raise Fenced(partition, str(exc.args[0])) from None
-            # The producer is replaced next, whose initialisation aborts the transaction on the broker.
+            aborted = False  # the broker aborts it once this producer's epoch is fenced by the next owner
             log.info("table partition %d: aborting a transaction: %s", partition, exc.args[0])
         errors = [f"{topic}: {err.str()}" for topic, err in refused]
         if error is not None:
             errors.append(error.str())
-        permanent = any(err.code() in PERMANENT_RECORD_ERRORS for _, err in refused)
+        permanent = aborted and any(err.code() in PERMANENT_RECORD_ERRORS for _, err in refused)
         return CommitFailed(partition, errors, permanent)
 
     def _maybe_crash(self, records: Sequence[OutputRecord]) -> None:
