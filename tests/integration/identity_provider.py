@@ -9,7 +9,6 @@ import base64
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -17,6 +16,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from streams.dev.local_kafka import OAUTH_AUDIENCE
+from tests.integration.json_http import JsonHttpService
 
 KEY_ID = "stocksync-test-1"
 
@@ -29,20 +29,15 @@ def _uint(value: int) -> str:
     return _b64(value.to_bytes((value.bit_length() + 7) // 8, "big"))
 
 
-class IdentityProvider:
+class IdentityProvider(JsonHttpService):
     def __init__(self, clients: dict[str, str], lifetime_s: int = 3600) -> None:
+        super().__init__()
         self.clients = dict(clients)  # client id -> secret
         self.lifetime_s = lifetime_s
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.issued: list[str] = []  # the client ids tokens were issued to, in order
         self.refused: list[str] = []
         self.lock = threading.Lock()
-        self.server: ThreadingHTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
 
     @property
     def token_url(self) -> str:
@@ -52,41 +47,13 @@ class IdentityProvider:
     def jwks_url(self) -> str:
         return f"{self.url}/jwks"
 
-    def start(self) -> IdentityProvider:
-        provider = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                if self.path == "/jwks":
-                    self._answer(200, provider.jwks())
-                else:
-                    self._answer(404, {"error": "not_found"})
-
-            def do_POST(self) -> None:  # noqa: N802
-                length = int(self.headers.get("Content-Length") or 0)
-                form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
-                status, answer = provider.token(self.headers.get("Authorization"), form)
-                self._answer(status, answer)
-
-            def _answer(self, status: int, answer: dict[str, Any]) -> None:
-                data = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
+    def answer(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
+        if method == "GET" and path == "/jwks":
+            return 200, self.jwks()
+        if method == "POST" and path == "/token":
+            form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+            return self.token(headers.get("Authorization"), form)
+        return 404, {"error": "not_found"}
 
     def jwks(self) -> dict[str, Any]:
         numbers = self.key.public_key().public_numbers()

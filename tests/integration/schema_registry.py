@@ -10,69 +10,31 @@ from __future__ import annotations
 import json
 import re
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import fastavro
 from fastavro.schema import to_parsing_canonical_form
 
 from streams.wire.schemas import resolution_problems
+from tests.integration.json_http import JsonHttpService
 
 _CHECKS = {"BACKWARD": (True, False), "FORWARD": (False, True), "FULL": (True, True), "NONE": (False, False)}
 
 
-class SchemaRegistryServer:
+class SchemaRegistryServer(JsonHttpService):
+    content_type = "application/vnd.schemaregistry.v1+json"
+
     def __init__(self) -> None:
+        super().__init__()
         self.schemas: dict[int, str] = {}  # id -> the schema text first registered with it
         self.ids: dict[str, int] = {}  # canonical form -> id (the same schema under any subject has one id)
         self.subjects: dict[str, list[int]] = {}  # subject -> its versions' ids, oldest first
         self.compatibility: dict[str, str] = {}
         self.requests: list[tuple[str, str]] = []
         self.lock = threading.Lock()
-        self.port = 0
-        self.server: ThreadingHTTPServer | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> SchemaRegistryServer:
-        registry = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                self._answer("GET")
-
-            def do_POST(self) -> None:  # noqa: N802
-                self._answer("POST")
-
-            def do_PUT(self) -> None:  # noqa: N802
-                self._answer("PUT")
-
-            def _answer(self, method: str) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length)) if length else {}
-                status, answer = registry.handle(method, self.path.split("?")[0], body)
-                data = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-            self.server = None
+    def answer(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
+        return self.handle(method, path, json.loads(body) if body else {})
 
     def register(self, subject: str, schema: dict[str, Any]) -> int:
         """Register as a channel's serializer would (for a test's own records)."""

@@ -81,6 +81,14 @@ class Worker:
         if rounds is None:
             raise AssertionError("the steps never ended")
 
+    def pass_deadline(self) -> None:
+        """The decision window passes: the timer ticks the one undecided order, and every step is delivered."""
+        late = NOW + DECISION_MS + 1
+        ticks = Outbox()
+        assert self.pipeline.order_timer.request_due(ticks, late) == 1
+        self.steps += [(key, value, partition) for _, key, value, partition in ticks.records if value]
+        self.deliver_steps(now=late)
+
     def position(self, sku: str, location: str) -> tuple[int, int]:
         stock = self.pipeline_table_stock(sku)
         p = stock.position(location)
@@ -180,11 +188,7 @@ def test_a_one_round_order_undecided_at_its_deadline_releases_its_hold() -> None
     worker.stock("SKU-1", wh_1=5)
     worker.order(request("o-1t", ("SKU-1", 1)))
     worker.deliver_steps(rounds=1)  # held; the answer not yet read by the coordinator
-    late = NOW + DECISION_MS + 1
-    ticks = Outbox()
-    assert worker.pipeline.order_timer.request_due(ticks, late) == 1
-    worker.steps += [(key, value, partition) for _, key, value, partition in ticks.records if value]
-    worker.deliver_steps(now=late)
+    worker.pass_deadline()
     [decision] = worker.replies
     assert (decision["accepted"], decision["reason"]) == (False, "timeout")
     assert worker.store.holds("SKU-1") == [] and worker.position("SKU-1", "wh-1") == (5, 0)
@@ -209,11 +213,7 @@ def test_an_order_undecided_at_its_deadline_is_refused_and_its_holds_released() 
     worker.stock("SKU-2", wh_1=5)
     worker.order(request("o-5", ("SKU-1", 1), ("SKU-2", 1)))
     worker.deliver_steps(rounds=2)  # figures in, holds placed, their answers not yet read by the coordinator
-    late = NOW + DECISION_MS + 1
-    ticks = Outbox()
-    assert worker.pipeline.order_timer.request_due(ticks, late) == 1
-    worker.steps += [(key, value, partition) for _, key, value, partition in ticks.records if value]
-    worker.deliver_steps(now=late)
+    worker.pass_deadline()
     [decision] = worker.replies
     assert (decision["accepted"], decision["reason"]) == (False, "timeout")
     assert worker.store.holds("SKU-1") == [] and worker.store.holds("SKU-2") == []
