@@ -11,7 +11,6 @@ state, the steps between workers) stay single-object: they never need a registry
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -20,7 +19,7 @@ import fastavro
 from fastavro.schema import to_parsing_canonical_form
 
 from streams.errors import ConfigError, StocksyncError
-from streams.wire.codec import DecodeError, SingleObjectCodec, _without_fastavro_keys, default_codec
+from streams.wire.codec import DecodeError, SingleObjectCodec, default_codec, without_fastavro_keys
 from streams.wire.schemas import published, resolution_problems
 
 if TYPE_CHECKING:
@@ -28,7 +27,6 @@ if TYPE_CHECKING:
 
     from streams.settings import Settings
 
-log = logging.getLogger(__name__)
 
 MAGIC = 0
 
@@ -45,7 +43,7 @@ class RegistryRefused(ConfigError):
 
 def schema_text(schema: Any) -> str:
     """A schema as registered: as in schemas/, with every named type written out (self-contained)."""
-    return json.dumps(_without_fastavro_keys(schema))
+    return json.dumps(without_fastavro_keys(schema))
 
 
 def registry_subjects() -> Mapping[str, str]:

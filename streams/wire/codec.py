@@ -168,14 +168,15 @@ def _compiled(schema: Mapping[str, Any]) -> Any:
     """cavro's form of a schema fastavro has parsed, with fastavro's leniencies where they keep bytes the same
     (extra fields ignored, a missing nullable field written as null) and records read as dicts."""
     options = cavro.DEFAULT_OPTIONS.replace(record_decodes_to_dict=True, missing_values_can_be_null=True)
-    return cavro.Schema(json.dumps(_without_fastavro_keys(schema)), options=options)
+    return cavro.Schema(json.dumps(without_fastavro_keys(schema)), options=options)
 
 
-def _without_fastavro_keys(value: Any) -> Any:
+def without_fastavro_keys(value: Any) -> Any:
+    """A schema fastavro has parsed, without the keys fastavro adds: as any Avro library or registry reads it."""
     if isinstance(value, dict):
-        return {k: _without_fastavro_keys(v) for k, v in value.items() if not k.startswith("__")}
+        return {k: without_fastavro_keys(v) for k, v in value.items() if not k.startswith("__")}
     if isinstance(value, list):
-        return [_without_fastavro_keys(v) for v in value]
+        return [without_fastavro_keys(v) for v in value]
     return value
 
 

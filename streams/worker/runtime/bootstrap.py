@@ -54,9 +54,10 @@ class Worker:
         codec = codec_for(settings)
         if isinstance(codec, RegistryCodec):  # at the start, not in a batch: a registry's refusal stops the worker
             log.info("schemas in the registry: %s", codec.prepare())
-        if librdkafka_only(servers.librdkafka):
+        unread = librdkafka_only(servers.librdkafka)
+        if unread:
             log.info("passed-through settings only librdkafka takes (the aiokafka readers run without them): %s",
-                     librdkafka_only(servers.librdkafka))
+                     unread)
         table = app.Table("stock", key_type=bytes, value_type=bytes, partitions=settings.partitions,
                           options=rocksdb_options(settings))
         self.table = StockTable(partial(local_store, table), registry.stock_changelog.name, settings.partitions, codec)
