@@ -6,9 +6,9 @@ import contextlib
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from confluent_kafka import Producer
@@ -63,14 +63,28 @@ def secured(tmp_path_factory: pytest.TempPathFactory, identity_provider: Identit
     broker.stop()
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    """Keep each phase's report on the test item, so that fixtures can tell at teardown whether it failed."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"report_{report.when}", report)
+
+
 @pytest.fixture
-def deployment(bootstrap: str, unique: str, tmp_path: Path):  # type: ignore[no-untyped-def]
-    """A stocksync deployment with its own topics on the session broker; its workers stop at the end."""
+def deployment(bootstrap: str, unique: str, tmp_path: Path, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """A stocksync deployment with its own topics on the session broker; its workers stop at the end (and,
+    when the test failed, the end of each worker's log is printed with the test's output)."""
     from tests.integration.harness import Deployment
 
     deployment = Deployment(bootstrap, unique, tmp_path)
     yield deployment
     deployment.stop_all()
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        for worker in deployment.workers:
+            lines = worker.log.read_text(errors="replace").splitlines()[-60:]
+            print(f"--- the last lines of worker {worker.name}'s log ---", *lines, sep="\n")
 
 
 @pytest.fixture

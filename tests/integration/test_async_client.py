@@ -71,7 +71,7 @@ def test_the_async_client_reserves_orders_and_follows_the_feed_on_the_event_loop
                 if settled():
                     break
                 await asyncio.sleep(0.1)
-            assert settled()
+            assert settled(), (feed.latest.get("AIO-1"), feed.latest.get("AIO-2"), list(feed.errors))
             await asyncio.sleep(0)  # let the last callbacks' tasks run
             assert {sku for sku, _, _ in seen} >= {"AIO-1", "AIO-2"}
             assert {thread for _, _, thread in seen} == {loop_thread}  # callbacks ran on the event loop
