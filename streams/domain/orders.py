@@ -16,6 +16,18 @@ its owner plans the line as the coordinator would, on its own figures, and holds
 expiry in the same step (a refusal is final: it was planned on the stock as it is); the coordinator decides on its
 answer. Its hold is released like any other when the deadline passes first.
 
+An order of several lines to a delivery point (no store named) holds first and plans after, saving a round:
+
+    requested -> every line's owner plans its line alone and holds it there tentatively, answering with its
+                 figures (those of the units the hold took included)
+              -> all answers in: plan the whole order on those figures; refused -> release every hold -> decided
+              -> a line the plan puts where it is held stays; any other is moved there in one step (or held anew)
+              -> every line where the plan says: confirm them all -> accepted
+                 a move refused: release every hold, start again (a bounded number of attempts)
+
+Most lines of a cart go where they would go alone (the nearest location that has them all): those orders are
+decided in two rounds, not three.
+
 Every step is a state change plus commands, so a coordinator that crashes resumes from its state; every command
 carries ids derived from the order, the line and the attempt, so a repeated message changes nothing; a hold that
 nobody confirms lapses by itself. A late answer is never trusted: a hold placed for an attempt that is over, or
@@ -68,6 +80,12 @@ class OrderRequest:
     partial: bool = False
     expires_at: int = 0  # when the confirmed holds lapse unless fulfilled
     pickup_at: str | None = None  # a pickup order: the store the customer collects from (None: the cheapest)
+
+    @property
+    def holds_first(self) -> bool:
+        """Whether every line is held at once where it would go alone and the order planned on the figures that
+        come back with the holds (a cart to a delivery point, no store named)."""
+        return len(self.lines) > 1 and self.latitude is not None and self.pickup_at is None
 
     @property
     def one_round(self) -> bool:
@@ -141,7 +159,8 @@ class HoldAnswer:
     hold_id: str
     held: bool
     reason: str | None = None
-    parts: tuple[tuple[str, int], ...] = ()  # held: where (the owner chose, for a one-round order)
+    parts: tuple[tuple[str, int], ...] = ()  # held: where (the owner chose, for a sourced hold)
+    figures: LineStock | None = None  # a sourced hold's: the line's figures once it was held (or refused)
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,18 +258,17 @@ class Order:
     plan: OrderPlan | None = None
     holds: dict[str, bool | None] = field(default_factory=dict)  # line id -> its hold placed (None: no answer yet)
     decision: OrderDecision | None = None
+    sourced: dict[str, tuple[tuple[str, int], ...]] = field(default_factory=dict)  # holds first: where each line is
 
     @classmethod
     def start(cls, request: OrderRequest, now: int, decision_ms: int = DECISION_MS) -> tuple[Order, list[Command]]:
-        """A new order, to be decided within `decision_ms`: refused at once if it cannot be planned, else its lines'
-        figures are asked for."""
+        """A new order, to be decided within `decision_ms`: refused at once if it cannot be planned, else its first
+        round sent (its lines' figures asked for, or its lines held first)."""
         order = cls(request, now, now + decision_ms)
         problem = request.problem() or (("expired", None) if request.expires_at <= now else None)
         if problem is not None:
             return order, order._decide(False, *problem, now)
-        if request.one_round:
-            return order, order._source_hold()
-        return order, order._ask_figures()
+        return order, order._first_round()
 
     @property
     def lines(self) -> dict[str, OrderLine]:
@@ -280,13 +298,16 @@ class Order:
         return hold_id(self.request.order_id, line_id, self.attempt, self.requested_at)
 
     # --- steps -----------------------------------------------------------------------------------------------
-    def _source_hold(self) -> list[Command]:
+    def _first_round(self) -> list[Command]:
         r = self.request
-        [line] = r.lines
+        if not (r.one_round or r.holds_first):
+            return self._ask_figures()
         assert r.latitude is not None and r.longitude is not None
-        self.phase, self.holds = Phase.HOLDING, {line.line_id: None}
-        return [SourceHold(r.order_id, line, self.hold_of(line.line_id), r.latitude, r.longitude, r.mode,
-                           r.expires_at)]
+        # One round: held for good at once. Holds first: tentatively, until the plan is known.
+        expires = r.expires_at if r.one_round else self.deadline + HOLD_MARGIN_MS
+        self.phase, self.holds = Phase.HOLDING, {line.line_id: None for line in r.lines}
+        return [SourceHold(r.order_id, line, self.hold_of(line.line_id), r.latitude, r.longitude, r.mode, expires)
+                for line in r.lines]
 
     def _ask_figures(self) -> list[Command]:
         return [AskFigures(self.request.order_id, line, self.attempt) for line in self.request.lines]
@@ -323,11 +344,19 @@ class Order:
             return [] if confirmed or not event.held else [ReleaseHold(self.request.order_id, line, event.hold_id)]
         if self.holds[event.line_id] is not None:
             return []  # answered already
+        if self.request.holds_first:
+            if self.plan is None:
+                return self._on_sourced(line, event, network, now)
+            if event.held and tuple(sorted(event.parts)) != tuple(sorted(self.plan.allocations[event.line_id])):
+                return []  # the first round's answer again, not the answer to the move
         self.holds[event.line_id] = event.held
         if self.request.one_round:
             return self._sourced(line, event, network, now)
         if not event.held:
             return self._replan(line, event.reason, now)
+        return self._confirm_when_held(now)
+
+    def _confirm_when_held(self, now: int) -> list[Command]:
         if not all(self.holds.values()):
             return []
         expires = self.request.expires_at
@@ -350,15 +379,50 @@ class Order:
         self.plan = plan
         return self._decide(True, None, None, now)
 
+    def _on_sourced(self, line: OrderLine, event: HoldAnswer, network: Network, now: int) -> list[Command]:
+        """A holds-first answer: the line held where it would go alone (or refused), and its figures. With every
+        answer in, the order is planned on the figures as they were before its own holds took their units."""
+        self.holds[line.line_id] = event.held
+        held = tuple(sorted(event.parts)) if event.held else ()
+        self.sourced[line.line_id] = held
+        figures = event.figures if event.figures is not None else LineStock(dict(held), line.quantity if held else 0)
+        available = dict(figures.available)
+        for location, units in held:
+            available[location] = available.get(location, 0) + units
+        self.figures[line.line_id] = LineStock(available, figures.sellable + (line.quantity if held else 0))
+        if len(self.figures) < len(self.request.lines):
+            return []
+        r = self.request
+        plan = plan_order(r.lines, self.figures, network, r.channel, r.latitude, r.longitude, r.mode, r.max_split,
+                          r.partial, r.pickup_at)
+        if not plan.accepted:
+            return self._release_all() + self._decide(False, plan.reason, plan.line, now)
+        self.plan, self.figures = plan, {}
+        expires = self.deadline + HOLD_MARGIN_MS
+        commands: list[Command] = [ReleaseHold(r.order_id, self.lines[line_id], self.hold_of(line_id))
+                                   for line_id, placed in self.holds.items()
+                                   if placed and line_id not in plan.allocations]  # left out (partial)
+        self.holds = {}
+        for line_id, parts in plan.allocations.items():
+            in_place = tuple(sorted(parts)) == self.sourced.get(line_id)
+            self.holds[line_id] = True if in_place else None
+            if not in_place:  # moved at its owner in one step (held anew if it was refused)
+                commands.append(PlaceHold(r.order_id, self.lines[line_id], self.hold_of(line_id), parts, expires))
+        self.sourced = {}
+        return commands + self._confirm_when_held(now)
+
     def _replan(self, line: OrderLine, reason: str | None, now: int) -> list[Command]:
         """A hold was refused: release the attempt's others; plan again from fresh figures, or give up."""
+        if self.request.holds_first:
+            # A refused move leaves the line held where it was: its hold is released with the others.
+            self.holds[line.line_id] = None
         releases = self._release_all()
         if self.attempt >= MAX_ATTEMPTS:
             return releases + self._decide(False, "stock_moved" if reason == "insufficient_stock" else reason,
                                            line.line_id, now)
         self.attempt += 1
-        self.phase, self.figures, self.plan, self.holds = Phase.SOURCING, {}, None, {}
-        return releases + self._ask_figures()
+        self.phase, self.figures, self.plan, self.holds, self.sourced = Phase.SOURCING, {}, None, {}, {}
+        return releases + self._first_round()
 
     def _on_tick(self, now: int) -> list[Command]:
         if self.decision is not None or now < self.deadline:
@@ -374,7 +438,7 @@ class Order:
 
     def _decide(self, accepted: bool, reason: str | None, line: str | None, now: int) -> list[Command]:
         self.phase = Phase.ACCEPTED if accepted else Phase.REFUSED
-        self.figures = {}  # needed for planning only: a decided order keeps what its decision says
+        self.figures, self.sourced = {}, {}  # for planning only: a decided order keeps what its decision says
         r = self.request
         held = tuple((line_id, self.hold_of(line_id)) for line_id in self.holds) if accepted else ()
         self.decision = OrderDecision(r.order_id, r.channel, accepted, reason, line,
@@ -422,6 +486,12 @@ def hold_movement(step: HoldStep, channel: str, sku: str, hold: str, parts: tupl
 def order_line_hold(movement: Movement) -> bool:
     """Whether `movement` places a one-round order's line where the owner's plan of it says."""
     return movement.event_id.startswith(ORDER_EVENT_PREFIX) and movement.event_id.endswith(":source")
+
+
+def moved_hold(movement: Movement) -> bool:
+    """Whether `movement` places an order's line where its order's plan says: a hold the line has elsewhere (held
+    first, where the line would go alone) is moved there in one step."""
+    return movement.event_id.startswith(ORDER_EVENT_PREFIX) and movement.event_id.endswith(":place")
 
 
 def placed_hold(movement: Movement) -> tuple[str, str] | None:

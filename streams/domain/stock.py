@@ -35,7 +35,7 @@ from streams.domain.history import (
 )
 from streams.domain.movements import DELTA_KINDS, MAX_QUANTITY, WORKER_EVENT_PREFIX, Kind, Movement, expiry_of
 from streams.domain.network import Channel, Network
-from streams.domain.orders import order_line_hold
+from streams.domain.orders import moved_hold, order_line_hold
 
 # A position's on-hand stays within this (far inside the 64-bit range of the records, and exact in a JavaScript
 # number): a movement that would take it beyond is rejected as out_of_range.
@@ -339,7 +339,9 @@ class SkuStock:
                                            held.parts, extended.expires_at)
             return Outcome(m, Status.APPLIED, self.version, "extended", decision=decision)
         if held is not None and m.location is not None and held.parts != ((m.location, m.quantity),):
-            return self._move(m, held, network, now)
+            return self._move(m, held, ((m.location, m.quantity),), network, now)
+        if held is not None and m.parts and tuple(sorted(m.parts)) != held.parts and moved_hold(m):
+            return self._move(m, held, tuple(sorted(m.parts)), network, now)
         if held is not None:  # the same reservation re-sent under a new event id: same answer
             decision = ReservationDecision(m.channel, m.reservation_id, self.sku, True, held.quantity, "",
                                            held.parts, held.expires_at, _sourcing(m, held.parts, network))
@@ -359,18 +361,24 @@ class SkuStock:
                                        m.expires_at, _sourcing(m, parts, network))
         return Outcome(m, Status.APPLIED, self.version, changes=tuple(changes), decision=decision)
 
-    def _move(self, m: Movement, held: Reservation, network: Network, now: int) -> Outcome:
-        """A held reservation asked for again at one location: moved there whole in one step (released where it
-        was and held there, with no moment in between), or, if that location cannot take it, left as it is."""
-        assert m.location is not None and m.expires_at is not None and m.reservation_id is not None
+    def _move(self, m: Movement, held: Reservation, parts: tuple[tuple[str, int], ...], network: Network,
+              now: int) -> Outcome:
+        """A held reservation asked for again at one location (or an order's line at the parts its plan says):
+        moved there whole in one step (released where it was and held there, with no moment in between), or, if
+        the target cannot take it, left as it is."""
+        assert m.expires_at is not None and m.reservation_id is not None
+        channel = network.channels[m.channel]
+        own = dict(held.parts)
         reason = ""
         if m.expires_at <= now:
             reason = "expired"
-        elif m.quantity != held.quantity:
+        elif m.quantity != held.quantity or sum(units for _, units in parts) != m.quantity:
             reason = "quantity_differs"  # a move keeps the hold's units: release it and reserve anew instead
-        elif m.location in network.channels[m.channel].excluded_locations:
+        elif any(location in channel.excluded_locations for location, _ in parts):
             reason = "location_excluded"
-        elif self.available(m.location) + dict(held.parts).get(m.location, 0) < m.quantity:
+        elif any(location not in channel.selling_locations for location, _ in parts):
+            reason = "location_not_owned"
+        elif any(self.available(location) + own.get(location, 0) < units for location, units in parts):
             reason = "insufficient_stock"
         if reason:
             decision = ReservationDecision(m.channel, m.reservation_id, self.sku, False, m.quantity, reason)
@@ -380,9 +388,9 @@ class SkuStock:
         for location, units in held.parts:
             before = self.position(location)
             changes.append(self._set(before, reserved=before.reserved - units))
-        before = self.position(m.location)
-        changes.append(self._set(before, reserved=before.reserved + m.quantity))
-        parts = ((m.location, m.quantity),)
+        for location, units in parts:
+            before = self.position(location)
+            changes.append(self._set(before, reserved=before.reserved + units))
         self.records.put(reservation_key(m.reservation_key), replace(held, parts=parts, expires_at=m.expires_at))
         decision = ReservationDecision(m.channel, m.reservation_id, self.sku, True, m.quantity, "", parts,
                                        m.expires_at)

@@ -113,9 +113,13 @@ def figures_step(ask: Mapping[str, Any], stock: LineStock, now: int) -> Step:
 
 
 def hold_answer_step(order_id: str, channel: str, line_id: str, hold: str, held: bool, reason: str,
-                     now: int, parts: Sequence[tuple[str, int]] = ()) -> Step:
+                     now: int, parts: Sequence[tuple[str, int]] = (), figures: LineStock | None = None) -> Step:
+    """The owner's answer to place_hold or source_hold (`figures`: a sourced hold's, the line's figures once
+    held)."""
     return order_id, {"kind": "hold_answer", "order_id": order_id, "channel": channel, "line_id": line_id,
-                      "hold_id": hold, "held": held, "reason": reason, "parts": _holds(parts), "sent_at": now}
+                      "hold_id": hold, "held": held, "reason": reason, "parts": _holds(parts),
+                      "available": None if figures is None else _holds(sorted(figures.available.items())),
+                      "sellable": 0 if figures is None else figures.sellable, "sent_at": now}
 
 
 def sourced_line(record: Mapping[str, Any]) -> SourcedLine | None:
@@ -135,8 +139,10 @@ def event_of_step(record: Mapping[str, Any]) -> Figures | HoldAnswer | None:
         stock = LineStock(dict(_parts(record["parts"])), record["sellable"])
         return Figures(record["line_id"], record["attempt"], stock)
     if record["kind"] == "hold_answer":
+        available = record.get("available")
+        figures = None if available is None else LineStock(dict(_parts(available)), record.get("sellable") or 0)
         return HoldAnswer(record["line_id"], record["hold_id"], record["held"], record["reason"] or None,
-                          _parts(record.get("parts") or ()))
+                          _parts(record.get("parts") or ()), figures)
     return None
 
 
@@ -162,7 +168,8 @@ def order_state_record(order: Order) -> dict[str, Any]:
             "requested_at": order.requested_at, "deadline": order.deadline, "phase": order.phase.value,
             "attempt": order.attempt,
             "figures": [{"line_id": line_id, "available": _holds(sorted(stock.available.items())),
-                         "sellable": stock.sellable} for line_id, stock in order.figures.items()],
+                         "sellable": stock.sellable, "held": _holds(order.sourced.get(line_id, ()))}
+                        for line_id, stock in order.figures.items()],
             "holds": [{"line_id": line_id, "placed": placed} for line_id, placed in order.holds.items()],
             "plan": _plan_record(order.plan) if order.plan is not None else None,
             "decision": None if decision is None else {"accepted": decision.accepted, "reason": decision.reason,
@@ -175,6 +182,8 @@ def order_from_state(record: Mapping[str, Any]) -> Order:
                   {f["line_id"]: LineStock(dict(_parts(f["available"])), f["sellable"]) for f in record["figures"]},
                   _plan_from(record["plan"]) if record["plan"] is not None else None,
                   {h["line_id"]: h["placed"] for h in record["holds"]})
+    if request.holds_first and order.plan is None:
+        order.sourced = {f["line_id"]: _parts(f.get("held") or ()) for f in record["figures"]}
     found = record["decision"]
     if found is not None:
         accepted = found["accepted"]

@@ -100,13 +100,17 @@ def test_an_order_one_line_of_which_cannot_be_filled_holds_nothing_and_a_held_li
                                               f"{b}|w1".encode(): (3, 0)}, 30, "the line held at w2 instead")
 
 
-@pytest.mark.parametrize("step", ["ask_figures", "figures", "place_hold", "hold_answer", "confirm_hold",
-                                  "hold_confirmed"])
-def test_a_worker_killed_at_any_step_of_an_order_leaves_it_held_whole_once(deployment: Deployment,
-                                                                            step: str) -> None:
+@pytest.mark.parametrize(("deliver_to", "step"), [
+    # No delivery point: figures first, then holds where the plan says.
+    (None, "ask_figures"), (None, "figures"), (None, "place_hold"),
+    # To a delivery point: held first where each line would go alone (a at w2, the nearer), then a moved to w1.
+    (NEAR_W2, "hold_answer"), (NEAR_W2, "place_hold"), (NEAR_W2, "confirm_hold"), (NEAR_W2, "hold_confirmed")])
+def test_a_worker_killed_at_any_step_of_an_order_leaves_it_held_whole_once(
+        deployment: Deployment, deliver_to: tuple[float, float] | None, step: str) -> None:
     """The worker dies before committing the transaction that takes the order's `step` (coordinator: asking for
-    figures, placing holds, confirming and deciding; owner: answering figures and holds, applying a
-    confirmation); the next worker resumes from the committed state: one decision, every line held once."""
+    figures, placing or moving holds, confirming and deciding; owner: answering figures and holds, applying a
+    confirmation); the next worker resumes from the committed state: one decision, every line held once, where
+    the plan says."""
     deployment.apply_network(NETWORK)
     slow = {"STOCKSYNC_ORDER_DECISION_S": "120"}  # a restart is no timeout here
     first = deployment.start_worker("first", env={**slow, "STOCKSYNC_CRASH_BEFORE_ORDER_STEP": step})
@@ -115,18 +119,22 @@ def test_a_worker_killed_at_any_step_of_an_order_leaves_it_held_whole_once(deplo
             ChannelClient("web", deployment.bootstrap, settings=deployment.settings, linger_ms=0) as web:
         for sku in (a, b):
             wms.receipt(sku, "w1", 5, event_id=f"r-{sku}")
+        wms.receipt(a, "w2", 5, event_id=f"r2-{a}")
         wms.flush()
-        wait_for(lambda: len(reserved(deployment)) == 2, 60, "the receipts")
-        pending = web.request_order("cart-k", [(a, 2), (b, 1)], deliver_to=NEAR_W2)
+        wait_for(lambda: len(reserved(deployment)) == 3, 60, "the receipts")
+        pending = web.request_order("cart-k", [(a, 2), (b, 1)], deliver_to=deliver_to)
         assert first.proc.wait(60) == 86, first.log.read_text()[-3000:]
         deployment.start_worker("second", env=slow)
         decision = pending.result(90)
         assert decision.accepted, decision
         assert [(p.location, p.lines) for p in decision.parcels] == [("w1", (("1", 2), ("2", 1)))]
-        wait_for(lambda: reserved(deployment) == {f"{a}|w1".encode(): (5, 2), f"{b}|w1".encode(): (5, 1)}, 60,
-                 "each line held once")
+        wait_for(lambda: reserved(deployment) == {f"{a}|w1".encode(): (5, 2), f"{a}|w2".encode(): (5, 0),
+                                                  f"{b}|w1".encode(): (5, 1)}, 60, "each line held once")
         # A re-send changes nothing: the same decision, no second hold.
-        assert web.reserve_order("cart-k", [(a, 2), (b, 1)], deliver_to=NEAR_W2, timeout_s=30) == decision
+        assert web.reserve_order("cart-k", [(a, 2), (b, 1)], deliver_to=deliver_to, timeout_s=30) == decision
+    steps = [record for _, record, _, _ in deployment.read(deployment.registry.order_steps.name)]
+    kinds = {step["kind"] for record in steps for step in record.get("steps", [record])}
+    assert ("source_hold" in kinds) == (deliver_to is not None) and ("figures" in kinds) == (deliver_to is None)
 
 
 @pytest.mark.parametrize("step", ["source_hold", "hold_answer", "order_decided"])

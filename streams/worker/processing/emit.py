@@ -11,8 +11,9 @@ from functools import partial
 from typing import Any
 
 from streams.domain import Network, Outcome, SkuStock, Status, affected_channels, channel_ats
+from streams.domain.ats import line_figures
 from streams.domain.movements import Kind
-from streams.domain.orders import ORDER_EVENT_PREFIX, placed_hold
+from streams.domain.orders import ORDER_EVENT_PREFIX, order_line_hold, placed_hold
 from streams.domain.stock import MAX_ON_HAND, Reservation, ReservationDecision
 from streams.domain.transfers import transfer_suggestions
 from streams.kafka.topics import TopicRegistry
@@ -59,7 +60,7 @@ class Emitter:
             out.changed |= {c.after.location for c in outcome.changes}
             out.again |= _locations_of(outcome, stock)
             if outcome.decision is not None:
-                out.records += self._decision(outcome, outcome.decision, key, item.partition, now)
+                out.records += self._decision(outcome, outcome.decision, key, item.partition, now, network, stock)
             if outcome.status is Status.DUPLICATE:
                 continue  # its ledger entry was committed with the state that remembers it
             out.holds += self._hold_changes(sku, outcome)
@@ -72,10 +73,11 @@ class Emitter:
             out.records += self._suggestion_changes(network, before, stock, item.partition, now)
         return out
 
-    def _decision(self, outcome: Outcome, d: ReservationDecision, key: bytes, partition: int, now: int
-                  ) -> list[OutputRecord]:
-        """A reservation's decision on its channel's replies topic; an order's tentative hold is answered to the
-        order's coordinator instead (its confirmation and release need no answer)."""
+    def _decision(self, outcome: Outcome, d: ReservationDecision, key: bytes, partition: int, now: int,
+                  network: Network, stock: SkuStock) -> list[OutputRecord]:
+        """A reservation's decision on its channel's replies topic; an order's hold is answered to the order's
+        coordinator instead (its confirmation and release need no answer), a sourced one with the line's figures
+        as they are after the SKU's step."""
         m = outcome.movement
         if not m.event_id.startswith(ORDER_EVENT_PREFIX):
             return [(self.registry.replies(d.channel).name, key, self.encode(
@@ -84,8 +86,10 @@ class Emitter:
         order = placed_hold(m)
         if order is None:
             return []
+        channel = network.channels.get(d.channel)
+        figures = line_figures(stock, channel) if channel is not None and order_line_hold(m) else None
         step_key, record = hold_answer_step(order[0], d.channel, order[1], d.reservation_id, d.accepted, d.reason,
-                                            now, d.parts)
+                                            now, d.parts, figures)
         return [(self.registry.order_steps.name, step_key.encode(), self.encode(Schema.ORDER_STEP, record), None)]
 
     def send(self, out: SkuOutputs, outbox: Outbox, steps: StepPacker) -> None:

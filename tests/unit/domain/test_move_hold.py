@@ -57,3 +57,42 @@ def test_moving_a_hold_to_where_it_is_changes_nothing() -> None:
     version = stock.version
     status, reason, parts = move(stock, "store-a", 2)
     assert (status, reason, parts) == (Status.DUPLICATE, "", (("store-a", 2),)) and stock.version == version
+
+
+def _sourced_at_store_a() -> tuple[SkuStock, str]:
+    from streams.domain.orders import SourcedLine, hold_movement
+
+    stock = SkuStock("SKU-1")
+    for where, units in (("store-a", 3), ("store-b", 1), ("wh-1", 2)):
+        stock.apply(mv("receipt", where, units), NETWORK, NOW)
+    hold = "o-1/l1/1.x"
+    sourced = stock.apply(hold_movement("source", "web", "SKU-1", hold, (), NOW + 30_000, NOW,
+                                        SourcedLine(3, 52.52, 13.40, "ship")), NETWORK, NOW)
+    assert sourced.decision is not None and sourced.decision.parts == (("store-a", 3),)
+    return stock, hold
+
+
+def test_an_order_line_held_where_it_would_go_alone_moves_to_where_its_order_is_planned() -> None:
+    """A cart's line held first at store-a is placed by its plan at wh-1 and store-b: moved in one step. A
+    confirmation naming other parts than the hold's never moves it."""
+    from streams.domain.orders import hold_movement
+
+    stock, hold = _sourced_at_store_a()
+    stray = stock.apply(hold_movement("confirm", "web", "SKU-1", hold, (("wh-1", 3),), NOW + 90_000, NOW),
+                        NETWORK, NOW)
+    assert stray.status is Status.DUPLICATE and stock.open_reservations()[0].parts == (("store-a", 3),)
+    moved = stock.apply(hold_movement("place", "web", "SKU-1", hold, (("wh-1", 2), ("store-b", 1)), NOW + 30_000,
+                                      NOW), NETWORK, NOW)
+    assert moved.status is Status.APPLIED and moved.decision is not None
+    assert moved.decision.parts == (("store-b", 1), ("wh-1", 2))
+    assert [stock.position(loc).reserved for loc in ("store-a", "store-b", "wh-1")] == [0, 1, 2]
+
+
+def test_an_order_line_the_planned_parts_cannot_take_stays_where_it_is_held() -> None:
+    from streams.domain.orders import hold_movement
+
+    stock, hold = _sourced_at_store_a()
+    refused = stock.apply(hold_movement("place", "web", "SKU-1", hold, (("wh-1", 3),), NOW + 30_000, NOW),
+                          NETWORK, NOW)
+    assert (refused.status, refused.reason) == (Status.REFUSED, "insufficient_stock")
+    assert [stock.position(loc).reserved for loc in ("store-a", "store-b", "wh-1")] == [3, 0, 0]

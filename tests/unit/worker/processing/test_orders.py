@@ -102,6 +102,15 @@ class Worker:
         return head_of(CODEC, raw)
 
 
+def step_kinds(worker: Worker) -> list[str]:
+    """The kinds of the steps sent and not yet read (packed or not)."""
+    kinds = []
+    for _, value, _ in worker.steps:
+        name, record = CODEC.decode(value)
+        kinds += [step["kind"] for step in record["steps"]] if name == Schema.ORDER_STEP_BATCH else [record["kind"]]
+    return sorted(kinds)
+
+
 def request(order_id: str, *lines: tuple[str, int], now: int = NOW) -> OrderRequest:
     return OrderRequest(order_id, "web", tuple(OrderLine(str(i + 1), sku, n) for i, (sku, n) in enumerate(lines)),
                         *BERLIN, expires_at=now + 3_600_000)
@@ -126,6 +135,26 @@ def test_a_cart_is_held_whole_in_the_fewest_parcels_and_confirmed_until_the_orde
     # Confirmed: the holds last as long as the order, not the tentative hold's short expiry.
     assert worker.pipeline.expiries.request_due(Outbox(), NOW + DECISION_MS + HOLD_MARGIN_MS + 1) == 0
     assert worker.store.holds("SKU-1") == [f"o-1/1/1.{STAMP}"]
+
+
+def test_a_cart_line_held_first_where_it_would_go_alone_is_moved_to_the_carts_parcel() -> None:
+    """Alone, SKU-1 would leave from store-a (in Berlin, where the order goes); with SKU-2 only at wh-1 the cart
+    takes one parcel from wh-1: SKU-1's hold moves there in one step. Three rounds, no figures asked."""
+    worker = Worker()
+    worker.stock("SKU-1", store_a=3, wh_1=5)
+    worker.stock("SKU-2", wh_1=3)
+    worker.order(request("o-m", ("SKU-1", 2), ("SKU-2", 1)))
+    assert step_kinds(worker) == ["source_hold", "source_hold"]
+    worker.deliver_steps(rounds=1)
+    assert worker.position("SKU-1", "store-a") == (3, 2)  # held where it would go alone
+    worker.deliver_steps(rounds=1)
+    assert step_kinds(worker) == ["place_hold"]
+    worker.deliver_steps()
+    [decision] = worker.replies
+    assert decision["accepted"] and [p["location"] for p in decision["parcels"]] == ["wh-1"]
+    assert worker.position("SKU-1", "store-a") == (3, 0) and worker.position("SKU-1", "wh-1") == (5, 2)
+    assert worker.store.holds("SKU-1") == [f"o-m/1/1.{STAMP}"]
+    assert worker.pipeline.expiries.request_due(Outbox(), NOW + DECISION_MS + HOLD_MARGIN_MS + 1) == 0
 
 
 def test_an_order_that_cannot_be_filled_whole_holds_nothing() -> None:
@@ -212,7 +241,7 @@ def test_an_order_undecided_at_its_deadline_is_refused_and_its_holds_released() 
     worker.stock("SKU-1", wh_1=5)
     worker.stock("SKU-2", wh_1=5)
     worker.order(request("o-5", ("SKU-1", 1), ("SKU-2", 1)))
-    worker.deliver_steps(rounds=2)  # figures in, holds placed, their answers not yet read by the coordinator
+    worker.deliver_steps(rounds=1)  # held first; the answers not yet read by the coordinator
     worker.pass_deadline()
     [decision] = worker.replies
     assert (decision["accepted"], decision["reason"]) == (False, "timeout")
