@@ -132,6 +132,7 @@ class History:
     written as one record per bucket (and location) by `flush`."""
 
     def __init__(self, records: RecordStore, index: HistoryIndex, bucket_ms: int) -> None:
+        self.touched = not index.bucket_ms  # whether anything the SKU's head indexes may have changed
         if not index.bucket_ms:
             index.bucket_ms = max(1, bucket_ms)
         self.records, self.index, self.bucket_ms = records, index, index.bucket_ms
@@ -150,6 +151,7 @@ class History:
         return found if isinstance(found, SeenEvent) and found.at > floor else None
 
     def remember(self, key: str, at: int, result: str) -> None:
+        self.touched = True
         before = self.records.get(event_key(key))
         self.records.put(event_key(key), SeenEvent(at, result))
         if not isinstance(before, SeenEvent) or self.bucket(before.at) != self.bucket(at):
@@ -157,6 +159,7 @@ class History:
 
     # --- deltas ----------------------------------------------------------------------------------------------
     def record_delta(self, location: str, at: int, key: str, delta: int) -> None:
+        self.touched = True
         bucket = self.bucket(at)
         self._new_deltas.setdefault((location, bucket), []).append((at, key, delta))
         summary = self._summary(location)
@@ -219,6 +222,7 @@ class History:
         last_expired = (floor + 1) // self.bucket_ms - 1  # buckets up to this one end at or before the floor
         for bucket in sorted(b for b in self.index.event_chunks if b <= last_expired):
             while self.index.event_chunks.get(bucket, 0) > 0 and budget > 0:
+                self.touched = True
                 n = self.index.event_chunks[bucket] - 1
                 chunk = self.records.get(event_chunk_key(bucket, n))
                 for key in chunk.keys if isinstance(chunk, EventChunk) else ():
@@ -234,6 +238,7 @@ class History:
         for location in sorted(loc for loc, oldest in self.index.delta_locations.items() if oldest <= last_expired):
             if budget <= 0:
                 break
+            self.touched = True
             summary = self._summary(location)
             for bucket in sorted(b for b in summary.buckets if b <= last_expired):
                 _, records = summary.buckets.pop(bucket)

@@ -488,6 +488,11 @@ def order_line_hold(movement: Movement) -> bool:
     return movement.event_id.startswith(ORDER_EVENT_PREFIX) and movement.event_id.endswith(":source")
 
 
+def confirmed_hold(movement: Movement) -> bool:
+    """Whether `movement` is an order's confirmation of a line's hold (extending it to the order's expiry)."""
+    return movement.event_id.startswith(ORDER_EVENT_PREFIX) and movement.event_id.endswith(":confirm")
+
+
 def moved_hold(movement: Movement) -> bool:
     """Whether `movement` places an order's line where its order's plan says: a hold the line has elsewhere (held
     first, where the line would go alone) is moved there in one step."""

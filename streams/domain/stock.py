@@ -35,7 +35,7 @@ from streams.domain.history import (
 )
 from streams.domain.movements import DELTA_KINDS, MAX_QUANTITY, WORKER_EVENT_PREFIX, Kind, Movement, expiry_of
 from streams.domain.network import Channel, Network
-from streams.domain.orders import moved_hold, order_line_hold
+from streams.domain.orders import confirmed_hold, moved_hold, order_line_hold
 
 # A position's on-hand stays within this (far inside the 64-bit range of the records, and exact in a JavaScript
 # number): a movement that would take it beyond is rejected as out_of_range.
@@ -138,6 +138,8 @@ class SkuStock:
     records: RecordStore = field(default_factory=MemoryRecords, repr=False, compare=False)
     sales: RecentSales = field(default_factory=RecentSales)  # units sold per location over the last days
     _history: History | None = field(default=None, init=False, repr=False, compare=False)
+    # Whether the last apply_all changed what the SKU's head record holds (not so when it only extended holds).
+    head_changed: bool = field(default=True, init=False, repr=False, compare=False)
 
     # --- reading ---------------------------------------------------------------------------------------------
     def position(self, location: str) -> Position:
@@ -158,12 +160,14 @@ class SkuStock:
         """Apply movements in order (a batch); the history records are written, and those the horizon has
         passed forgotten, once at the end."""
         self._history = History(self.records, self.index, rules.horizon_ms // 64)
+        head = (self.version, self.watermark, self.floor)
         try:
             return [self._apply(m, network, now, rules) for m in movements]
         finally:
             history, self._history = self._history, None
             history.flush()
             history.forget_until(self.floor)
+            self.head_changed = history.touched or head != (self.version, self.watermark, self.floor)
 
     def open_reservations(self) -> list[Reservation]:
         """Every hold this SKU has open (reads every hold record: for replays and tests, not the hot path)."""
@@ -187,13 +191,18 @@ class SkuStock:
     def _apply(self, m: Movement, network: Network, now: int, rules: StockRules) -> Outcome:
         if m.sku != self.sku:
             raise InvalidMovement(f"sku: {m.sku!r} applied to the stock of {self.sku!r}")
-        if m.occurred_at > self.floor:  # older ones are too late, seen before or not
+        confirmation = confirmed_hold(m)
+        if m.occurred_at > self.floor and not confirmation:  # older ones are too late, seen before or not
             previous = self.history.seen(m.key, self.floor)
             if previous is not None:
                 return self._duplicate(m, previous.result)
         problem = self._input_problem(m, network, now, rules)
         if problem:
             return Outcome(m, Status.REJECTED, self.version, problem)
+        if confirmation:
+            confirmed = self._confirm(m)
+            if confirmed is not None:
+                return confirmed
         handler = self._HANDLERS[m.kind]
         outcome: Outcome = handler(self, m, network, now)
         self.history.remember(m.key, m.occurred_at, _remembered(outcome))
@@ -328,16 +337,32 @@ class SkuStock:
         change = self._set(before, safety_stock=m.quantity, safety_at=m.occurred_at)
         return Outcome(m, Status.APPLIED, self.version, changes=(change,))
 
+    def _confirm(self, m: Movement) -> Outcome | None:
+        """An order's confirmation: its tentative hold now lasts as long as the order. The hold itself says whether
+        it was confirmed already, so a confirmation is not remembered as an event (nor the SKU's head written for
+        it). One that finds the hold released or fulfilled (the channel may fulfil an order before its owner
+        reads the confirmation: they come on different topics) changes nothing; None: the hold lapsed or is
+        unknown here, to be placed afresh like a reservation."""
+        assert m.expires_at is not None and m.reservation_id is not None
+        held = self._held(m.reservation_key)
+        if held is None:
+            ended = self.history.seen(_ended_key(m.reservation_key), self.floor)
+            if ended is not None and ended.result != "expired":
+                return Outcome(m, Status.IGNORED, self.version, f"hold {ended.result}")
+            return None
+        if tuple(sorted(m.parts)) != held.parts or m.expires_at <= held.expires_at:
+            decision = ReservationDecision(m.channel, m.reservation_id, self.sku, True, held.quantity, "",
+                                           held.parts, held.expires_at)
+            return Outcome(m, Status.DUPLICATE, self.version, decision=decision)
+        extended = replace(held, expires_at=m.expires_at)
+        self.records.put(reservation_key(m.reservation_key), extended)
+        decision = ReservationDecision(m.channel, m.reservation_id, self.sku, True, held.quantity, "", held.parts,
+                                       extended.expires_at)
+        return Outcome(m, Status.APPLIED, self.version, "extended", decision=decision)
+
     def _place(self, m: Movement, network: Network, now: int) -> Outcome:
         assert m.expires_at is not None and m.reservation_id is not None
         held = self._held(m.reservation_key)
-        if held is not None and m.parts and tuple(sorted(m.parts)) == held.parts and m.expires_at > held.expires_at:
-            # An order's confirmation: the tentative hold now lasts as long as the order's.
-            extended = replace(held, expires_at=m.expires_at)
-            self.records.put(reservation_key(m.reservation_key), extended)
-            decision = ReservationDecision(m.channel, m.reservation_id, self.sku, True, held.quantity, "",
-                                           held.parts, extended.expires_at)
-            return Outcome(m, Status.APPLIED, self.version, "extended", decision=decision)
         if held is not None and m.location is not None and held.parts != ((m.location, m.quantity),):
             return self._move(m, held, ((m.location, m.quantity),), network, now)
         if held is not None and m.parts and tuple(sorted(m.parts)) != held.parts and moved_hold(m):

@@ -118,7 +118,8 @@ class Pipeline:
         for key, record in answer_figures(item.questions, stock, network, now):
             out.records.append((self.registry.order_steps.name, key.encode(),
                                 self.encoder.encode(Schema.ORDER_STEP, record), None))
-        if converted or records.changed:  # every movement applied is remembered: a history record changed
+        # Every movement applied changes the head, but an order's confirmation (it only extends the hold).
+        if converted or (records.changed and stock.head_changed):
             records.save(stock)
         # Every record is built: from here on nothing fails.
         result.outcomes += len(outcomes)

@@ -323,3 +323,39 @@ def test_a_coordinator_stored_between_its_first_rounds_answers_plans_as_if_it_ha
         results.append([(type(c).__name__, getattr(c, "parts", None)) for c in _answer(order, owners, first[:1],
                                                                                        1_100)])
     assert results[0] == results[1] == [("PlaceHold", (("wh-1", 1),))]
+
+
+def test_a_confirmation_extends_its_hold_once_and_never_brings_back_a_fulfilled_one() -> None:
+    """A confirmation only extends the tentative hold (no event remembered, the SKU's head unchanged); again, it
+    changes nothing. The channel may fulfil an accepted order before the owner reads its confirmation (they come
+    on different topics): the late confirmation then holds nothing. A hold that lapsed is held afresh."""
+    from streams.domain import Kind, SkuStock, Status
+    from streams.domain.orders import hold_movement
+    from tests.unit.domain.helpers import NOW, mv, remembered
+
+    stock = SkuStock("SKU-1")
+    stock.apply(mv(Kind.RECEIPT, "wh-1", 8), NETWORK, NOW)
+    parts = (("wh-1", 2),)
+
+    def step(kind: str, hold: str, expires: int, at: int = NOW) -> Status:
+        movement = hold_movement(kind, "web", "SKU-1", hold, parts, expires, at)  # type: ignore[arg-type]
+        return stock.apply(movement, NETWORK, NOW).status
+
+    assert step("place", "o-1/l1/1.x", NOW + 30_000) is Status.APPLIED
+    events, version = set(remembered(stock)), stock.version
+    assert step("confirm", "o-1/l1/1.x", NOW + 900_000) is Status.APPLIED
+    assert not stock.head_changed and set(remembered(stock)) == events and stock.version == version
+    assert step("confirm", "o-1/l1/1.x", NOW + 900_000) is Status.DUPLICATE
+    assert stock.open_reservations()[0].expires_at == NOW + 900_000
+
+    assert step("place", "o-2/l1/1.x", NOW + 30_000) is Status.APPLIED
+    stock.apply(mv(Kind.RESERVATION_FULFILLED, None, 0, channel="web", reservation_id="o-2/l1/1.x"), NETWORK, NOW)
+    assert step("confirm", "o-2/l1/1.x", NOW + 900_000) is Status.IGNORED
+    assert [r.reservation_id for r in stock.open_reservations()] == ["o-1/l1/1.x"]
+    assert stock.position("wh-1").reserved == 2 and stock.position("wh-1").on_hand == 6
+
+    assert step("place", "o-3/l1/1.x", NOW + 30_000) is Status.APPLIED
+    stock.apply_all(stock.due_expiries(NOW + 30_000), NETWORK, NOW + 30_000)
+    assert stock.position("wh-1").reserved == 2
+    assert step("confirm", "o-3/l1/1.x", NOW + 900_000, at=NOW + 1) is Status.APPLIED  # lapsed: held afresh
+    assert stock.position("wh-1").reserved == 4
