@@ -65,6 +65,8 @@ class AtsSubscription:
                     self._caught_up.set()
         except KafkaException as exc:
             self.errors.add(str(exc))
+        except Exception as exc:  # noqa: BLE001 - a feed that stops says why, where its caller looks
+            self.errors.add(f"the feed stopped: {exc!r}")
         finally:
             self.consumer.close()
 
