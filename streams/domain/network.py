@@ -87,6 +87,8 @@ class Network:
     levels_by_location: Mapping[str, StockLevel] = field(default_factory=dict)
     sales_window_days: int = SALES_DAYS  # the recent sales rate behind levels in days: units sold over these days
     _by_location: Mapping[str, frozenset[str]] = field(init=False, repr=False, compare=False)
+    # What sourcing works out once per channel, delivery point and mode (the cart's lines and its plan share it).
+    memo: dict[object, object] = field(init=False, repr=False, compare=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         for channel in self.channels.values():

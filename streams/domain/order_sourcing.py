@@ -18,12 +18,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 from math import comb
-from typing import Literal
+from typing import Literal, cast
 
 from streams.domain.network import Network
 
 MAX_COMBINATIONS = 20_000  # candidate sets tried per parcel count; past it, a greedy cover (largest share first)
 MAX_LINES = 100  # lines in one order
+MEMO_ENTRIES = 4_096  # delivery points whose candidate places a network remembers
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +108,20 @@ def plan_order(lines: Sequence[OrderLine], stock: Mapping[str, LineStock], netwo
 
 def _places(network: Network, channel_id: str, latitude: float | None, longitude: float | None, mode: str
             ) -> list[_Place]:
-    """The channel's locations that can fill in this mode, cheapest first (ties on location id)."""
+    """The channel's locations that can fill in this mode, cheapest first (ties on location id); worked out once
+    per delivery point (a cart's lines are planned alone at their owners, then together)."""
+    key = ("places", channel_id, latitude, longitude, mode)
+    found = cast("tuple[_Place, ...] | None", network.memo.get(key))
+    if found is None:
+        if len(network.memo) >= MEMO_ENTRIES:
+            network.memo.clear()
+        found = tuple(_cheapest_first(network, channel_id, latitude, longitude, mode))
+        network.memo[key] = found
+    return list(found)
+
+
+def _cheapest_first(network: Network, channel_id: str, latitude: float | None, longitude: float | None, mode: str
+                    ) -> list[_Place]:
     found = []
     for location_id in network.channels[channel_id].selling_locations:
         location = network.locations[location_id]
@@ -137,7 +151,11 @@ def _covers(lines: Sequence[OrderLine], stock: Mapping[str, LineStock], subset: 
 def _fewest_then_cheapest(lines: Sequence[OrderLine], stock: Mapping[str, LineStock], places: Sequence[_Place],
                           limit: int | None) -> list[_Place] | None:
     most = len(places) if limit is None else min(limit, len(places))
-    for k in range(1, most + 1):
+    # One parcel (most carts): the cheapest location that has every line.
+    single = [p for p in places if all(_units(stock, line.line_id, p.location) >= line.quantity for line in lines)]
+    if single and most >= 1:
+        return [min(single, key=lambda p: (round(p.cost, 9), (p.location,)))]
+    for k in range(2, most + 1):
         if comb(len(places), k) > MAX_COMBINATIONS:
             greedy = _greedy(lines, stock, places)
             return greedy if greedy is not None and len(greedy) <= most else None
