@@ -106,7 +106,8 @@ ORDER_PREFIX = "chaos-order-"
 
 def order_workload(count: int, skus: int, seed: int) -> list[tuple[str, dict[str, Any]]]:
     """`count` orders of the web and app channels, (channel, OrderRequest record): carts of 1 to 4 SKUs of the
-    retail workload, held for an hour (nothing lapses while a run settles)."""
+    retail workload, held for an hour (nothing lapses while a run settles); one in three has no delivery point
+    (its figures are asked for first), the others one (a cart held first, a single line in one round)."""
     rnd = random.Random(seed * 7 + 1)
     now = int(time.time() * 1000)
     orders = []
@@ -114,7 +115,9 @@ def order_workload(count: int, skus: int, seed: int) -> list[tuple[str, dict[str
         chosen = rnd.sample([f"SKU-{i:04d}" for i in range(skus)], rnd.randint(1, 4))
         lines = [{"line_id": str(i + 1), "sku": sku, "quantity": rnd.randint(1, 2), "alias": None}
                  for i, sku in enumerate(chosen)]
-        request = {"order_id": f"{ORDER_PREFIX}{seed}-{n}", "lines": lines, "latitude": 52.0, "longitude": 11.0,
+        deliver_to = (None, None) if n % 3 == 2 else (52.0, 11.0)
+        request = {"order_id": f"{ORDER_PREFIX}{seed}-{n}", "lines": lines, "latitude": deliver_to[0],
+                   "longitude": deliver_to[1],
                    "mode": "ship", "max_split": None, "partial": False, "expires_at": now + 3_600_000,
                    "requested_at": now}
         orders.append((rnd.choice(["web", "app"]), request))
