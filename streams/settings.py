@@ -132,6 +132,9 @@ class Settings(BaseSettings):
         "json: one JSON object per line, for a log pipeline (a line about a movement has its sku, channel, "
         "event_id)"))
     data_dir: Path = Field(default=Path("stocksync-data"), description="where a worker keeps its RocksDB stores")
+    min_free_disk_mb: int = Field(default=64, ge=0, le=1_048_576, description=(
+        "below this much free space on the data directory's disk the worker takes no input (and is not ready) "
+        "until there is room again"))
     # The hot path works per batch: up to this many messages, or what arrived within the wait.
     max_batch: int = Field(default=500, ge=1, le=100_000, description=(
         "messages handled together (one table write per SKU per batch)"))

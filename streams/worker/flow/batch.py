@@ -13,6 +13,7 @@ from streams.wire.codec import DecodeError
 from streams.wire.partitioner import partition_for
 from streams.worker.flow.transactions import CommitFailed, Fenced, PartitionTransactions
 from streams.worker.ops import metrics
+from streams.worker.ops.disk import DiskRoom
 from streams.worker.ops.health import Health
 from streams.worker.ops.logs import input_fields
 from streams.worker.processing.messages import BatchResult, Inbound
@@ -39,9 +40,10 @@ class Batcher:
     A crash before the commit brings the part again, to be applied afresh to the state as it was."""
 
     def __init__(self, transactions: PartitionTransactions, table: StockTable, pipeline: Pipeline, max_batch: int,
-                 wait_s: float, health: Health | None = None) -> None:
+                 wait_s: float, health: Health | None = None, disk: DiskRoom | None = None) -> None:
         self.transactions, self.table, self.pipeline = transactions, table, pipeline
         self.health = health or Health()
+        self.disk = disk
         self.max_batch, self.wait_s = max_batch, wait_s
         self.limit = max_batch  # messages this batch may take: grows while batches close full
         self.records: list[Inbound] = []
@@ -132,6 +134,7 @@ class Batcher:
                 return
             self._adapt(self.full())
             batch, self.records, self.bytes = self.records, [], 0
+            await self._room_on_disk()
             await self._learn_schemas(batch)
             parts: dict[int, list[Inbound]] = {}
             for record in batch:
@@ -161,6 +164,17 @@ class Batcher:
                 except RegistryUnavailable as exc:
                     log.warning("%s; asking again in %.0f s", exc, RETRY_AFTER_S)
                     await asyncio.sleep(RETRY_AFTER_S)
+
+    async def _room_on_disk(self) -> None:
+        """Wait while the state's disk is short of room (checked every RETRY_AFTER_S): the batch is held, so no
+        input is read past it, and the worker says so once and is not ready meanwhile."""
+        if self.disk is None or not self.disk.shortage():
+            return
+        log.error("%s: taking no input until there is room", self.disk.shortage())
+        while self.disk.shortage():
+            await asyncio.sleep(RETRY_AFTER_S)
+            self.health.committed()  # waiting for room is not a stall of the batches (/ready says why it waits)
+        log.warning("the state directory has room again: taking input")
 
     async def _write(self, partition: int, messages: list[Inbound]) -> None:
         """One partition's part of a batch. A part with a record the broker will never take is split in halves

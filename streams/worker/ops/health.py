@@ -22,6 +22,7 @@ class Health:
     broker_ok_at: float | None = None
     broker_error: str = ""
     reader_error: str = ""  # the input reader's last failure, until it reads again
+    disk_room: Callable[[], str] = lambda: ""  # why the state's disk has too little room to take input ("": room)
     progress_at: float = 0.0  # a batch was committed, or nothing was waiting
     lag: int = 0  # input messages of this worker's partitions not yet applied
 
@@ -64,6 +65,9 @@ class Health:
             reasons.append(f"Kafka has not answered for {now - since:.0f} s ({self.broker_error or 'no answer'})")
         if self.reader_error:
             reasons.append(f"reading the inputs fails: {self.reader_error}")
+        short = self.disk_room()
+        if short:
+            reasons.append(f"no input taken: {short}")
         if self.lag and now - self.progress_at > STALL_S:
             reasons.append(f"no batch committed for {now - self.progress_at:.0f} s while {self.lag} input "
                            "messages wait")

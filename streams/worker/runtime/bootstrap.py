@@ -25,6 +25,7 @@ from streams.worker.flow.batch import Batcher
 from streams.worker.flow.reader import InputReader
 from streams.worker.flow.transactions import PartitionTransactions
 from streams.worker.ops import logfilters, metrics
+from streams.worker.ops.disk import DiskRoom
 from streams.worker.ops.health import BROKER_PROBE_S, Health
 from streams.worker.processing.ats import AtsPublisher
 from streams.worker.processing.expiry import ExpiryScheduler
@@ -80,9 +81,10 @@ class Worker:
         self.standbys = StandbyFollower(servers, self.table)
         app.keeper = self  # recovery and standbys: stocksync's own, not faust's
         app.before_stop.append(self.stop_standbys)
-        self.health = Health()
+        disk = DiskRoom(settings.data_dir, settings.min_free_disk_mb * 2**20)
+        self.health = Health(disk_room=disk.shortage)
         self.batcher = Batcher(self.transactions, self.table, self.pipeline, settings.max_batch,
-                               settings.batch_wait_s, self.health)
+                               settings.batch_wait_s, self.health, disk)
         self.reader = InputReader(app.assigned_partitions, servers, settings.input_group, self.batcher,
                                   self.network.input_topics, self.health)
         self.admin = new_admin(servers)
