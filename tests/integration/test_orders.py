@@ -102,9 +102,10 @@ def test_an_order_one_line_of_which_cannot_be_filled_holds_nothing_and_a_held_li
 
 @pytest.mark.parametrize(("deliver_to", "step"), [
     # No delivery point: figures first, then holds where the plan says.
-    (None, "ask_figures"), (None, "figures"), (None, "place_hold"),
+    *(pytest.param(None, step, id=f"figures_first-{step}") for step in ("ask_figures", "figures", "place_hold")),
     # To a delivery point: held first where each line would go alone (a at w2, the nearer), then a moved to w1.
-    (NEAR_W2, "hold_answer"), (NEAR_W2, "place_hold"), (NEAR_W2, "confirm_hold"), (NEAR_W2, "hold_confirmed")])
+    *(pytest.param(NEAR_W2, step, id=f"held_first-{step}")
+      for step in ("hold_answer", "place_hold", "confirm_hold", "hold_confirmed"))])
 def test_a_worker_killed_at_any_step_of_an_order_leaves_it_held_whole_once(
         deployment: Deployment, deliver_to: tuple[float, float] | None, step: str) -> None:
     """The worker dies before committing the transaction that takes the order's `step` (coordinator: asking for
