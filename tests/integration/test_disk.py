@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from streams.domain import Kind, Movement
+from streams.worker.flow.batch import EXIT_LOCAL_STORE
 from tests.integration.conftest import wait_for
 from tests.integration.harness import Deployment, WorkerProcess
 from tests.integration.workload import NETWORK
@@ -49,8 +50,8 @@ def ready_page(worker: WorkerProcess) -> dict[str, object]:
         return dict(json.loads(exc.read()))
 
 
-def receipt(n: int) -> Movement:
-    return Movement(Kind.RECEIPT, f"disk-r{n}", "wms", f"DISK-{n % 5}", "w1", 1, 1_700_000_000_000 + n)
+def receipt(n: int, skus: int = 5) -> Movement:
+    return Movement(Kind.RECEIPT, f"disk-r{n}", "wms", f"DISK-{n % skus}", "w1", 1, 1_700_000_000_000 + n)
 
 
 def ledgered(deployment: Deployment) -> list[str]:
@@ -88,3 +89,38 @@ def test_a_worker_short_of_disk_takes_no_input_until_there_is_room_and_loses_not
     stocks, _ = deployment.replay_ledger()
     assert {sku: stock.position("w1").on_hand for sku, stock in stocks.items()} == {
         f"DISK-{i}": 6 for i in range(5)}
+
+
+def test_a_disk_that_fills_during_a_batch_stops_the_worker_before_it_applies_anything_twice(
+        deployment: Deployment, small_disk: Path) -> None:
+    """No room kept (minimum 0) and the disk filled to the last byte: the batch's transaction commits, its local
+    write fails, and the worker exits at once (going on, it would apply that input again on a store that lacks
+    it). Started again once there is room, it restores the partition from its changelog: every receipt applied
+    once."""
+    deployment.apply_network(NETWORK)
+    settings = {"STOCKSYNC_STORE": "rocksdb://", "STOCKSYNC_MIN_FREE_DISK_MB": "0"}
+    worker = deployment.start_worker("one", env=settings)
+    deployment.send_applied([receipt(n, 100) for n in range(100)])
+
+    filler = small_disk / "filler"
+    with open(filler, "wb") as out:
+        try:
+            while True:
+                out.write(b"\0" * 2**20)
+                out.flush()
+        except OSError:
+            pass  # the disk is full
+    deployment.send([receipt(n, 100) for n in range(100, 1_000)])  # more than RocksDB's log has room for
+    assert worker.proc.wait(60) == EXIT_LOCAL_STORE, worker.log.read_text()[-3000:]
+    assert "its local store cannot be written" in worker.log.read_text()
+
+    filler.unlink()
+    deployment.start_worker("one", env=settings)
+    wait_for(lambda: {f"disk-r{n}" for n in range(1_000)} <= set(ledgered(deployment)), 60,
+             "every receipt applied")
+    deployment.settle()
+    events = ledgered(deployment)
+    assert len(events) == len(set(events)) == 1_000  # each once
+    stocks, _ = deployment.replay_ledger()
+    assert {sku: stock.position("w1").on_hand for sku, stock in stocks.items()} == {
+        f"DISK-{i}": 10 for i in range(100)}

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import NoReturn
 
 from streams.kafka.schema_registry import RegistryUnavailable
 from streams.wire.codec import DecodeError
@@ -166,15 +168,10 @@ class Batcher:
                     await asyncio.sleep(RETRY_AFTER_S)
 
     async def _room_on_disk(self) -> None:
-        """Wait while the state's disk is short of room (checked every RETRY_AFTER_S): the batch is held, so no
-        input is read past it, and the worker says so once and is not ready meanwhile."""
-        if self.disk is None or not self.disk.shortage():
-            return
-        log.error("%s: taking no input until there is room", self.disk.shortage())
-        while self.disk.shortage():
-            await asyncio.sleep(RETRY_AFTER_S)
-            self.health.committed()  # waiting for room is not a stall of the batches (/ready says why it waits)
-        log.warning("the state directory has room again: taking input")
+        """Wait while the state's disk is short of room: the batch is held, so no input is read past it, and the
+        worker says so once and is not ready meanwhile (waiting for room is not a stall of the batches)."""
+        if self.disk is not None:
+            await self.disk.room("taking no input", "taking input", waiting=self.health.committed)
 
     async def _write(self, partition: int, messages: list[Inbound]) -> None:
         """One partition's part of a batch. A part with a record the broker will never take is split in halves
@@ -238,7 +235,10 @@ class Batcher:
                                                  with_state=True)
         # The store then holds the changelog up to this transaction's last record: this worker has owned the
         # partition since it brought the store up to the changelog's end, and nobody else may write it.
-        store.committed(read_up_to={partition: written[self.table.changelog]})
+        try:
+            store.committed(read_up_to={partition: written[self.table.changelog]})
+        except Exception as exc:  # noqa: BLE001 - whatever it is, the local store is behind what is committed
+            local_store_failed(partition, exc)
         outbox.committed()
         self.recorded[partition] = offsets
 
@@ -247,3 +247,17 @@ class Batcher:
         for message in messages:
             offsets[message.topic] = max(offsets.get(message.topic, 0), message.offset + 1)
         return offsets
+
+
+EXIT_LOCAL_STORE = 74  # the worker's exit status when its local store cannot be written (EX_IOERR)
+
+
+def local_store_failed(partition: int, exc: BaseException) -> NoReturn:
+    """The batch's transaction is committed but the local store cannot take it (a full disk: RocksDB then
+    refuses every write until the database is opened again). Going on would work on a store that lacks the
+    committed batch and apply its input again; the worker exits instead. Started again, it opens the store and
+    brings the partition up to its changelog, the committed truth (waiting for room on the disk first)."""
+    log.critical("table partition %d: its local store cannot be written (%s); the batch is committed to Kafka; "
+                 "exiting: started again, the worker restores the partition from its changelog", partition, exc)
+    logging.shutdown()
+    os._exit(EXIT_LOCAL_STORE)

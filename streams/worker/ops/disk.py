@@ -7,10 +7,14 @@ once room comes back."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+log = logging.getLogger("stocksync.worker")
 
 CHECK_S = 1.0  # how often the free space is looked at (a stat call: cheap, but not for every message)
 
@@ -28,6 +32,17 @@ class DiskRoom:
             self._checked_at = now
             self._short = self._look()
         return self._short
+
+    async def room(self, stopped: str, going_on: str, waiting: Callable[[], None] = lambda: None) -> None:
+        """Wait while the disk is short of room (looked at every CHECK_S), saying once that the worker has
+        `stopped` something, and once room is back that it is `going_on`; `waiting` is called meanwhile."""
+        if not self.shortage():
+            return
+        log.error("%s: %s until there is room", self.shortage(), stopped)
+        while self.shortage():
+            await asyncio.sleep(CHECK_S)
+            waiting()
+        log.warning("the state directory has room again: %s", going_on)
 
     def _look(self) -> str:
         path = self.path

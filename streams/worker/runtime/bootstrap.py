@@ -81,10 +81,10 @@ class Worker:
         self.standbys = StandbyFollower(servers, self.table)
         app.keeper = self  # recovery and standbys: stocksync's own, not faust's
         app.before_stop.append(self.stop_standbys)
-        disk = DiskRoom(settings.data_dir, settings.min_free_disk_mb * 2**20)
-        self.health = Health(disk_room=disk.shortage)
+        self.disk = DiskRoom(settings.data_dir, settings.min_free_disk_mb * 2**20)
+        self.health = Health(disk_room=self.disk.shortage)
         self.batcher = Batcher(self.transactions, self.table, self.pipeline, settings.max_batch,
-                               settings.batch_wait_s, self.health, disk)
+                               settings.batch_wait_s, self.health, self.disk)
         self.reader = InputReader(app.assigned_partitions, servers, settings.input_group, self.batcher,
                                   self.network.input_topics, self.health)
         self.admin = new_admin(servers)
@@ -97,7 +97,8 @@ class Worker:
 
     async def restore(self, ends: dict[int, int]) -> None:
         """Bring the local store of each table partition taken over up to its changelog's last committed record
-        (concurrently: each partition has its own reader)."""
+        (concurrently: each partition has its own reader), once its disk has room."""
+        await self.disk.room("not restoring table partitions", "restoring table partitions")
         loop = asyncio.get_running_loop()
         await asyncio.gather(*(loop.run_in_executor(None, self.restorer.restore, partition, end)
                                for partition, end in sorted(ends.items())))
