@@ -483,26 +483,23 @@ def hold_movement(step: HoldStep, channel: str, sku: str, hold: str, parts: tupl
                     reservation_id=hold, expires_at=expires_at, parts=tuple(sorted(parts)))
 
 
-def order_line_hold(movement: Movement) -> bool:
-    """Whether `movement` places a one-round order's line where the owner's plan of it says."""
-    return movement.event_id.startswith(ORDER_EVENT_PREFIX) and movement.event_id.endswith(":source")
+def hold_step(movement: Movement) -> HoldStep | None:
+    """Which of an order's steps at a line's owner `movement` is (place: tentatively, or moved to where the
+    order's plan says; source: planned by the owner; confirm; release), None for any other movement."""
+    event_id = movement.event_id
+    if not event_id.startswith(ORDER_EVENT_PREFIX):
+        return None
+    step = event_id.rpartition(":")[2]
+    return step if step in _HOLD_STEP_NAMES else None
 
 
-def confirmed_hold(movement: Movement) -> bool:
-    """Whether `movement` is an order's confirmation of a line's hold (extending it to the order's expiry)."""
-    return movement.event_id.startswith(ORDER_EVENT_PREFIX) and movement.event_id.endswith(":confirm")
-
-
-def moved_hold(movement: Movement) -> bool:
-    """Whether `movement` places an order's line where its order's plan says: a hold the line has elsewhere (held
-    first, where the line would go alone) is moved there in one step."""
-    return movement.event_id.startswith(ORDER_EVENT_PREFIX) and movement.event_id.endswith(":place")
+_HOLD_STEP_NAMES = frozenset(HOLD_STEPS.values())
 
 
 def placed_hold(movement: Movement) -> tuple[str, str] | None:
     """(order id, line id) when `movement` is an order's hold being placed (tentatively, or a one-round order's
     for good); None for any other."""
-    if not (movement.event_id.startswith(ORDER_EVENT_PREFIX) and movement.event_id.endswith((":place", ":source"))):
+    if hold_step(movement) not in ("place", "source"):
         return None
     order_id, line_id, _ = (movement.reservation_id or "").rsplit("/", 2)
     return order_id, line_id

@@ -35,7 +35,7 @@ from streams.domain.history import (
 )
 from streams.domain.movements import DELTA_KINDS, MAX_QUANTITY, WORKER_EVENT_PREFIX, Kind, Movement, expiry_of
 from streams.domain.network import Channel, Network
-from streams.domain.orders import confirmed_hold, moved_hold, order_line_hold
+from streams.domain.orders import hold_step
 
 # A position's on-hand stays within this (far inside the 64-bit range of the records, and exact in a JavaScript
 # number): a movement that would take it beyond is rejected as out_of_range.
@@ -191,7 +191,7 @@ class SkuStock:
     def _apply(self, m: Movement, network: Network, now: int, rules: StockRules) -> Outcome:
         if m.sku != self.sku:
             raise InvalidMovement(f"sku: {m.sku!r} applied to the stock of {self.sku!r}")
-        confirmation = confirmed_hold(m)
+        confirmation = hold_step(m) == "confirm"
         if m.occurred_at > self.floor and not confirmation:  # older ones are too late, seen before or not
             previous = self.history.seen(m.key, self.floor)
             if previous is not None:
@@ -365,7 +365,7 @@ class SkuStock:
         held = self._held(m.reservation_key)
         if held is not None and m.location is not None and held.parts != ((m.location, m.quantity),):
             return self._move(m, held, ((m.location, m.quantity),), network, now)
-        if held is not None and m.parts and tuple(sorted(m.parts)) != held.parts and moved_hold(m):
+        if held is not None and m.parts and tuple(sorted(m.parts)) != held.parts and hold_step(m) == "place":
             return self._move(m, held, tuple(sorted(m.parts)), network, now)
         if held is not None:  # the same reservation re-sent under a new event id: same answer
             decision = ReservationDecision(m.channel, m.reservation_id, self.sku, True, held.quantity, "",
@@ -441,7 +441,7 @@ class SkuStock:
             if self.available(m.location) < m.quantity:
                 return "insufficient_stock", ()
             return "", ((m.location, m.quantity),)
-        if m.sourced and order_line_hold(m):
+        if m.sourced and hold_step(m) == "source":
             return self._source_order_line(m, network, channel)
         if m.sourced:
             return self._source(m, network, channel)

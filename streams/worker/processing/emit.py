@@ -13,7 +13,7 @@ from typing import Any
 from streams.domain import Network, Outcome, SkuStock, Status, affected_channels, channel_ats
 from streams.domain.ats import line_figures
 from streams.domain.movements import Kind
-from streams.domain.orders import ORDER_EVENT_PREFIX, order_line_hold, placed_hold
+from streams.domain.orders import ORDER_EVENT_PREFIX, hold_step, placed_hold
 from streams.domain.stock import MAX_ON_HAND, Reservation, ReservationDecision
 from streams.domain.transfers import transfer_suggestions
 from streams.kafka.topics import TopicRegistry
@@ -87,7 +87,7 @@ class Emitter:
         if order is None:
             return []
         channel = network.channels.get(d.channel)
-        figures = line_figures(stock, channel) if channel is not None and order_line_hold(m) else None
+        figures = line_figures(stock, channel) if channel is not None and hold_step(m) == "source" else None
         step_key, record = hold_answer_step(order[0], d.channel, order[1], d.reservation_id, d.accepted, d.reason,
                                             now, d.parts, figures)
         return [(self.registry.order_steps.name, step_key.encode(), self.encode(Schema.ORDER_STEP, record), None)]
