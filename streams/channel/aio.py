@@ -26,6 +26,7 @@ from streams.channel.feed import AtsSubscription, AtsUpdate
 from streams.channel.orders import HeldLine, LineLike, OrderDecision
 from streams.channel.replies import Decision
 from streams.domain import Kind, Movement
+from streams.domain.movements import SELLABLE
 from streams.security import Kafka
 from streams.settings import Settings
 
@@ -95,18 +96,30 @@ class AsyncChannelClient:
         return self.client.sale(sku, location, quantity, event_id=event_id, occurred_at=occurred_at)
 
     async def return_(self, sku: str, location: str, quantity: int, *, event_id: str, resellable: bool = True,
-                      reason: str = "", occurred_at: int | None = None) -> Movement:
+                      reason: str = "", occurred_at: int | None = None, disposition: str | None = None,
+                      returned_via: str | None = None) -> Movement:
         return self.client.return_(sku, location, quantity, event_id=event_id, resellable=resellable, reason=reason,
-                                   occurred_at=occurred_at)
+                                   occurred_at=occurred_at, disposition=disposition, returned_via=returned_via)
 
     async def receipt(self, sku: str, location: str, quantity: int, *, event_id: str,
                       occurred_at: int | None = None) -> Movement:
         return self.client.receipt(sku, location, quantity, event_id=event_id, occurred_at=occurred_at)
 
     async def adjustment(self, sku: str, location: str, quantity: int, *, reason: str, event_id: str,
-                         occurred_at: int | None = None) -> Movement:
+                         occurred_at: int | None = None, state: str = SELLABLE) -> Movement:
         return self.client.adjustment(sku, location, quantity, reason=reason, event_id=event_id,
-                                      occurred_at=occurred_at)
+                                      occurred_at=occurred_at, state=state)
+
+    async def change_state(self, sku: str, location: str, quantity: int, *, to_state: str, event_id: str,
+                           from_state: str = SELLABLE, reason: str = "", occurred_at: int | None = None
+                           ) -> Movement:
+        return self.client.change_state(sku, location, quantity, to_state=to_state, event_id=event_id,
+                                        from_state=from_state, reason=reason, occurred_at=occurred_at)
+
+    async def write_off(self, sku: str, location: str, quantity: int, *, from_state: str, reason: str,
+                        event_id: str, occurred_at: int | None = None) -> Movement:
+        return self.client.write_off(sku, location, quantity, from_state=from_state, reason=reason,
+                                     event_id=event_id, occurred_at=occurred_at)
 
     async def count(self, sku: str, location: str, quantity: int, *, event_id: str, as_of: int | None = None
                     ) -> Movement:

@@ -27,7 +27,7 @@ from streams.channel.orders import HeldLine, InvalidOrder, LineLike, OrderDecisi
 from streams.channel.replies import Decision, ReplyListener
 from streams.channel.sender import MovementSender
 from streams.domain import InvalidMovement, Kind, Movement
-from streams.domain.movements import WORKER_EVENT_PREFIX, WORKER_MADE
+from streams.domain.movements import SELLABLE, WORKER_EVENT_PREFIX, WORKER_MADE, WRITTEN_OFF
 from streams.domain.orders import OrderRequest
 from streams.kafka.cluster import configured_servers
 from streams.kafka.schema_registry import codec_for
@@ -87,14 +87,16 @@ class ChannelClient:
     def report(self, kind: Kind | str, sku: str | None, location: str | None, quantity: int, *, event_id: str,
                occurred_at: int | None = None, reason: str = "", resellable: bool = True,
                other_location: str | None = None, transfer_id: str | None = None,
-               reservation_id: str | None = None, expires_at: int | None = None, alias: str | None = None
-               ) -> Movement:
+               reservation_id: str | None = None, expires_at: int | None = None, alias: str | None = None,
+               returned_via: str | None = None, disposition: str | None = None, state: str | None = None,
+               to_state: str | None = None) -> Movement:
         """Validate and queue one movement; it is sent within linger_ms (or at flush/close). `alias` instead of
         `sku` (None) names the product by this channel's own identifier (a barcode, a listing id): the catalog
         ('stocksync catalog apply') says which SKU it is."""
         movement = Movement(kind, event_id, self.channel, sku or "", location, quantity,  # type: ignore[arg-type]
                             _now_ms() if occurred_at is None else occurred_at, reason, resellable, other_location,
-                            transfer_id, reservation_id, expires_at, alias=alias)
+                            transfer_id, reservation_id, expires_at, alias=alias, returned_via=returned_via,
+                            disposition=disposition, state=state, to_state=to_state)
         self.send(movement)
         return movement
 
@@ -114,18 +116,42 @@ class ChannelClient:
         return self.report(Kind.SALE, sku, location, quantity, event_id=event_id, occurred_at=occurred_at)
 
     def return_(self, sku: str, location: str, quantity: int, *, event_id: str, resellable: bool = True,
-                reason: str = "", occurred_at: int | None = None) -> Movement:
+                reason: str = "", occurred_at: int | None = None, disposition: str | None = None,
+                returned_via: str | None = None) -> Movement:
+        """Units a customer brought back to `location`. `disposition`: `sellable` (back on the shelf), `inspect`
+        (into quality_control until change_state releases or writes them off) or `damaged`; without it,
+        `resellable` says sellable or damaged. `returned_via`: post, store or pickup_point."""
+        if disposition is not None:
+            resellable = disposition == "sellable"  # what a reader that predates dispositions goes by
         return self.report(Kind.RETURN, sku, location, quantity, event_id=event_id, resellable=resellable,
-                           reason=reason, occurred_at=occurred_at)
+                           reason=reason, occurred_at=occurred_at, disposition=disposition,
+                           returned_via=returned_via)
 
     def receipt(self, sku: str, location: str, quantity: int, *, event_id: str, occurred_at: int | None = None
                 ) -> Movement:
         return self.report(Kind.RECEIPT, sku, location, quantity, event_id=event_id, occurred_at=occurred_at)
 
     def adjustment(self, sku: str, location: str, quantity: int, *, reason: str, event_id: str,
-                   occurred_at: int | None = None) -> Movement:
+                   occurred_at: int | None = None, state: str = SELLABLE) -> Movement:
+        """Signed units added to or taken from `state` (sellable, quality_control, damaged, quarantine)."""
         return self.report(Kind.ADJUSTMENT, sku, location, quantity, event_id=event_id, reason=reason,
-                           occurred_at=occurred_at)
+                           occurred_at=occurred_at, state=None if state == SELLABLE else state)
+
+    def change_state(self, sku: str, location: str, quantity: int, *, to_state: str, event_id: str,
+                     from_state: str = SELLABLE, reason: str = "", occurred_at: int | None = None) -> Movement:
+        """Move units from one stock state to another in one step (an inspection's result, a recall's
+        quarantine and its end). Units leave a state other than sellable only if it holds them: otherwise the
+        movement is dead-lettered as `insufficient_in_state`."""
+        return self.report(Kind.ADJUSTMENT, sku, location, quantity, event_id=event_id, reason=reason,
+                           occurred_at=occurred_at, state=None if from_state == SELLABLE else from_state,
+                           to_state=to_state)
+
+    def write_off(self, sku: str, location: str, quantity: int, *, from_state: str, reason: str, event_id: str,
+                  occurred_at: int | None = None) -> Movement:
+        """Units that leave the stock for good (damaged beyond repair, destroyed after a recall), with an
+        adjustment reason."""
+        return self.change_state(sku, location, quantity, to_state=WRITTEN_OFF, from_state=from_state,
+                                 reason=reason, event_id=event_id, occurred_at=occurred_at)
 
     def count(self, sku: str, location: str, quantity: int, *, event_id: str, as_of: int | None = None
               ) -> Movement:

@@ -12,6 +12,16 @@ SKU_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$")
 _CONTROL = re.compile(r"[\x00-\x1f]")
 ADJUSTMENT_REASONS = frozenset({"damage", "shrinkage", "correction", "found", "theft", "expired_goods", "other"})
 
+# Stock states. Units on hand are sellable (a position's `on_hand`, what counts count and ATS sells) or held apart
+# in a state that no channel sells: waiting for inspection, damaged, or quarantined (a recall, a hold by QA).
+SELLABLE = "sellable"
+UNSELLABLE_STATES = ("quality_control", "damaged", "quarantine")
+STATES = frozenset({SELLABLE, *UNSELLABLE_STATES})
+WRITTEN_OFF = "written_off"  # where a state change sends units that leave the stock for good
+# How a return came back, and what becomes of its units: a return's disposition names the state they go to.
+RETURN_ROUTES = frozenset({"post", "store", "pickup_point"})
+DISPOSITIONS = {"sellable": SELLABLE, "inspect": "quality_control", "damaged": "damaged"}
+
 
 class Kind(StrEnum):
     SALE = "sale"
@@ -81,6 +91,16 @@ class Movement:
     # parts its plan chose (never on the wire: order steps carry them). Re-sent with a later `expires_at` while the
     # hold stands, it extends the hold (the order's confirmation).
     parts: tuple[tuple[str, int], ...] = ()
+    # Returns: how the units came back (post, store, pickup_point) and what becomes of them: `sellable` (back on
+    # the shelf), `inspect` (into quality control until a state change decides) or `damaged`. Without a
+    # disposition, `resellable` says sellable or damaged.
+    returned_via: str | None = None
+    disposition: str | None = None
+    # Adjustments in a stock state: `state` names the state whose units change (None: sellable). With `to_state`
+    # the adjustment is a state change instead: `quantity` units move from `state` to `to_state` (written_off:
+    # they leave the stock, with the adjustment reason), in one step.
+    state: str | None = None
+    to_state: str | None = None
 
     def __post_init__(self) -> None:
         # Every input movement passes here once: each message is formatted only when its check fails.
@@ -108,7 +128,9 @@ class Movement:
             raise InvalidMovement(f"quantity: {quantity} is beyond the {MAX_QUANTITY:,} units one movement may carry")
         if not isinstance(self.occurred_at, int) or self.occurred_at < 0:
             raise InvalidMovement("occurred_at: not an epoch-ms time")
-        if kind is Kind.ADJUSTMENT:
+        if kind is Kind.ADJUSTMENT and self.to_state is not None:
+            self._check_state_change()
+        elif kind is Kind.ADJUSTMENT:
             if quantity == 0:
                 raise InvalidMovement("quantity: an adjustment must change stock (non-zero)")
             if self.reason not in ADJUSTMENT_REASONS:
@@ -141,11 +163,33 @@ class Movement:
             raise InvalidMovement("expires_at: a reservation needs an expiry after occurred_at")
         if self.latitude is not None or self.longitude is not None or self.mode is not None:
             self._check_sourcing()
+        if self.state is not None:
+            _check(kind is Kind.ADJUSTMENT, "state: only an adjustment names a stock state")
+            _check(self.state in STATES, f"state: {self.state!r} is not a stock state ({_STATE_NAMES})")
+        if self.returned_via is not None or self.disposition is not None:
+            _check(kind is Kind.RETURN, "returned_via/disposition: only a return has them")
+            _check(self.returned_via is None or self.returned_via in RETURN_ROUTES,
+                   f"returned_via: {self.returned_via!r} is not one of {sorted(RETURN_ROUTES)}")
+            _check(self.disposition is None or self.disposition in DISPOSITIONS,
+                   f"disposition: {self.disposition!r} is not one of {sorted(DISPOSITIONS)}")
         if self.parts:
             _check(kind is Kind.RESERVATION_PLACED and self.location is None,
                    "parts: only a reservation without a location names its parts")
             _check(all(units > 0 for _, units in self.parts) and sum(u for _, u in self.parts) == quantity,
                    "parts: positive units that add up to the quantity")
+
+    def _check_state_change(self) -> None:
+        to_state = self.to_state
+        _check(to_state in STATES or to_state == WRITTEN_OFF,
+               f"to_state: {to_state!r} is neither a stock state ({_STATE_NAMES}) nor {WRITTEN_OFF!r}")
+        _check(self.quantity > 0, f"quantity: a state change moves a positive number of units, got {self.quantity}")
+        _check(to_state != (self.state or SELLABLE), f"to_state: the units are in {to_state!r} already")
+        if to_state == WRITTEN_OFF:
+            _check(self.reason in ADJUSTMENT_REASONS, f"reason: a write-off needs one of {sorted(ADJUSTMENT_REASONS)}"
+                                                      f", got {self.reason!r}")
+        else:
+            _check(len(self.reason) <= 64 and not _CONTROL.search(self.reason),
+                   "reason: at most 64 characters, no control characters")
 
     def _check_sourcing(self) -> None:
         _check(self.kind is Kind.RESERVATION_PLACED, "latitude/longitude/mode: only a reservation is sourced")
@@ -182,10 +226,42 @@ class Movement:
         if kind in (Kind.SALE, Kind.TRANSFER_OUT):
             return -self.quantity
         if kind is Kind.RETURN:
-            return self.quantity if self.resellable else 0
+            return self.quantity if self.returned_to == SELLABLE else 0
+        if kind is Kind.ADJUSTMENT and (self.state or SELLABLE) != SELLABLE:  # out of another state, or in it
+            return self.quantity if self.to_state == SELLABLE else 0
+        if kind is Kind.ADJUSTMENT and self.to_state is not None:  # sellable units moved into another state
+            return -self.quantity
         if kind in (Kind.RECEIPT, Kind.ADJUSTMENT, Kind.TRANSFER_IN):
             return self.quantity
         raise InvalidMovement(f"kind: a {kind} is not a delta")
+
+    @property
+    def returned_to(self) -> str:
+        """The state a return's units go to."""
+        if self.disposition is not None:
+            return DISPOSITIONS[self.disposition]
+        return SELLABLE if self.resellable else "damaged"
+
+    @property
+    def state_deltas(self) -> tuple[tuple[str, int], ...]:
+        """The signed change to each state other than sellable (sellable is `delta`): units put into a state
+        or taken out of it."""
+        kind = self.kind
+        if kind is Kind.RETURN:
+            state = self.returned_to
+            return () if state == SELLABLE else ((state, self.quantity),)
+        if kind is not Kind.ADJUSTMENT:
+            return ()
+        source = self.state or SELLABLE
+        if self.to_state is None:
+            return () if source == SELLABLE else ((source, self.quantity),)
+        found = [] if source == SELLABLE else [(source, -self.quantity)]
+        if self.to_state in UNSELLABLE_STATES:
+            found.append((self.to_state, self.quantity))
+        return tuple(found)
+
+
+_STATE_NAMES = ", ".join(sorted(STATES))
 
 
 def _check(condition: bool, message: str) -> None:

@@ -33,7 +33,15 @@ from streams.domain.history import (
     reservation_key,
     transfer_key,
 )
-from streams.domain.movements import DELTA_KINDS, MAX_QUANTITY, WORKER_EVENT_PREFIX, Kind, Movement, expiry_of
+from streams.domain.movements import (
+    DELTA_KINDS,
+    MAX_QUANTITY,
+    UNSELLABLE_STATES,
+    WORKER_EVENT_PREFIX,
+    Kind,
+    Movement,
+    expiry_of,
+)
 from streams.domain.network import Channel, Network
 from streams.domain.orders import hold_step
 
@@ -70,10 +78,21 @@ class Position:
     counted_at: int | None = None  # event time of the count in force
     count_key: str = ""  # event key of that count (breaks ties between counts as of the same time)
     safety_at: int | None = None  # event time of the safety stock in force
+    # Units on hand but not sellable (`on_hand` is the sellable units): waiting for inspection, damaged,
+    # quarantined. Only state changes, returns and adjustments in a state move them; counts count sellable units.
+    quality_control: int = 0
+    damaged: int = 0
+    quarantine: int = 0
 
     @property
     def available(self) -> int:
         return max(0, self.on_hand - self.reserved - self.safety_stock)
+
+    def in_state(self, state: str) -> int:
+        """Units in a state other than sellable (each has a field of its name)."""
+        assert state in UNSELLABLE_STATES, state
+        units: int = getattr(self, state)
+        return units
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,9 +245,16 @@ class SkuStock:
                 return "unknown_location"
         if m.location is not None and not network.owns(m.channel, m.location):
             return "location_not_owned"
-        if m.kind in DELTA_KINDS and m.location is not None \
-                and abs(self.position(m.location).on_hand + m.delta) > MAX_ON_HAND:
-            return "out_of_range"
+        if m.kind in DELTA_KINDS and m.location is not None:
+            position = self.position(m.location)
+            if abs(position.on_hand + m.delta) > MAX_ON_HAND:
+                return "out_of_range"
+            for state, units in m.state_deltas:
+                # A state is not a fact that may go negative as sellable stock may: only what is in it leaves it.
+                if position.in_state(state) + units < 0:
+                    return "insufficient_in_state"
+                if position.in_state(state) + units > MAX_ON_HAND:
+                    return "out_of_range"
         return ""
 
     def _duplicate(self, m: Movement, remembered: str) -> Outcome:
@@ -256,17 +282,20 @@ class SkuStock:
 
     def _set(self, before: Position, on_hand: int | None = None, reserved: int | None = None,
              safety_stock: int | None = None, in_transit: int | None = None, counted_at: int | None = None,
-             count_key: str | None = None, safety_at: int | None = None) -> PositionChange:
+             count_key: str | None = None, safety_at: int | None = None,
+             states: tuple[int, int, int] | None = None) -> PositionChange:
         """The position with some figures changed, stamped with the SKU's current version (the hot path: no
-        dataclasses.replace, which costs several times more)."""
+        dataclasses.replace, which costs several times more). `states`: quality_control, damaged, quarantine."""
         b = before
+        quality_control, damaged, quarantine = (b.quality_control, b.damaged, b.quarantine) if states is None \
+            else states
         after = Position(b.sku, b.location, b.on_hand if on_hand is None else on_hand,
                          b.reserved if reserved is None else reserved,
                          b.safety_stock if safety_stock is None else safety_stock,
                          b.in_transit if in_transit is None else in_transit, self.version,
                          b.counted_at if counted_at is None else counted_at,
                          b.count_key if count_key is None else count_key,
-                         b.safety_at if safety_at is None else safety_at)
+                         b.safety_at if safety_at is None else safety_at, quality_control, damaged, quarantine)
         self.positions[b.location] = after
         return PositionChange(before, after)
 
@@ -294,8 +323,19 @@ class SkuStock:
         if change is not None:
             changes.append(change)
         anomalies = ("negative_on_hand",) if change is not None and change.after.on_hand < 0 else ()
-        status = Status.ABSORBED if absorbed else Status.APPLIED
+        state_deltas = m.state_deltas
+        if state_deltas:  # never absorbed: counts count sellable units only
+            changes.append(self._change_states(m.location, state_deltas))
+        status = Status.ABSORBED if absorbed and not state_deltas else Status.APPLIED
         return Outcome(m, status, self.version, changes=_merge(changes), anomalies=anomalies)
+
+    def _change_states(self, location: str, state_deltas: tuple[tuple[str, int], ...]) -> PositionChange:
+        before = self.position(location)
+        states = {state: before.in_state(state) for state in UNSELLABLE_STATES}
+        for state, units in state_deltas:
+            states[state] += units
+        self._bump()
+        return self._set(before, states=(states["quality_control"], states["damaged"], states["quarantine"]))
 
     def _track_transfer(self, m: Movement) -> PositionChange | None:
         """Units shipped by a transfer out are in transit to its destination until the transfer in arrives."""

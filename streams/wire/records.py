@@ -28,7 +28,8 @@ def movement_to_record(m: Movement) -> dict[str, Any]:
             "quantity": m.quantity, "occurred_at": m.occurred_at, "reason": m.reason, "resellable": m.resellable,
             "other_location": m.other_location, "transfer_id": m.transfer_id, "reservation_id": m.reservation_id,
             "expires_at": m.expires_at, "latitude": m.latitude, "longitude": m.longitude, "mode": m.mode,
-            "alias": m.alias}
+            "alias": m.alias, "returned_via": m.returned_via, "disposition": m.disposition, "state": m.state,
+            "to_state": m.to_state}
 
 
 def movement_from_record(record: dict[str, Any], channel: str) -> Movement:
@@ -36,12 +37,15 @@ def movement_from_record(record: dict[str, Any], channel: str) -> Movement:
     return Movement(Kind(record["kind"]), record["event_id"], channel, record["sku"], record["location"],
                     record["quantity"], record["occurred_at"], record["reason"], record["resellable"],
                     record["other_location"], record["transfer_id"], record["reservation_id"], record["expires_at"],
-                    record.get("latitude"), record.get("longitude"), record.get("mode"), record.get("alias"))
+                    record.get("latitude"), record.get("longitude"), record.get("mode"), record.get("alias"),
+                    returned_via=record.get("returned_via"), disposition=record.get("disposition"),
+                    state=record.get("state"), to_state=record.get("to_state"))
 
 
 def figures(p: Position) -> dict[str, int]:
     return {"on_hand": p.on_hand, "reserved": p.reserved, "safety_stock": p.safety_stock,
-            "in_transit": p.in_transit, "available": p.available}
+            "in_transit": p.in_transit, "available": p.available, "quality_control": p.quality_control,
+            "damaged": p.damaged, "quarantine": p.quarantine}
 
 
 def position_record(p: Position, now: int) -> dict[str, Any]:
@@ -75,12 +79,14 @@ def network_from_record(record: dict[str, Any]) -> Network:
 def _position_to_record(p: Position) -> dict[str, Any]:
     return {"location": p.location, "on_hand": p.on_hand, "reserved": p.reserved, "safety_stock": p.safety_stock,
             "in_transit": p.in_transit, "version": p.version, "counted_at": p.counted_at, "count_key": p.count_key,
-            "safety_at": p.safety_at}
+            "safety_at": p.safety_at, "quality_control": p.quality_control, "damaged": p.damaged,
+            "quarantine": p.quarantine}
 
 
 def _positions_from_record(sku: str, positions: list[dict[str, Any]]) -> dict[str, Position]:
     return {p["location"]: Position(sku, p["location"], p["on_hand"], p["reserved"], p["safety_stock"],
-                                    p["in_transit"], p["version"], p["counted_at"], p["count_key"], p["safety_at"])
+                                    p["in_transit"], p["version"], p["counted_at"], p["count_key"], p["safety_at"],
+                                    p.get("quality_control", 0), p.get("damaged", 0), p.get("quarantine", 0))
             for p in positions}
 
 

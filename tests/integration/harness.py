@@ -367,9 +367,11 @@ class Deployment:
         assert set(positions) == set(expected_positions)
         for key, position in expected_positions.items():
             got = positions[key]
-            assert (got["figures"]["on_hand"], got["figures"]["reserved"], got["figures"]["in_transit"],
-                    got["version"]) == (position.on_hand, position.reserved, position.in_transit,
-                                        position.version), key
+            figures = got["figures"]
+            assert (figures["on_hand"], figures["reserved"], figures["in_transit"], figures["quality_control"],
+                    figures["damaged"], figures["quarantine"], got["version"]) == (
+                position.on_hand, position.reserved, position.in_transit, position.quality_control,
+                position.damaged, position.quarantine, position.version), key
         problem: dict[str, str | None] = {"feed": None}
 
         def feeds_match() -> bool:

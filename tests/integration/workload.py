@@ -1,4 +1,5 @@
-"""A seeded multi-channel retail workload: sales, receipts, counts, transfers, reservations, duplicates, late POS."""
+"""A seeded multi-channel retail workload: sales, receipts, counts, transfers, returns and stock states,
+reservations, duplicates, late POS."""
 
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ def retail_workload(size: int, skus: int, seed: int, expiring_after_ms: int = 3_
     out: list[Movement] = []
     late_pos: list[Movement] = []
     reservations: list[tuple[str, str]] = []
+    state_change = _StateChanges(rnd)
     n = 0
 
     def next_id(prefix: str) -> str:
@@ -77,9 +79,16 @@ def retail_workload(size: int, skus: int, seed: int, expiring_after_ms: int = 3_
                                     other_location=src, transfer_id=tid))
         elif roll < 0.64:
             store, channel = rnd.choice([("s1", "pos-1"), ("s2", "pos-2")])
-            out.append(Movement(Kind.RETURN, next_id("rt"), channel, sku, store, 1, clock,
-                                resellable=rnd.random() < 0.7))
-        elif roll < 0.88:
+            if rnd.random() < 0.3:
+                out.append(Movement(Kind.RETURN, next_id("rt"), channel, sku, store, 1, clock,
+                                    resellable=rnd.random() < 0.7))
+            else:
+                out.append(Movement(Kind.RETURN, next_id("rt"), channel, sku, store, rnd.randint(1, 2), clock,
+                                    returned_via=rnd.choice(["store", "post", "pickup_point"]),
+                                    disposition=rnd.choice(["sellable", "inspect", "inspect", "damaged"])))
+        elif roll < 0.67:
+            out.append(state_change(sku, rnd.choice(LOCATIONS), next_id("st"), clock))
+        elif roll < 0.89:
             channel = rnd.choice(["web", "app"])
             rid = next_id("res")
             expiring = rnd.random() < 0.15
@@ -94,11 +103,41 @@ def retail_workload(size: int, skus: int, seed: int, expiring_after_ms: int = 3_
             kind = Kind.RESERVATION_FULFILLED if rnd.random() < 0.6 else Kind.RESERVATION_RELEASED
             placed = next(m for m in reversed(out) if m.reservation_id == rid)
             out.append(Movement(kind, next_id("x"), channel, placed.sku, None, 0, clock, reservation_id=rid))
-    # The offline store uploads its sales at the end; at-least-once delivery re-sends some movements.
+    # The offline store uploads its sales at the end; at-least-once delivery re-sends some movements (a state
+    # change only after itself: a copy ahead of the units it moves would be dead-lettered as it should be).
     out.extend(late_pos)
     for m in rnd.sample(out, len(out) // 30):
-        out.insert(rnd.randrange(len(out)), m)
+        after = out.index(m) + 1 if m.state_deltas and m.kind is Kind.ADJUSTMENT else 0
+        out.insert(rnd.randint(after, len(out)), m)
     return out
+
+
+class _StateChanges:
+    """The warehouse's state changes: units into quality control or quarantine, and out of the units it put
+    there itself (its movements share a topic, so they arrive in order; returns come on the stores' topics)."""
+
+    def __init__(self, rnd: random.Random) -> None:
+        self.rnd = rnd
+        self.held: dict[tuple[str, str, str], int] = {}
+
+    def __call__(self, sku: str, location: str, event_id: str, at: int) -> Movement:
+        rnd = self.rnd
+        full = [(state, units) for (s, loc, state), units in self.held.items() if (s, loc) == (sku, location)
+                and units > 0]
+        if full and rnd.random() < 0.6:
+            state, units = rnd.choice(full)
+            units = rnd.randint(1, units)
+            to_state = rnd.choice({"quality_control": ["sellable", "damaged"], "quarantine": ["sellable"],
+                                   "damaged": ["written_off"]}[state])
+            self.held[sku, location, state] -= units
+            if to_state == "damaged":
+                self.held[sku, location, to_state] = self.held.get((sku, location, to_state), 0) + units
+            return Movement(Kind.ADJUSTMENT, event_id, "wms", sku, location, units, at, state=state,
+                            to_state=to_state, reason="damage" if to_state == "written_off" else "inspected")
+        to_state, units = rnd.choice(["quality_control", "quarantine"]), rnd.randint(1, 3)
+        self.held[sku, location, to_state] = self.held.get((sku, location, to_state), 0) + units
+        return Movement(Kind.ADJUSTMENT, event_id, "wms", sku, location, units, at, to_state=to_state,
+                        reason="recall" if to_state == "quarantine" else "")
 
 
 ORDER_PREFIX = "chaos-order-"

@@ -161,6 +161,9 @@ def _ok(schema: str) -> dict[str, Any]:
 
 _FIGURES = {"on_hand": {"type": "integer"}, "reserved": {"type": "integer"}, "safety_stock": {"type": "integer"},
             "in_transit": {"type": "integer"}, "available": {"type": "integer"}, "version": {"type": "integer"},
+            "quality_control": {"type": "integer", "description": "on hand, waiting for inspection: not sellable"},
+            "damaged": {"type": "integer", "description": "on hand, damaged: not sellable"},
+            "quarantine": {"type": "integer", "description": "on hand, held apart: not sellable"},
             "sales_per_day": {"type": "number", "description": "units sold a day over the network's "
                               "sales_window_days (ending with the SKU's newest event's day)"}}
 

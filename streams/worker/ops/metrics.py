@@ -18,6 +18,11 @@ STANDBY_RECORDS = Counter("stocksync_standby_records_total", "Changelog records 
                           "standby replicas of table partitions other workers own")
 ANOMALIES = Counter("stocksync_anomalies_total", "Flagged outcomes (negative_on_hand: on-hand went below zero, "
                     "unknown_reservation, ...)", ["anomaly"])
+RETURNED_UNITS = Counter("stocksync_returned_units_total", "Units returned, by channel, how they came back (post, "
+                        "store, pickup_point, unknown) and where they went (sellable, quality_control, damaged)",
+                        ["channel", "via", "state"])
+WRITTEN_OFF_UNITS = Counter("stocksync_written_off_units_total", "Units written off, by the state they left and the "
+                            "reason", ["state", "reason"])
 BATCH_SIZE = Histogram("stocksync_batch_messages", "Messages per processed batch",
                        buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000))
 INGEST_LATENCY = Histogram("stocksync_ingest_to_publish_seconds",

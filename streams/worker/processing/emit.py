@@ -12,7 +12,7 @@ from typing import Any
 
 from streams.domain import Network, Outcome, SkuStock, Status, affected_channels, channel_ats
 from streams.domain.ats import line_figures
-from streams.domain.movements import Kind
+from streams.domain.movements import SELLABLE, WRITTEN_OFF, Kind
 from streams.domain.orders import ORDER_EVENT_PREFIX, hold_step, placed_hold
 from streams.domain.stock import MAX_ON_HAND, Reservation, ReservationDecision
 from streams.domain.transfers import transfer_suggestions
@@ -159,18 +159,30 @@ def rejection_detail(outcome: Outcome) -> str:
         "too_late": f"occurred_at {m.occurred_at} is at or before the SKU's horizon floor",
         "from_future": f"occurred_at {m.occurred_at} is ahead of the worker's clock beyond the tolerated skew",
         "out_of_range": f"on_hand at {m.location!r} would leave the range of +-{MAX_ON_HAND:,} units",
+        "insufficient_in_state": f"{', '.join(state for state, units in m.state_deltas if units < 0)} at "
+                                 f"{m.location!r} holds fewer than the {m.quantity} units that would leave it",
     }.get(outcome.reason, outcome.reason)
 
 
 def _ledger(outcome: Outcome, message: Inbound, now: int) -> dict[str, Any]:
     m = outcome.movement
     return {"sku": m.sku, "channel": m.channel, "event_id": m.event_id, "kind": m.kind.value,
-            "status": outcome.status.value, "reason": outcome.reason, "anomalies": list(outcome.anomalies),
+            "status": outcome.status.value, "reason": outcome.reason or _why(outcome),
+            "anomalies": list(outcome.anomalies),
             "changes": [{"location": c.after.location, "before": figures(c.before), "after": figures(c.after)}
                         for c in outcome.changes],
             "version": outcome.version, "occurred_at": m.occurred_at, "applied_at": now,
             "source_topic": message.topic, "source_partition": message.partition,
             "source_offset": message.offset}
+
+
+def _why(outcome: Outcome) -> str:
+    """For an applied adjustment, state change or return: the reason it gave (on the ledger, where a write-off's
+    or a damaged return's units are accounted for)."""
+    m = outcome.movement
+    if m.kind in _GIVES_REASONS and outcome.status is Status.APPLIED:
+        return m.reason
+    return ""
 
 
 def count_outcomes(outcomes: Sequence[Outcome]) -> None:
@@ -180,3 +192,14 @@ def count_outcomes(outcomes: Sequence[Outcome]) -> None:
         metrics.MOVEMENTS.labels(*labels).inc(count)
     for anomaly, count in Counter(a for o in outcomes for a in o.anomalies).items():
         metrics.ANOMALIES.labels(anomaly).inc(count)
+    for o in outcomes:
+        m = o.movement
+        if o.status is not Status.APPLIED or m.kind not in _GIVES_REASONS:
+            continue
+        if m.kind is Kind.RETURN:
+            metrics.RETURNED_UNITS.labels(m.channel, m.returned_via or "unknown", m.returned_to).inc(m.quantity)
+        elif m.to_state == WRITTEN_OFF:
+            metrics.WRITTEN_OFF_UNITS.labels(m.state or SELLABLE, m.reason).inc(m.quantity)
+
+
+_GIVES_REASONS = frozenset({Kind.ADJUSTMENT, Kind.RETURN})

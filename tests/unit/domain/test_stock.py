@@ -22,7 +22,8 @@ def test_sales_receipts_returns_adjustments_move_on_hand() -> None:
                        mv("return", quantity=5, resellable=False),
                        mv("adjustment", quantity=-2, reason="damage"))
     assert stock.position("wh-1").on_hand == 6
-    assert stock.version == 4  # the damaged return changed nothing
+    assert stock.position("wh-1").damaged == 5  # a damaged return is on hand, not sellable: not lost from view
+    assert stock.position("wh-1").available == 6
 
 
 def test_sale_beyond_stock_is_applied_and_flagged() -> None:
