@@ -13,7 +13,6 @@ from streams.channel.errors import (
     DeliveryError,
 )
 from streams.domain import Movement
-from streams.domain.movements import SALES_SIDE
 from streams.errors import AccessDenied
 from streams.kafka.clients import new_producer, produce, topic_metadata
 from streams.security import Kafka
@@ -62,7 +61,7 @@ class MovementSender:
         """Queue a validated movement on its side's topic, in its SKU's partition."""
         if self._closed.is_set():
             raise ClientClosed(f"channel {self.channel!r}: the client is closed")
-        topic = self.sales_topic if movement.kind in SALES_SIDE else self.restock_topic
+        topic = self.sales_topic if movement.on_sales_topic else self.restock_topic
         # A movement that names the channel's alias instead goes where the alias hashes; the worker there resolves
         # it and sends it on to its SKU's partition.
         key = (topic, sku_partition(movement.sku or movement.alias or "", self._partitions))

@@ -108,7 +108,7 @@ def _watch(settings: Settings, servers: Kafka, network: Network, procs: list[sub
                       f"other shells: export STOCKSYNC_BOOTSTRAP_SERVERS={servers}  (query API on "
                       f"http://127.0.0.1:{settings.web_port})", flush=True)
             elif time.time() - last_line >= 5:
-                print("\n".join(view.render().split("\n")[:4]) + "\n", flush=True)  # the headline figures
+                print("\n".join(view.render().split("\n")[:5]) + "\n", flush=True)  # the headline figures
             if time.time() - last_line >= 5:
                 last_line = time.time()
             if not runner.is_alive():

@@ -16,6 +16,7 @@ from itertools import pairwise
 from typing import Any
 
 from streams.domain import Network
+from streams.domain.movements import UNSELLABLE_STATES
 from streams.kafka.clients import start_positions, unassigned_consumer
 from streams.kafka.schema_registry import codec_for
 from streams.kafka.topics import TopicRegistry
@@ -102,8 +103,14 @@ class LiveView:
     def _sample(self, now: float) -> None:
         s = self.state
         latencies = [ms for _, ms in s.latencies]
-        busiest = [sku for sku, _ in s.activity.most_common(self.busy * 2)]
-        ats = {sku: s.ats[(self.chart_channel, sku)] for sku in busiest if (self.chart_channel, sku) in s.ats}
+        # The busiest SKUs, and those sampled last time (up to twice as many): a SKU that drops a few places
+        # for a second keeps its line unbroken.
+        tracked = dict.fromkeys(sku for sku, _ in s.activity.most_common(self.busy * 2))
+        for sku in s.samples[-1][4] if s.samples else ():
+            if len(tracked) >= self.busy * 4:
+                break
+            tracked.setdefault(sku)
+        ats = {sku: s.ats[(self.chart_channel, sku)] for sku in tracked if (self.chart_channel, sku) in s.ats}
         s.samples.append((now, s.applied, percentile(latencies, 0.5), percentile(latencies, 0.99), ats))
 
     def _take(self, kind: str, message: Any) -> None:
@@ -151,6 +158,8 @@ class LiveView:
             "reservations": {"accepted": s.accepted, "refused": s.refused}, "negative_flags": s.negative_flags,
             "orders": {"accepted": s.orders_accepted, "refused": s.orders_refused,
                        "parcels_per_order": round(s.parcels / s.orders_accepted, 2) if s.orders_accepted else 0.0},
+            "not_sellable": {state: sum(f.get(state, 0) for f in s.positions.values())
+                             for state in UNSELLABLE_STATES},
             "locations": locations, "channels": channels,
             "charts": self._charts(busiest),
             "suggestions": [{k: s.suggestions[key][k] for k in ("sku", "source", "destination", "units", "reason")}
@@ -187,6 +196,8 @@ class LiveView:
             f"avoided; sales beyond known stock flagged: {view['negative_flags']}",
             f"orders (carts held whole or not at all): {orders['accepted']} accepted, {orders['refused']} refused; "
             f"{orders['parcels_per_order']} parcels per accepted order",
+            "on hand but not sellable: " + ", ".join(f"{units} {state.replace('_', ' ')}"
+                                                     for state, units in view["not_sellable"].items()),
             "",
             "available (on hand) per location".ljust(26) + "".join(loc[:width - 1].rjust(width) for loc in locations),
         ]

@@ -1,6 +1,7 @@
 """A seeded retail network at work: POS sales (one store goes offline and uploads late), web and app orders (carts
 of several lines held whole, and one-item sourced reservations) that get paid, cancelled or expire, marketplace
-orders, warehouse receipts, transfers to stores, cycle counts, damage and returns.
+orders, warehouse receipts, transfers to stores, cycle counts, damage set apart and written off, and returns
+(back on the shelf, damaged, or inspected and then released or found damaged).
 
 `plan()` is pure: the same network, seed, rate, duration and start time give the same steps, so a run can be
 reproduced. `Simulator.run()` sends the steps through one ChannelClient per channel at their times; a reservation's
@@ -262,10 +263,16 @@ def planned(network: Network, *, seed: int, rate: float, duration_s: float, skus
                 expires_at=start_ms + at + 60_000)
             add(at + 1_500, channel, Kind.RESERVATION_FULFILLED, sku, None, 0, needs=reservation,
                 reservation_id=reservation)
-        elif roll < 0.75:  # a return at a store
+        elif roll < 0.75:  # a return at a store: back on the shelf, or inspected first (then released or damaged)
             channel = rnd.choice(roles.pos)
-            add(at, channel, Kind.RETURN, busy_sku(), rnd.choice(sorted(network.channels[channel].locations)), 1,
-                resellable=rnd.random() < 0.8, reason="customer return")
+            sku, store = busy_sku(), rnd.choice(sorted(network.channels[channel].locations))
+            disposition = rnd.choices(("sellable", "inspect", "damaged"), (5, 4, 1))[0]
+            add(at, channel, Kind.RETURN, sku, store, 1, disposition=disposition, returned_via="store",
+                resellable=disposition == "sellable", reason="customer return")
+            if disposition == "inspect":  # inspected at the store a few seconds later
+                add(at + rnd.randint(4_000, 10_000), channel, Kind.ADJUSTMENT, sku, store, 1,
+                    state="quality_control", to_state=rnd.choice(("sellable", "sellable", "sellable", "damaged")),
+                    reason="inspected")
         elif roll < 0.86:  # a warehouse receipt, when the SKU is down to its reorder point there
             sku, location = busy_sku(), rnd.choice(warehouses or wms_locations)
             if model.available(sku, location) < REORDER_POINT:
@@ -284,10 +291,13 @@ def planned(network: Network, *, seed: int, rate: float, duration_s: float, skus
             sku, location = busy_sku(), rnd.choice(wms_locations)
             counted = max(0, model.on_hand(sku, location) - rnd.choice((0, 0, 0, 1)))
             add(at, roles.warehouse_system, Kind.COUNT, sku, location, counted)
-        else:  # damage found at a store
+        else:  # damage found at a store: set apart, then written off
             sku, location = busy_sku(), rnd.choice(stores or wms_locations)
             if model.available(sku, location) > 0:
-                add(at, roles.warehouse_system, Kind.ADJUSTMENT, sku, location, -1, reason="damage")
+                add(at, roles.warehouse_system, Kind.ADJUSTMENT, sku, location, 1, to_state="damaged",
+                    reason="found on the shelf")
+                add(at + rnd.randint(4_000, 10_000), roles.warehouse_system, Kind.ADJUSTMENT, sku, location, 1,
+                    state="damaged", to_state="written_off", reason="damage")
         if offline_buffer and at % OFFLINE_EVERY_MS >= OFFLINE_FOR_MS:  # back online: upload what was sold
             for sale in offline_buffer:
                 push(Step(at, sale.channel, sale))

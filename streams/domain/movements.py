@@ -236,6 +236,18 @@ class Movement:
         raise InvalidMovement(f"kind: a {kind} is not a delta")
 
     @property
+    def in_states(self) -> bool:
+        """An adjustment in a stock state or a state change. It may come on either of its channel's topics; the
+        channel client sends it on the sales topic, where returns come: one channel's return and the inspection
+        that releases it then arrive in the order sent."""
+        return self.state is not None or self.to_state is not None
+
+    @property
+    def on_sales_topic(self) -> bool:
+        """Which of its channel's topics the channel client sends it on."""
+        return self.kind in SALES_SIDE or self.in_states
+
+    @property
     def returned_to(self) -> str:
         """The state a return's units go to."""
         if self.disposition is not None:

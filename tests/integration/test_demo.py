@@ -104,6 +104,9 @@ def test_the_live_view_shows_stock_moving(demo: Demo) -> None:
     wait_for(lambda: demo.state()["orders"]["accepted"] > 0, 60, "an accepted cart on the live view")
     assert demo.state()["orders"]["parcels_per_order"] >= 1
     assert re.search(r"orders \(carts held whole or not at all\): \d+ accepted", "".join(demo.output))
+    # Returns waiting for inspection and damaged units: on hand, shown, sold by no channel.
+    wait_for(lambda: sum(demo.state()["not_sellable"].values()) > 0, 60, "units not sellable on the live view")
+    assert re.search(r"on hand but not sellable: \d+ quality control, \d+ damaged", "".join(demo.output))
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (deploy/dev.sh installs it where apt can)")
@@ -118,6 +121,7 @@ def test_the_demo_page_draws_its_charts_in_a_real_browser(demo: Demo, tmp_path: 
     dom = done.stdout
     assert "<table" in dom, done.stderr[-2000:]
     assert "carts accepted / refused" in dom and "parcels per cart" in dom
+    assert re.search(r"in inspection / damaged / quarantine<b>\d+ / \d+ / \d+</b>", dom)
     for chart, names in (("throughput", {"movements/s"}), ("latency", {"p50", "p99"}), ("ats", None)):
         svg = re.search(rf'<svg id="chart-{chart}"[^>]*>(.*?)</svg>', dom, re.S)
         assert svg is not None, f"chart {chart} missing"

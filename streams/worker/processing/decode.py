@@ -133,7 +133,7 @@ class Decoder:
                             f"event_id: {movement.event_id!r}: only the workers' own movements, and all of "
                             f"them, start with {WORKER_EVENT_PREFIX!r}", now, result, position, movement.event_id)
                 continue
-            if movement.kind not in route.kinds:
+            if movement.kind not in route.kinds and not (movement.in_states and route.kinds == SALES_SIDE):
                 dead_letter(outbox, message, channel, "wrong_topic", _wrong_topic(movement.kind), now, result,
                             position, movement.event_id)
                 continue

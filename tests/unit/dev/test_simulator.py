@@ -9,7 +9,7 @@ import pytest
 
 from streams.control.network import load_network_file
 from streams.dev.simulator import Cart, CartSettled, Roles, plan
-from streams.domain import Kind, Movement, Network
+from streams.domain import Kind, Movement, Network, SkuStock, Status
 from streams.errors import ConfigError
 from tests.integration.workload import NETWORK
 
@@ -64,6 +64,16 @@ def test_plan_is_a_realistic_valid_mix(network: Network) -> None:
     placed = [m for m in movements if m.kind is Kind.RESERVATION_PLACED]
     followed = {m.reservation_id for s, m in zip(steps, movements, strict=True) if s.needs_accepted}
     assert 0 < len(followed) < len(placed)  # some are paid or cancelled, the rest expire
+    returns = Counter(m.disposition for m in movements if m.kind is Kind.RETURN)
+    assert set(returns) == {"sellable", "inspect", "damaged"}
+    states = Counter((m.state, m.to_state) for m in movements if m.kind is Kind.ADJUSTMENT)
+    assert {("quality_control", "sellable"), ("quality_control", "damaged"), (None, "damaged"),
+            ("damaged", "written_off")} <= set(states)
+    # Applied in the order sent, every state change finds its units: nothing is dead-lettered.
+    stocks: dict[str, SkuStock] = {}
+    for m in movements:
+        outcome = stocks.setdefault(m.sku, SkuStock(m.sku)).apply(m, network, m.occurred_at + 1)
+        assert outcome.status is not Status.REJECTED, (m, outcome.reason)
 
 
 def test_a_run_ending_while_the_store_is_offline_still_uploads_its_sales() -> None:

@@ -55,6 +55,23 @@ def test_a_movement_sent_again_adds_no_ledger_entry_and_publishes_its_figures_ag
     assert again.to(registry.ats("web").name) == first.to(registry.ats("web").name)
 
 
+def test_a_state_change_comes_on_either_topic_and_a_plain_adjustment_only_on_the_restock_topic() -> None:
+    built, registry = setup()
+    store, outbox = Store(PARTITIONS), Outbox()
+    returned = Movement(Kind.RETURN, "rt1", "wms", "SKU-1", "wh-1", 3, 1_000, disposition="inspect")
+    released = Movement(Kind.ADJUSTMENT, "qc1", "wms", "SKU-1", "wh-1", 2, 1_001, state="quality_control",
+                        to_state="sellable")
+    quarantined = Movement(Kind.ADJUSTMENT, "q1", "wms", "SKU-1", "wh-1", 1, 1_002, to_state="quarantine")
+    plain = Movement(Kind.ADJUSTMENT, "a1", "wms", "SKU-1", "wh-1", -1, 1_003, reason="damage")
+    result = built.handle([message(registry, [returned, released, plain], side="sales"),
+                           message(registry, [quarantined], offset=1)], store, outbox, NOW)
+    assert [(d["reason"], d["movement_index"]) for d in letters(outbox, registry)] == [("wrong_topic", 2)]
+    assert result.dead_letters == 1
+    figures = {record[1]: default_codec().decode(record[2] or b"")[1]["figures"]
+               for record in outbox.to(registry.positions.name)}[b"SKU-1|wh-1"]
+    assert (figures["on_hand"], figures["quality_control"], figures["quarantine"]) == (1, 1, 1)
+
+
 def test_a_sales_movement_on_the_restock_topic_is_dead_lettered() -> None:
     built, registry = setup()
     sale = Movement(Kind.SALE, "e1", "wms", "SKU-1", "wh-1", 1, 1_000)
