@@ -44,7 +44,11 @@ def test_java_writes_every_input_and_reads_every_output_of_a_worker(deployment: 
     receipt = Movement(Kind.RECEIPT, "j-rcpt", "wms", "JAVA-1", "w1", 9, at)
     sales = [Movement(Kind.SALE, "j-sale", "pos-1", "JAVA-1", "s1", 1, at),
              Movement(Kind.RETURN, "j-return", "pos-1", "JAVA-1", "s1", 1, at + 1, resellable=False,
-                      reason="damaged")]
+                      reason="damaged"),
+             Movement(Kind.RETURN, "j-inspect", "pos-1", "JAVA-1", "s1", 2, at + 1, disposition="inspect",
+                      returned_via="post"),
+             Movement(Kind.ADJUSTMENT, "j-release", "pos-1", "JAVA-1", "s1", 1, at + 1, state="quality_control",
+                      to_state="sellable")]
     request = Movement(Kind.RESERVATION_PLACED, "j-reserve", "web", "JAVA-1", None, 2, at + 2,
                        reservation_id="j-order", expires_at=at + 600_000)
     nowhere = Movement(Kind.RECEIPT, "j-nowhere", "wms", "JAVA-1", "nowhere", 1, at + 3)
@@ -74,7 +78,11 @@ def test_java_writes_every_input_and_reads_every_output_of_a_worker(deployment: 
         read_by_java = avro_java.decode(values)
         assert read_by_java == [codec.decode(value) for value in values], topic
     ledger = [record["event_id"] for _, record in avro_java.decode(outputs[registry.ledger.name])]
-    assert sorted(e for e in ledger if not e.startswith("~order:")) == ["j-rcpt", "j-reserve", "j-return", "j-sale"]
+    assert sorted(e for e in ledger if not e.startswith("~order:")) == ["j-inspect", "j-rcpt", "j-release",
+                                                                         "j-reserve", "j-return", "j-sale"]
+    positions = avro_java.decode(outputs[registry.positions.name])
+    figures = {record["location"]: record["figures"] for _, record in positions}  # the last of each
+    assert (figures["s1"]["quality_control"], figures["s1"]["damaged"]) == (1, 1)  # as Java reads them
     # a one-line order: its owner planned and held the line in one step
     assert sorted(e.rsplit(":", 1)[1] for e in ledger if e.startswith("~order:j-cart/1/1.")) == ["source"]
     [(_, letter)] = avro_java.decode(outputs[registry.deadletter.name])
