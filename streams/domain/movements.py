@@ -18,6 +18,10 @@ SELLABLE = "sellable"
 UNSELLABLE_STATES = ("quality_control", "damaged", "quarantine")
 STATES = frozenset({SELLABLE, *UNSELLABLE_STATES})
 WRITTEN_OFF = "written_off"  # where a state change sends units that leave the stock for good
+# Between the states that are not sellable, units move one way only (and from any of them to sellable or
+# written_off): with no way back, whatever order state changes arrive in, each one applies once the units it
+# follows are there (a change arriving early is dead-lettered; sent again then, it applies).
+ONWARD_STATES = {"quality_control": ("quarantine", "damaged"), "quarantine": ("damaged",), "damaged": ()}
 # How a return came back, and what becomes of its units: a return's disposition names the state they go to.
 RETURN_ROUTES = frozenset({"post", "store", "pickup_point"})
 DISPOSITIONS = {"sellable": SELLABLE, "inspect": "quality_control", "damaged": "damaged"}
@@ -183,7 +187,12 @@ class Movement:
         _check(to_state in STATES or to_state == WRITTEN_OFF,
                f"to_state: {to_state!r} is neither a stock state ({_STATE_NAMES}) nor {WRITTEN_OFF!r}")
         _check(self.quantity > 0, f"quantity: a state change moves a positive number of units, got {self.quantity}")
-        _check(to_state != (self.state or SELLABLE), f"to_state: the units are in {to_state!r} already")
+        source = self.state or SELLABLE
+        _check(to_state != source, f"to_state: the units are in {to_state!r} already")
+        if source in ONWARD_STATES and to_state in ONWARD_STATES:
+            _check(to_state in ONWARD_STATES[source],
+                   f"to_state: units in {source} go to {', '.join((*ONWARD_STATES[source], SELLABLE, WRITTEN_OFF))}, "
+                   f"not back to {to_state}")
         if to_state == WRITTEN_OFF:
             _check(self.reason in ADJUSTMENT_REASONS, f"reason: a write-off needs one of {sorted(ADJUSTMENT_REASONS)}"
                                                       f", got {self.reason!r}")

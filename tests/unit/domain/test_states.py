@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streams.domain import InvalidMovement, Kind, Movement, SkuStock, Status, channel_ats
-from streams.domain.movements import SELLABLE, UNSELLABLE_STATES, WRITTEN_OFF
+from streams.domain.movements import ONWARD_STATES, SELLABLE, UNSELLABLE_STATES, WRITTEN_OFF
 from tests.unit.domain.helpers import NETWORK, NOW, mv
 
 WEB = NETWORK.channels["web"]
@@ -110,6 +110,10 @@ def test_a_state_change_sent_again_changes_nothing() -> None:
     ({"kind": "adjustment", "state": "lost", "quantity": 1, "reason": "other"}, "state: 'lost' is not a stock state"),
     ({"kind": "adjustment", "to_state": "limbo"}, "to_state: 'limbo' is neither a stock state"),
     ({"kind": "adjustment", "to_state": "sellable"}, "to_state: the units are in 'sellable' already"),
+    ({"kind": "adjustment", "state": "damaged", "to_state": "quality_control"},
+     "to_state: units in damaged go to sellable, written_off, not back to quality_control"),
+    ({"kind": "adjustment", "state": "quarantine", "to_state": "quality_control"},
+     "to_state: units in quarantine go to damaged, sellable, written_off, not back to quality_control"),
     ({"kind": "adjustment", "to_state": "damaged", "quantity": -2}, "quantity: a state change moves a positive"),
     ({"kind": "adjustment", "state": "damaged", "to_state": WRITTEN_OFF}, "reason: a write-off needs one of"),
     ({"kind": "sale", "state": "damaged"}, "state: only an adjustment names a stock state"),
@@ -145,12 +149,11 @@ def state_histories(draw: st.DrawFn) -> list[Movement]:
             disposition = draw(st.sampled_from(["sellable", "inspect", "damaged"]))
             m = Movement(Kind.RETURN, f"e{i}", "wms", "SKU-1", location, units, at, disposition=disposition,
                          returned_via=draw(st.sampled_from(["post", "store", "pickup_point"])))
-        elif kind == "into":  # sellable or another state's units into a state
-            source = draw(st.sampled_from([SELLABLE, *[s for s in UNSELLABLE_STATES if held[location, s]]]))
+        elif kind == "into":  # sellable or another state's units into a state (onward only)
+            source = draw(st.sampled_from([SELLABLE, *[s for s in UNSELLABLE_STATES if held[location, s]
+                                                       and state in ONWARD_STATES[s]]]))
             if source != SELLABLE:
                 units = min(units, held[location, source])
-            if source == state:
-                continue
             m = Movement(Kind.ADJUSTMENT, f"e{i}", "wms", "SKU-1", location, units, at,
                          state=None if source == SELLABLE else source, to_state=state)
         elif kind in ("out", "adjust"):
