@@ -219,3 +219,32 @@ def test_any_arrival_order_with_its_dead_letters_sent_again_ends_at_the_event_ti
     again = [stock.apply(m, NETWORK, NOW).status for m in history]
     assert set(again) <= {Status.DUPLICATE}
     assert figures(stock) == event_time_model(history)
+
+
+def test_a_year_of_a_best_sellers_returns_and_inspections_keeps_its_records_bounded() -> None:
+    """200 returns a day for a year, half inspected and released or damaged and written off the next hour: the
+    states are three figures in the position; what grows with history is forgotten at the horizon as for any
+    movement, so the records held after a year are those of the last week."""
+    day, hour = 24 * 3_600_000, 3_600_000
+    stock = SkuStock("HOT")
+    records_held = []
+    n = 0
+    for d in range(365):
+        batch = []
+        for i in range(200):
+            at = d * day + i * 60_000
+            n += 1
+            batch.append(Movement(Kind.RETURN, f"r{n}", "wms", "HOT", "wh-1", 1, at, disposition="inspect",
+                                  returned_via="post"))
+            to_state = SELLABLE if i % 4 else "damaged"
+            batch.append(Movement(Kind.ADJUSTMENT, f"i{n}", "wms", "HOT", "wh-1", 1, at + hour,
+                                  state="quality_control", to_state=to_state))
+            if to_state == "damaged":
+                batch.append(Movement(Kind.ADJUSTMENT, f"w{n}", "wms", "HOT", "wh-1", 1, at + hour + 1,
+                                      state="damaged", to_state=WRITTEN_OFF, reason="damage"))
+        outcomes = stock.apply_all(batch, NETWORK, d * day + 2 * day)
+        assert {o.status for o in outcomes} == {Status.APPLIED}
+        records_held.append(len(stock.records.data))  # type: ignore[attr-defined]
+    position = stock.position("wh-1")
+    assert (position.on_hand, position.quality_control, position.damaged) == (365 * 150, 0, 0)
+    assert max(records_held[30:]) <= 1.2 * records_held[14]  # flat after the first week's horizon
