@@ -1,6 +1,7 @@
 """The soak: the retail workload at a steady rate through two workers for a long time (an hour by default), each
 worker killed once along the way and restarted on its own disk, and every interval what could grow without
-bound sampled: each worker's RSS, open files and state directory, the changelog's records, the input lag, and the
+bound sampled: each worker's RSS (and how much of it is RocksDB's memtables and block cache, which fill up to
+their configured bound), open files and state directory, the changelog's records, the input lag, and the
 end-to-end latency p50/p99 of that interval (from the workers' own histograms). At the end the chaos suite's check:
 nothing lost, applied twice, mismatched or gone back. Prints JSON.
 
@@ -34,6 +35,7 @@ from tests.integration.harness import Deployment, WorkerProcess
 from tests.integration.workload import NETWORK, retail_workload
 
 LATENCY = "stocksync_ingest_to_publish_seconds"
+TABLE_MEMORY = "stocksync_table_memory_bytes"
 
 
 class Soak:
@@ -64,16 +66,10 @@ class Soak:
         """The ingest-to-publish histogram's cumulative buckets, summed over the running workers."""
         buckets: dict[float, float] = {}
         for worker in workers:
-            try:
-                with urllib.request.urlopen(f"{worker.url}/metrics", timeout=5) as response:
-                    text = response.read().decode()
-            except OSError:
-                continue
-            for family in text_string_to_metric_families(text):
-                for sample in family.samples:
-                    if sample.name == f"{LATENCY}_bucket":
-                        bound = float(sample.labels["le"])
-                        buckets[bound] = buckets.get(bound, 0.0) + sample.value
+            for sample in _scrape(worker):
+                if sample.name == f"{LATENCY}_bucket":
+                    bound = float(sample.labels["le"])
+                    buckets[bound] = buckets.get(bound, 0.0) + sample.value
         return buckets
 
     def _sample(self, elapsed: float, before: dict[float, float]) -> tuple[dict[str, Any], dict[float, float]]:
@@ -84,7 +80,13 @@ class Soak:
         delta = {bound: max(0.0, count - before.get(bound, 0.0)) for bound, count in now.items()}
         workers = {}
         for worker in running:
-            workers[worker.name] = {"rss_mb": _rss_mb(worker.proc.pid), "open_files": _open_files(worker.proc.pid),
+            rss = _rss_mb(worker.proc.pid)
+            # RocksDB's memtables and block cache fill up to their configured bound as the worker runs: what
+            # could grow without bound is the rest.
+            rocksdb = round(sum(s.value for s in _scrape(worker) if s.name == TABLE_MEMORY) / 1e6, 1)
+            workers[worker.name] = {"rss_mb": rss, "rocksdb_mb": rocksdb,
+                                    "rss_beyond_rocksdb_mb": None if rss is None else round(rss - rocksdb, 1),
+                                    "open_files": _open_files(worker.proc.pid),
                                     "state_mb": _size_mb(d.data_dir(worker.name))}
         changelog = d.registry.stock_changelog.name
         return {"at_s": round(elapsed), "sent": self.sent, "workers": workers,
@@ -135,6 +137,16 @@ class Soak:
             return result
         finally:
             d.stop_all()
+
+
+def _scrape(worker: WorkerProcess) -> list[Any]:
+    """Every sample a worker's /metrics has now (none if it does not answer)."""
+    try:
+        with urllib.request.urlopen(f"{worker.url}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return []
+    return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
 
 
 def _rss_mb(pid: int) -> float | None:

@@ -24,5 +24,8 @@ def test_a_short_soak_with_a_kill_of_each_worker_loses_nothing_and_reports_each_
         assert sample["changelog_records"] > 0 and sample["input_lag"] >= 0
         assert set(sample["workers"]) == {"w1", "w2"}
         assert all(w["rss_mb"] and w["open_files"] and w["state_mb"] >= 0 for w in sample["workers"].values())
+        assert all(0 <= w["rocksdb_mb"] < w["rss_mb"] for w in sample["workers"].values()), sample["workers"]
+    # RocksDB's part of the memory is measured (its memtables hold what a worker applied).
+    assert any(w["rocksdb_mb"] > 0 for sample in intervals for w in sample["workers"].values())
     assert intervals[0]["latency_ms"]["p50"] is not None and intervals[0]["latency_ms"]["p99"] is not None
     assert intervals[-1]["input_lag"] == 0  # settled

@@ -61,10 +61,12 @@ def test_metrics_count_what_was_committed_and_feed_every_dashboard_panel(deploym
     with ChannelClient("wms", deployment.bootstrap, settings=deployment.settings) as wms, \
             ChannelClient("web", deployment.bootstrap, settings=deployment.settings, linger_ms=0) as web:
         receipt = wms.receipt("ORD-1", "w1", 10, event_id="ord-1-in")
+        damaged = wms.change_state("ORD-1", "w1", 2, to_state="damaged", event_id="ord-1-damaged")
+        written_off = wms.write_off("ORD-1", "w1", 2, from_state="damaged", reason="damage", event_id="ord-1-off")
         wms.flush()
         assert web.reserve_order("m-1", [("ORD-1", 2)], timeout_s=60).accepted
         assert web.reserve_order("m-2", [("ORD-NONE", 1)], timeout_s=60).reason == "insufficient_stock"
-    deployment.sent[receipt.key] = receipt
+    deployment.sent.update({m.key: m for m in (receipt, damaged, written_off)})
     deployment.settle(240)
 
     _, history = deployment.replay_ledger()
@@ -85,6 +87,19 @@ def test_metrics_count_what_was_committed_and_feed_every_dashboard_panel(deploym
     assert counted("stocksync_anomalies_total", "anomaly")[("negative_on_hand",)] >= 1
     assert counted("stocksync_orders_decided_total", "channel", "result") == Counter(
         {("web", "accepted"): 1, ("web", "insufficient_stock"): 1})
+    # Returned and written-off units: those of the movements the ledger says were applied.
+    applied = [deployment.sent.get(f"{e['channel']}:{e['event_id']}") for e in history if e["status"] == "applied"]
+    returned: Counter[tuple[str, ...]] = Counter()
+    written: Counter[tuple[str, ...]] = Counter()
+    for m in applied:
+        if m is not None and m.kind is Kind.RETURN:
+            returned[(m.channel, m.returned_via or "unknown", m.returned_to)] += m.quantity
+        elif m is not None and m.to_state == "written_off":
+            written[(m.state or "sellable", m.reason)] += m.quantity
+    assert counted("stocksync_returned_units_total", "channel", "via", "state") == returned
+    assert len({state for _, _, state in returned}) == 3  # the workload's returns went to every state
+    assert counted("stocksync_written_off_units_total", "state", "reason") == written
+    assert written[("damaged", "damage")] >= 2
     outputs = counted("stocksync_outputs_total", "topic")
     assert outputs[(deployment.registry.ledger.name,)] == len(history)
     assert sum(v for _, v in samples["stocksync_table_keys"]) > 40  # a head per SKU, and history records

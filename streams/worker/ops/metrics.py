@@ -45,6 +45,8 @@ TABLE_KEYS = Gauge("stocksync_table_keys", "Stock table records held locally, pe
                    "this worker owns it; standby: a warm copy) (RocksDB: its estimate)", ["partition", "role"])
 TABLE_BYTES = Gauge("stocksync_table_bytes", "Stock table bytes held locally, per partition and role (RocksDB: live "
                     "data and memtables, estimated)", ["partition", "role"])
+TABLE_MEMORY = Gauge("stocksync_table_memory_bytes", "Memory the local stock table holds outside Python (RocksDB: "
+                     "memtables, block cache, SST indexes and filters), over every open partition", ["kind"])
 RECOVERY_REMAINING = Gauge("stocksync_recovery_remaining_records", "Changelog records still to read before the "
                            "worker's table partitions are recovered (active) or up to date (standby)", ["kind"])
 READY = Gauge("stocksync_ready", "1 when the worker is ready (assigned, recovered, reading, Kafka answering)")

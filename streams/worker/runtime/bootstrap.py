@@ -189,6 +189,8 @@ class Worker:
             role = "active" if partition in owned else "standby"
             metrics.TABLE_KEYS.labels(partition, role).set(keys)
             metrics.TABLE_BYTES.labels(partition, role).set(size)
+        for kind, size in self.table.memory().items():
+            metrics.TABLE_MEMORY.labels(kind).set(size)
 
     async def announce_ready(self) -> None:
         await self.app.recovered.wait()

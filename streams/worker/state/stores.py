@@ -38,6 +38,9 @@ class LocalStore(Protocol):
     def sizes(self) -> dict[str, tuple[int, int]]:
         """Records and bytes held, per partition (or "all")."""
 
+    def memory(self) -> dict[str, int]:
+        """Bytes of memory the store holds beyond Python's objects, by what holds them (nothing for a dict)."""
+
 
 class MemoryStore:
     """One dict for every partition, for the process's life; so are its checkpoints."""
@@ -69,6 +72,9 @@ class MemoryStore:
     def sizes(self) -> dict[str, tuple[int, int]]:
         held = self.data
         return {"all": (len(held), sum(len(k) + len(v) for k, v in list(held.items())))}
+
+    def memory(self) -> dict[str, int]:
+        return {}
 
 
 class RocksDBStore:
@@ -118,3 +124,17 @@ class RocksDBStore:
                          int(db.property_int_value("rocksdb.total-sst-files-size") or 0)
                          + int(db.property_int_value("rocksdb.cur-size-all-mem-tables") or 0))
                 for p, db in list(self.open_databases().items())}
+
+    def memory(self) -> dict[str, int]:
+        """RocksDB's own memory over every open partition, from its properties: memtables (bounded by
+        STOCKSYNC_ROCKSDB_WRITE_BUFFER_MB x 2 per partition), the block cache (STOCKSYNC_ROCKSDB_BLOCK_CACHE_MB per
+        partition: it fills as data is read, up to that) and the SST files' indexes and filters."""
+        found = dict.fromkeys(_MEMORY_PROPERTIES, 0)
+        for database in list(self.open_databases().values()):
+            for kind, name in _MEMORY_PROPERTIES.items():
+                found[kind] += int(database.property_int_value(name) or 0)
+        return found
+
+
+_MEMORY_PROPERTIES = {"memtables": "rocksdb.cur-size-all-mem-tables", "block_cache": "rocksdb.block-cache-usage",
+                      "table_readers": "rocksdb.estimate-table-readers-mem"}

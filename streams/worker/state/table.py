@@ -88,6 +88,10 @@ class StockTable:
         """Records and bytes held locally, per partition (the memory store: "all")."""
         return self.store.sizes()
 
+    def memory(self) -> dict[str, int]:
+        """Memory the local store holds outside Python, by what holds it."""
+        return self.store.memory()
+
     def input_offsets(self, partition: int) -> dict[str, int]:
         """Per input topic, the offset after the last movement of `partition` whose outputs were delivered."""
         raw = self.get(offsets_key(partition), partition)
