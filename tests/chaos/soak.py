@@ -50,10 +50,12 @@ class Soak:
 
     # --- the load ----------------------------------------------------------------------------------------------
     def _send_steadily(self, began: float, stop: threading.Event) -> None:
-        """The workload at `rate` movements a second, in 0.1 s slices, whatever the workers are going through."""
+        """The workload spread evenly over the run (`rate` movements a second, and the workload's re-sends and late
+        uploads on top), in 0.1 s slices, whatever the workers are going through."""
+        pace = len(self.movements) / self.seconds
         try:
             while not stop.is_set() and self.sent < len(self.movements):
-                due = min(len(self.movements), int((time.monotonic() - began) * self.rate))
+                due = min(len(self.movements), int((time.monotonic() - began) * pace))
                 if due > self.sent:
                     self.deployment.send(self.movements[self.sent:due], pack=10)
                     self.sent = due

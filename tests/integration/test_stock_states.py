@@ -5,13 +5,14 @@ reaches the feeds, a write-off is on the ledger with its reason, and units that 
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.channel import AtsUpdate, ChannelClient
-from streams.domain import Movement
+from streams.domain import Kind, Movement
 from streams.wire.records import movement_to_record
 from streams.wire.schemas import Schema
 from tests.integration.conftest import wait_for
@@ -92,3 +93,27 @@ def test_returns_inspection_release_and_write_off_through_the_channels(deploymen
     written_off = {(s.labels["state"], s.labels["reason"]): s.value
                    for s in families["stocksync_written_off_units"].samples if s.name.endswith("_total")}
     assert written_off == {("damaged", "damage"): 2.0}
+
+
+def test_a_state_change_that_overtook_its_units_is_sent_again_by_the_chaos_run_and_applies(
+        deployment: Deployment) -> None:
+    """What the chaos run does with `insufficient_in_state` letters (a re-routed movement overtaken): sent again
+    from the dead letter as it was, each applies once its units are there."""
+    from tests.chaos.run import send_again_what_came_too_early
+
+    deployment.apply_network(NETWORK)
+    deployment.start_worker("w1")
+    at = int(time.time() * 1000) - 10_000
+    release = Movement(Kind.ADJUSTMENT, "early-release", "wms", "RED-1", "w1", 2, at + 2, state="quarantine",
+                       to_state="sellable")
+    deployment.send_applied([Movement(Kind.RECEIPT, "red-in", "wms", "RED-1", "w1", 5, at)])
+    deployment.send([release])
+    wait_for(lambda: len(deployment.read(deployment.registry.deadletter.name)) == 1, 30, "the early release's letter")
+    deployment.send_applied([Movement(Kind.ADJUSTMENT, "red-q", "wms", "RED-1", "w1", 3, at + 1,
+                                      to_state="quarantine")])
+    assert send_again_what_came_too_early(deployment) == 1
+    stocks, history = deployment.replay_ledger()
+    assert "early-release" in {e["event_id"] for e in history}
+    position = stocks["RED-1"].position("w1")
+    assert (position.on_hand, position.quarantine) == (4, 1)
+    deployment.assert_outputs_match(stocks)
