@@ -67,9 +67,15 @@ class InputReader:
 
     async def on_revoked(self) -> None:
         """At a rebalance: finish the batch in hand; nothing more is read until faust has assigned and
-        recovered the new partitions (another worker may own them by then)."""
+        recovered the new partitions (another worker may own them by then). A partition fenced meanwhile (its new
+        owner started its transactions first) committed nothing of the batch: its new owner reads it from the
+        recorded offsets, and the rebalance goes on (raised here, it would stop the worker)."""
         self.revoking = True
-        await self.batcher.flush()
+        try:
+            await self.batcher.flush()
+        except Fenced:  # logged where it happened
+            self.batcher.drop()
+            self.assigned = frozenset()
 
     def on_assigned(self) -> None:
         self.revoking = False

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.worker.flow.reader import in_time_order
+from streams.worker.flow.reader import InputReader, in_time_order
+from streams.worker.flow.transactions import Fenced
 
 
 @dataclass(frozen=True)
@@ -43,3 +45,21 @@ def test_partitions_with_rising_timestamps_merge_into_time_order(per_partition: 
 def test_a_receipt_before_a_reservation_on_another_topic_comes_first() -> None:
     reservation, receipt = Record("web.sales", 0, 1_005), Record("wms.restock", 0, 1_000)
     assert list(in_time_order([[reservation], [receipt]])) == [receipt, reservation]
+
+
+def test_a_partition_fenced_while_its_batch_is_finished_at_a_rebalance_does_not_stop_the_worker() -> None:
+    """A worker cut off long enough that another took its partitions: the batch it finishes at the rebalance is
+    fenced. That batch committed nothing and is the new owner's to read; the rebalance goes on."""
+    class FencedBatcher:
+        dropped = 0
+
+        async def flush(self) -> None:
+            raise Fenced(2, "Failed to add partitions to transaction: fenced by a newer instance")
+
+        def drop(self) -> None:
+            self.dropped += 1
+
+    batcher = FencedBatcher()
+    reader = InputReader(set, None, "group", batcher, list, None)  # type: ignore[arg-type]
+    asyncio.run(reader.on_revoked())
+    assert reader.revoking and batcher.dropped == 1 and reader.assigned == frozenset()
