@@ -60,6 +60,8 @@ EXPIRY_EVENT_PREFIX = f"{WORKER_EVENT_PREFIX}expired:"  # + "<channel>:<reservat
 SALES_SIDE = frozenset({Kind.SALE, Kind.RETURN} | RESERVATION_KINDS) - WORKER_MADE
 SUPPLY_SIDE = frozenset({Kind.RECEIPT, Kind.ADJUSTMENT, Kind.COUNT, Kind.TRANSFER_OUT, Kind.TRANSFER_IN,
                          Kind.SAFETY_STOCK})
+# The kinds that may move units into or out of a state other than sellable (and carry a reason for it).
+STATE_KINDS = frozenset({Kind.RETURN, Kind.ADJUSTMENT})
 _ABSOLUTE = frozenset({Kind.COUNT, Kind.SAFETY_STOCK})  # their quantity is the new figure, not a change
 _CLOSING = frozenset({Kind.RESERVATION_RELEASED, Kind.RESERVATION_FULFILLED, Kind.RESERVATION_EXPIRED})
 _TRANSFERS = frozenset({Kind.TRANSFER_OUT, Kind.TRANSFER_IN})

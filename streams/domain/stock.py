@@ -36,6 +36,7 @@ from streams.domain.history import (
 from streams.domain.movements import (
     DELTA_KINDS,
     MAX_QUANTITY,
+    STATE_KINDS,
     UNSELLABLE_STATES,
     WORKER_EVENT_PREFIX,
     Kind,
@@ -249,7 +250,7 @@ class SkuStock:
             position = self.position(m.location)
             if abs(position.on_hand + m.delta) > MAX_ON_HAND:
                 return "out_of_range"
-            for state, units in m.state_deltas if m.kind in _STATE_KINDS else ():
+            for state, units in m.state_deltas if m.kind in STATE_KINDS else ():
                 # A state is not a fact that may go negative as sellable stock may: only what is in it leaves it.
                 if position.in_state(state) + units < 0:
                     return "insufficient_in_state"
@@ -323,7 +324,7 @@ class SkuStock:
         if change is not None:
             changes.append(change)
         anomalies = ("negative_on_hand",) if change is not None and change.after.on_hand < 0 else ()
-        state_deltas = m.state_deltas if m.kind in _STATE_KINDS else ()
+        state_deltas = m.state_deltas if m.kind in STATE_KINDS else ()
         if state_deltas:  # never absorbed: counts count sellable units only
             changes.append(self._change_states(m.location, state_deltas))
         status = Status.ABSORBED if absorbed and not state_deltas else Status.APPLIED
@@ -572,9 +573,6 @@ class SkuStock:
         Kind.RESERVATION_EXPIRED: _close,
     }
 
-
-# The kinds that may put units into a state other than sellable, or take them out of one.
-_STATE_KINDS = frozenset({Kind.RETURN, Kind.ADJUSTMENT})
 
 # Units leaving a location to a customer: what the sales rate counts (returns are not netted off).
 _SALE_KINDS = frozenset({Kind.SALE, Kind.RESERVATION_FULFILLED})

@@ -12,7 +12,7 @@ from typing import Any
 
 from streams.domain import Network, Outcome, SkuStock, Status, affected_channels, channel_ats
 from streams.domain.ats import line_figures
-from streams.domain.movements import SELLABLE, WRITTEN_OFF, Kind
+from streams.domain.movements import SELLABLE, STATE_KINDS, WRITTEN_OFF, Kind
 from streams.domain.orders import ORDER_EVENT_PREFIX, hold_step, placed_hold
 from streams.domain.stock import MAX_ON_HAND, Reservation, ReservationDecision
 from streams.domain.transfers import transfer_suggestions
@@ -180,7 +180,7 @@ def _why(outcome: Outcome) -> str:
     """For an applied adjustment, state change or return: the reason it gave (on the ledger, where a write-off's
     or a damaged return's units are accounted for)."""
     m = outcome.movement
-    if m.kind in _GIVES_REASONS and outcome.status is Status.APPLIED:
+    if m.kind in STATE_KINDS and outcome.status is Status.APPLIED:
         return m.reason
     return ""
 
@@ -194,12 +194,10 @@ def count_outcomes(outcomes: Sequence[Outcome]) -> None:
         metrics.ANOMALIES.labels(anomaly).inc(count)
     for o in outcomes:
         m = o.movement
-        if o.status is not Status.APPLIED or m.kind not in _GIVES_REASONS:
+        if o.status is not Status.APPLIED or m.kind not in STATE_KINDS:
             continue
         if m.kind is Kind.RETURN:
             metrics.RETURNED_UNITS.labels(m.channel, m.returned_via or "unknown", m.returned_to).inc(m.quantity)
         elif m.to_state == WRITTEN_OFF:
             metrics.WRITTEN_OFF_UNITS.labels(m.state or SELLABLE, m.reason).inc(m.quantity)
 
-
-_GIVES_REASONS = frozenset({Kind.ADJUSTMENT, Kind.RETURN})
